@@ -1,0 +1,86 @@
+"""Every setting of robotjobs, typed, in one place: read from the environment and an optional `.env` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing import Annotated
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VAR_DIR = PROJECT_ROOT / "var"
+
+
+class Settings(BaseSettings):
+    """The settings of every robotjobs process (webhook, flows, runner, simulator, CLI)."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = Field(
+        default=f"sqlite:///{VAR_DIR / 'robotjobs.db'}",
+        description="SQLAlchemy URL of the domain database; PostgreSQL in production "
+        "(postgresql+psycopg://user@host/db).",
+    )
+    credentials_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key that encrypts carrier portal passwords at rest. "
+        "When unset, a key is generated once into var/credentials.key (local use only).",
+    )
+
+    # The robot and how it reaches us.
+    robot_url: str = Field(default="http://127.0.0.1:8100", description="Base URL of the robot service.")
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Base URL at which the robot reaches our webhook (the callback URL is built from it).",
+    )
+    robot_dispatch_timeout_s: float = Field(default=15.0, description="Timeout of the dispatch request.")
+    callback_seconds_per_item: int = Field(default=30, description="Suspend timeout: seconds per order.")
+    callback_base_seconds: int = Field(default=300, description="Suspend timeout: fixed seconds per batch.")
+
+    # Webhook.
+    webhook_legacy_secret: SecretStr | None = Field(
+        default=None,
+        description="Global X-Callback-Secret accepted for robots dispatched before per-job secrets existed. "
+        "Off when unset.",
+    )
+    webhook_signing_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Standard Webhooks secrets (whsec_...), comma separated; several at once for rotation.",
+    )
+    webhook_timestamp_tolerance_s: int = Field(default=300, description="Allowed clock skew of webhook-timestamp.")
+    webhook_max_body_bytes: int = Field(default=1_048_576, description="Largest callback body accepted (413 above).")
+    api_token: SecretStr | None = Field(
+        default=None, description="Bearer token of the read API (/api/jobs/...). The read API is closed when unset."
+    )
+
+    # Scheduled maintenance.
+    reconciler_enabled: bool = Field(default=True, description="Turns the every-minute reconciler off without a deploy.")
+    automations_enabled: bool = Field(default=True, description="Turns the automation runner off without a deploy.")
+
+    # Automations.
+    whatsapp_base_url: str = Field(default="http://127.0.0.1:8200", description="WhatsApp provider API base URL.")
+    whatsapp_token: SecretStr | None = Field(default=None, description="WhatsApp provider API token.")
+    webhook_action_allow_private: bool = Field(
+        default=False, description="Let the automation 'webhook' action call loopback/private addresses."
+    )
+
+    @field_validator("webhook_signing_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def callback_url(self) -> str:
+        return f"{self.public_base_url.rstrip('/')}/api/webhooks/robot-callback"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (and `.env`), with explicit overrides for tests."""
+    return Settings(**overrides)

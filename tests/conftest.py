@@ -1,0 +1,80 @@
+"""Shared fixtures: one database per test session (SQLite file, or a fresh PostgreSQL database), emptied per test.
+
+Choose the database with ROBOTJOBS_TEST_DATABASE: `sqlite` (default) or a PostgreSQL server URL such as
+`postgresql+psycopg://postgres@127.0.0.1:5432/test`. For PostgreSQL the session creates its own database on that
+server (so parallel runs never share rows) and drops it at the end. An unreachable server fails the run: a
+PostgreSQL run that silently skips would prove nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import make_url
+
+from domain.db import UnitOfWork, make_engine
+from domain.migrate import upgrade
+
+TEST_DATABASE = os.environ.get("ROBOTJOBS_TEST_DATABASE", "sqlite")
+
+
+def _admin_url(server_url: str):
+    return make_url(server_url).set(database="postgres")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    if TEST_DATABASE == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'robotjobs-test.db'}"
+        return
+    import psycopg
+
+    url = make_url(TEST_DATABASE)
+    name = f"rj_test_{uuid.uuid4().hex[:10]}"
+    conninfo = dict(host=url.host, port=url.port or 5432, user=url.username, dbname="postgres")
+    if url.password:
+        conninfo["password"] = url.password
+    try:
+        with psycopg.connect(**conninfo, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:  # fail, never skip: see the module docstring
+        pytest.exit(f"PostgreSQL at {url.host}:{url.port} is unreachable: {exc}", returncode=3)
+    yield url.set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(**conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def migrated_engine(database_url):
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def empty_all_tables(engine) -> None:
+    metadata = MetaData()
+    metadata.reflect(engine)
+    tables = [t for t in metadata.sorted_tables if t.name != "alembic_version"]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("TRUNCATE " + ", ".join(f'"{t.name}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(tables):
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def engine(migrated_engine):
+    """The session's migrated engine, with every table emptied before the test."""
+    empty_all_tables(migrated_engine)
+    return migrated_engine
+
+
+@pytest.fixture
+def uow(engine):
+    """A factory of units of work: `with uow() as tx: ...; tx.commit()`."""
+    return lambda **kwargs: UnitOfWork(engine, **kwargs)
