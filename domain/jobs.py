@@ -1,0 +1,503 @@
+"""Robot jobs: creation from orders, the job state machine (pending → processing → completed | failed), retry.
+
+Every transition is a guarded `UPDATE ... WHERE status IN (...) RETURNING`, so a late timeout can never overwrite
+`completed` and two callers can never both win the same transition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from domain import outbox
+from domain.coverage import Rejection, validate_destination
+from domain.errors import (
+    ActiveJobExists,
+    JobNotRetryable,
+    MissingCarrierConfig,
+    NothingToDispatch,
+    OrdersNotDispatchable,
+    UnknownJob,
+    UnknownStage,
+    UnknownWorkspace,
+)
+from domain.models import (
+    ACTIVE_JOB_STATUSES,
+    COORDINADORA,
+    FINISHED_JOB_STATUSES,
+    SHIPMENT,
+    CarrierConfig,
+    Contact,
+    DispatchState,
+    ErrorType,
+    ItemStatus,
+    JobStatus,
+    Order,
+    RobotJob,
+    RobotJobItem,
+    Stage,
+    Workspace,
+    utcnow,
+)
+from domain.robot_input import build_pedido_input, is_cash_on_delivery
+
+ALL_REJECTED_REASON = "Ningún pedido pasó la validación de cobertura"
+ALL_FAILED_REASON = "Ningún pedido fue creado por el robot"
+TIMEOUT_MESSAGE = "Tiempo de espera agotado. El servicio del robot no respondio a tiempo."
+
+
+@dataclass(frozen=True)
+class RejectedOrder:
+    order_id: str
+    order_name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class JobCreated:
+    job: RobotJob
+    created: bool  # False when an idempotency key returned an existing job
+    rejected: list[RejectedOrder] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ItemView:
+    item: RobotJobItem
+    order: Order
+    contact: Contact | None
+
+
+@dataclass(frozen=True)
+class JobView:
+    job: RobotJob
+    items: list[ItemView]
+
+
+# --- reading ----------------------------------------------------------------------------------------------------
+
+
+def get_job(session: Session, job_id: str) -> RobotJob:
+    job = session.get(RobotJob, job_id, populate_existing=True)
+    if job is None:
+        raise UnknownJob(f"Trabajo de robot desconocido: {job_id}", job_id=job_id)
+    return job
+
+
+def get_job_view(session: Session, job_id: str) -> JobView:
+    job = get_job(session, job_id)
+    rows = session.exec(
+        select(RobotJobItem, Order, Contact)
+        .join(Order, Order.id == RobotJobItem.order_id)
+        .join(Contact, Contact.id == Order.contact_id, isouter=True)
+        .where(RobotJobItem.job_id == job_id)
+        .order_by(RobotJobItem.created_at, Order.name)
+    ).all()
+    return JobView(job=job, items=[ItemView(item=i, order=o, contact=c) for i, o, c in rows])
+
+
+def pending_item_count(session: Session, job_id: str) -> int:
+    return session.exec(
+        select(func.count()).select_from(RobotJobItem).where(
+            RobotJobItem.job_id == job_id, RobotJobItem.status == ItemStatus.PENDING
+        )
+    ).one()
+
+
+def jobs_past_deadline(session: Session, *, now: datetime | None = None) -> list[str]:
+    now = now or utcnow()
+    return list(
+        session.exec(
+            select(RobotJob.id).where(RobotJob.status == JobStatus.PROCESSING, RobotJob.deadline_at < now)
+        )
+    )
+
+
+# --- creating ---------------------------------------------------------------------------------------------------
+
+
+def create_robot_job(
+    session: Session,
+    *,
+    workspace_id: str,
+    order_ids: list[str] | None = None,
+    stage_id: str | None = None,
+    idempotency_key: str | None = None,
+    retry_of_job_id: str | None = None,
+    carrier: str = COORDINADORA,
+) -> JobCreated:
+    """One job with one item per chosen order; orders outside coverage become already-failed items."""
+    if session.get(Workspace, workspace_id) is None:
+        raise UnknownWorkspace(f"Workspace desconocido: {workspace_id}", workspace_id=workspace_id)
+    if idempotency_key:
+        existing = _job_by_key(session, workspace_id, idempotency_key)
+        if existing is not None:
+            return JobCreated(job=existing, created=False, rejected=_rejected_of(session, existing.id))
+    config = session.exec(
+        select(CarrierConfig).where(CarrierConfig.workspace_id == workspace_id, CarrierConfig.carrier == carrier)
+    ).first()
+    if config is None:
+        raise MissingCarrierConfig(f"El workspace no tiene configurada la transportadora {carrier}", carrier=carrier)
+    orders = _choose_orders(session, workspace_id, order_ids, stage_id or (None if order_ids else config.dispatch_stage_id))
+    active = session.exec(
+        select(RobotJob.id).where(
+            RobotJob.workspace_id == workspace_id,
+            RobotJob.carrier == carrier,
+            RobotJob.job_type == SHIPMENT,
+            col(RobotJob.status).in_(ACTIVE_JOB_STATUSES),
+        )
+    ).first()
+    if active is not None:
+        raise _active_job_exists(active)
+
+    job = RobotJob(
+        workspace_id=workspace_id,
+        carrier=carrier,
+        idempotency_key=idempotency_key,
+        retry_of_job_id=retry_of_job_id,
+        total_items=len(orders),
+    )
+    contacts = _contacts_of(session, orders)
+    items, rejected = [], []
+    now = utcnow()
+    for order in orders:
+        contact = contacts.get(order.contact_id or "")
+        destination = validate_destination(
+            session,
+            city=order.shipping_city,
+            department=order.shipping_department,
+            cash_on_delivery=is_cash_on_delivery(order),
+            carrier=carrier,
+        )
+        if isinstance(destination, Rejection):
+            rejected.append(RejectedOrder(order_id=order.id, order_name=order.name, reason=destination.reason))
+            items.append(
+                RobotJobItem(
+                    job_id=job.id,
+                    order_id=order.id,
+                    status=ItemStatus.ERROR,
+                    error_type=ErrorType.VALIDATION,
+                    error_message=destination.reason,
+                    completed_at=now,
+                )
+            )
+        else:
+            items.append(
+                RobotJobItem(
+                    job_id=job.id, order_id=order.id, robot_input=build_pedido_input(order, contact, destination, config)
+                )
+            )
+    job.error_count = len(rejected)
+    if len(rejected) == len(orders):
+        job.status = JobStatus.FAILED
+        job.failure_reason = ALL_REJECTED_REASON
+        job.finished_at = now
+
+    try:
+        # A savepoint: if a concurrent request won the race, the caller's transaction stays usable.
+        with session.begin_nested():
+            session.add(job)
+            session.flush()
+            session.add_all(items)
+            session.flush()
+    except IntegrityError:
+        if idempotency_key:
+            existing = _job_by_key(session, workspace_id, idempotency_key)
+            if existing is not None:
+                return JobCreated(job=existing, created=False, rejected=_rejected_of(session, existing.id))
+        raise _active_job_exists(None) from None
+    if job.status == JobStatus.FAILED:
+        _emit_batch_completed(session, job)
+    return JobCreated(job=job, created=True, rejected=rejected)
+
+
+def _active_job_exists(job_id: str | None) -> ActiveJobExists:
+    return ActiveJobExists(
+        "Ya hay un lote de envíos activo para este workspace; espere a que termine", active_job_id=job_id
+    )
+
+
+def _job_by_key(session: Session, workspace_id: str, key: str) -> RobotJob | None:
+    return session.exec(
+        select(RobotJob).where(RobotJob.workspace_id == workspace_id, RobotJob.idempotency_key == key)
+    ).first()
+
+
+def _rejected_of(session: Session, job_id: str) -> list[RejectedOrder]:
+    rows = session.exec(
+        select(RobotJobItem, Order)
+        .join(Order, Order.id == RobotJobItem.order_id)
+        .where(
+            RobotJobItem.job_id == job_id,
+            RobotJobItem.error_type == ErrorType.VALIDATION,
+            col(RobotJobItem.robot_input).is_(None),
+        )
+    ).all()
+    return [RejectedOrder(order_id=o.id, order_name=o.name, reason=i.error_message or "") for i, o in rows]
+
+
+def _contacts_of(session: Session, orders: list[Order]) -> dict[str, Contact]:
+    ids = {o.contact_id for o in orders if o.contact_id}
+    if not ids:
+        return {}
+    return {c.id: c for c in session.exec(select(Contact).where(col(Contact.id).in_(ids)))}
+
+
+def _dispatch_problem(order: Order) -> str | None:
+    if order.archived:
+        return "archivado"
+    if order.closed:
+        return "cerrado"
+    if order.tracking_number:
+        return f"ya tiene guía {order.tracking_number}"
+    return None
+
+
+def _choose_orders(
+    session: Session, workspace_id: str, order_ids: list[str] | None, stage_id: str | None
+) -> list[Order]:
+    if order_ids:
+        wanted = list(dict.fromkeys(order_ids))
+        found = {o.id: o for o in session.exec(select(Order).where(col(Order.id).in_(wanted)))}
+        problems = {}
+        for order_id in wanted:
+            order = found.get(order_id)
+            if order is None or order.workspace_id != workspace_id:
+                problems[order_id] = "no existe en este workspace"
+            elif (problem := _dispatch_problem(order)) is not None:
+                problems[order_id] = problem
+        if problems:
+            listed = "; ".join(f"{oid}: {why}" for oid, why in problems.items())
+            raise OrdersNotDispatchable(f"Pedidos que no se pueden despachar: {listed}", problems=problems)
+        orders = [found[order_id] for order_id in wanted]
+    elif stage_id:
+        stage = session.get(Stage, stage_id)
+        if stage is None:
+            raise UnknownStage(f"Etapa desconocida: {stage_id}", stage_id=stage_id)
+        orders = list(
+            session.exec(
+                select(Order)
+                .where(
+                    Order.workspace_id == workspace_id,
+                    Order.stage_id == stage_id,
+                    Order.archived == False,  # noqa: E712
+                    Order.closed == False,  # noqa: E712
+                    col(Order.tracking_number).is_(None),
+                )
+                .order_by(Order.created_at, Order.name)
+            )
+        )
+    else:
+        raise NothingToDispatch("Indique los pedidos (por id) o la etapa de la que se despachan")
+    if not orders:
+        raise NothingToDispatch("No hay pedidos para despachar en la selección")
+    return orders
+
+
+# --- lifecycle --------------------------------------------------------------------------------------------------
+
+
+def start_job(
+    session: Session,
+    job_id: str,
+    *,
+    flow_run_id: str | None,
+    seconds_per_item: int = 30,
+    base_seconds: int = 300,
+    now: datetime | None = None,
+) -> RobotJob:
+    """pending → processing, with the callback deadline (N × 30 s + 5 min). A no-op for a job already started."""
+    now = now or utcnow()
+    pending = pending_item_count(session, job_id)
+    session.execute(
+        update(RobotJob)
+        .where(RobotJob.id == job_id, RobotJob.status == JobStatus.PENDING)
+        .values(
+            status=JobStatus.PROCESSING,
+            flow_run_id=flow_run_id,
+            deadline_at=now + timedelta(seconds=pending * seconds_per_item + base_seconds),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if flow_run_id:
+        # A rerun of a crashed flow is a new flow run: it, not the dead one, is the run to resume.
+        session.execute(
+            update(RobotJob)
+            .where(RobotJob.id == job_id, RobotJob.status == JobStatus.PROCESSING)
+            .values(flow_run_id=flow_run_id)
+            .execution_options(synchronize_session=False)
+        )
+    return get_job(session, job_id)
+
+
+def claim_dispatch(session: Session, job_id: str, *, callback_secret_hash: str, now: datetime | None = None) -> bool:
+    """Take the one right to send this job to the robot. True exactly once per job, whatever reruns happen."""
+    claimed = session.execute(
+        update(RobotJob)
+        .where(
+            RobotJob.id == job_id,
+            RobotJob.status == JobStatus.PROCESSING,
+            RobotJob.dispatch_state == DispatchState.NOT_DISPATCHED,
+        )
+        .values(
+            dispatch_state=DispatchState.CLAIMED,
+            callback_secret_hash=callback_secret_hash,
+            dispatched_at=now or utcnow(),
+            updated_at=now or utcnow(),
+        )
+        .returning(RobotJob.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return claimed is not None
+
+
+def mark_dispatch_accepted(session: Session, job_id: str) -> None:
+    session.execute(
+        update(RobotJob)
+        .where(RobotJob.id == job_id, RobotJob.dispatch_state == DispatchState.CLAIMED)
+        .values(dispatch_state=DispatchState.ACCEPTED, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def fail_job(
+    session: Session,
+    job_id: str,
+    *,
+    reason: str,
+    error_type: ErrorType | str,
+    error_message: str,
+    dispatch_refused: bool = False,
+    now: datetime | None = None,
+) -> bool:
+    """Fail an active job and turn every pending item into an error. False if the job had already finished."""
+    now = now or utcnow()
+    values: dict = {"status": JobStatus.FAILED, "failure_reason": reason[:1000], "finished_at": now, "updated_at": now}
+    if dispatch_refused:
+        values["dispatch_state"] = DispatchState.REFUSED
+    # The job row is locked first, as record_results does, so the two can never deadlock.
+    failed = session.execute(
+        update(RobotJob)
+        .where(RobotJob.id == job_id, col(RobotJob.status).in_(ACTIVE_JOB_STATUSES))
+        .values(**values)
+        .returning(RobotJob.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if failed is None:
+        if session.get(RobotJob, job_id) is None:
+            raise UnknownJob(f"Trabajo de robot desconocido: {job_id}", job_id=job_id)
+        return False
+    closed = session.execute(
+        update(RobotJobItem)
+        .where(RobotJobItem.job_id == job_id, RobotJobItem.status == ItemStatus.PENDING)
+        .values(
+            status=ItemStatus.ERROR,
+            error_type=str(error_type),
+            error_message=error_message[:1000],
+            completed_at=now,
+            updated_at=now,
+        )
+        .returning(RobotJobItem.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    session.execute(
+        update(RobotJob)
+        .where(RobotJob.id == job_id)
+        .values(error_count=RobotJob.error_count + len(closed))
+        .execution_options(synchronize_session=False)
+    )
+    _emit_batch_completed(session, get_job(session, job_id))
+    return True
+
+
+def finish_if_complete(session: Session, job_id: str, *, now: datetime | None = None) -> RobotJob | None:
+    """processing → completed (≥ 1 success) | failed, once every item is terminal. Returns the job if it finished now."""
+    now = now or utcnow()
+    finished = session.execute(
+        update(RobotJob)
+        .where(
+            RobotJob.id == job_id,
+            col(RobotJob.status).in_(ACTIVE_JOB_STATUSES),
+            RobotJob.success_count + RobotJob.error_count >= RobotJob.total_items,
+        )
+        .values(
+            status=_case_completed(),
+            failure_reason=_case_failure_reason(),
+            finished_at=now,
+            updated_at=now,
+        )
+        .returning(RobotJob.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if finished is None:
+        return None
+    job = get_job(session, job_id)
+    _emit_batch_completed(session, job)
+    return job
+
+
+def _case_completed():
+    from sqlalchemy import case
+
+    return case((RobotJob.success_count > 0, JobStatus.COMPLETED.value), else_=JobStatus.FAILED.value)
+
+
+def _case_failure_reason():
+    from sqlalchemy import case
+
+    return case((RobotJob.success_count > 0, None), else_=ALL_FAILED_REASON)
+
+
+def _emit_batch_completed(session: Session, job: RobotJob) -> None:
+    outbox.add_event(
+        session,
+        event_type=outbox.BATCH_COMPLETED,
+        workspace_id=job.workspace_id,
+        aggregate_id=job.id,
+        payload={
+            "job_id": job.id,
+            "flow_run_id": job.flow_run_id,
+            "status": job.status,
+            "success_count": job.success_count,
+            "error_count": job.error_count,
+            "total_items": job.total_items,
+        },
+    )
+
+
+# --- retry ------------------------------------------------------------------------------------------------------
+
+
+def retry_failed_items(session: Session, job_id: str, *, idempotency_key: str | None = None) -> JobCreated:
+    """A new job holding only the failed orders of a finished job, linked to it. Retrying twice gives one job."""
+    job = get_job(session, job_id)
+    if job.status not in FINISHED_JOB_STATUSES:
+        raise JobNotRetryable("Solo se reintentan lotes terminados", job_id=job_id, status=job.status)
+    failed_orders = list(
+        session.exec(
+            select(Order.id)
+            .join(RobotJobItem, RobotJobItem.order_id == Order.id)
+            .where(
+                RobotJobItem.job_id == job_id,
+                RobotJobItem.status == ItemStatus.ERROR,
+                col(Order.tracking_number).is_(None),
+                Order.archived == False,  # noqa: E712
+                Order.closed == False,  # noqa: E712
+            )
+            .order_by(RobotJobItem.created_at)
+        )
+    )
+    if not failed_orders:
+        raise JobNotRetryable("El lote no tiene pedidos fallidos por reintentar", job_id=job_id)
+    return create_robot_job(
+        session,
+        workspace_id=job.workspace_id,
+        order_ids=failed_orders,
+        idempotency_key=idempotency_key or f"retry:{job_id}",
+        retry_of_job_id=job_id,
+        carrier=job.carrier,
+    )

@@ -1,0 +1,205 @@
+"""Orders: the one update path (every change emits `field.changed`), stage moves and the event context."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlmodel import Session, select
+
+from domain import outbox
+from domain.errors import InvalidField, StageNotInPipeline, UnknownOrder, UnknownStage
+from domain.models import Contact, Order, Stage, utcnow
+
+STANDARD_FIELDS = (
+    "name",
+    "total_value",
+    "units",
+    "shipping_address",
+    "shipping_city",
+    "shipping_department",
+    "tracking_number",
+    "carrier",
+    "tags",
+    "archived",
+    "closed",
+)
+CUSTOM_PREFIX = "custom_fields."
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def order_context(session: Session, order: Order) -> dict[str, Any]:
+    """The order and contact data every order event carries (what automations offer as variables)."""
+    return _context(order, session.get(Contact, order.contact_id) if order.contact_id else None)
+
+
+def _context(order: Order, contact: Contact | None) -> dict[str, Any]:
+    return {
+        "order": {
+            "id": order.id,
+            "name": order.name,
+            "total_value": _jsonable(order.total_value),
+            "tracking_number": order.tracking_number,
+            "carrier": order.carrier,
+            "shipping_address": order.shipping_address,
+            "shipping_city": order.shipping_city,
+            "shipping_department": order.shipping_department,
+            "pipeline_id": order.pipeline_id,
+            "stage_id": order.stage_id,
+            "tags": list(order.tags or []),
+            "custom_fields": dict(order.custom_fields or {}),
+        },
+        "contact": {
+            "id": contact.id if contact else None,
+            "name": contact.name if contact else None,
+            "phone": contact.phone if contact else None,
+            "email": contact.email if contact else None,
+        },
+    }
+
+
+def get_order_for_update(session: Session, order_id: str) -> Order:
+    order = session.exec(select(Order).where(Order.id == order_id).with_for_update()).first()
+    if order is None:
+        raise UnknownOrder(f"Pedido desconocido: {order_id}", order_id=order_id)
+    return order
+
+
+def _coerce(field: str, value: Any) -> Any:
+    if field == "total_value":
+        try:
+            return Decimal(str(value))
+        except (InvalidOperation, ValueError) as exc:
+            raise InvalidField(f"total_value debe ser un número: {value!r}", field=field) from exc
+    if field == "units":
+        if not isinstance(value, int) or value < 1:
+            raise InvalidField(f"units debe ser un entero ≥ 1: {value!r}", field=field)
+    if field == "tags" and not (isinstance(value, list) and all(isinstance(tag, str) for tag in value)):
+        raise InvalidField("tags debe ser una lista de textos", field=field)
+    if field in ("archived", "closed") and not isinstance(value, bool):
+        raise InvalidField(f"{field} debe ser verdadero o falso", field=field)
+    return value
+
+
+def update_order(session: Session, order_id: str, *, changes: dict[str, Any], depth: int = 0) -> list[str]:
+    """Apply `changes` (standard fields, or `custom_fields.<key>`); emit one `field.changed` per changed field."""
+    return update_orders(session, {order_id: changes}, depth=depth)[order_id]
+
+
+def update_orders(
+    session: Session, changes_by_order: dict[str, dict[str, Any]], *, depth: int = 0
+) -> dict[str, list[str]]:
+    """Set-based `update_order` for many orders at once (one SELECT, batched UPDATEs and event INSERTs)."""
+    ids = sorted(changes_by_order)  # a fixed lock order: two batches touching the same orders cannot deadlock
+    orders = {
+        order.id: order
+        for order in session.exec(select(Order).where(Order.id.in_(ids)).order_by(Order.id).with_for_update())
+    }
+    missing = [order_id for order_id in ids if order_id not in orders]
+    if missing:
+        raise UnknownOrder(f"Pedido desconocido: {missing[0]}", order_ids=missing)
+    contact_ids = {order.contact_id for order in orders.values() if order.contact_id}
+    contacts = {c.id: c for c in session.exec(select(Contact).where(Contact.id.in_(contact_ids)))} if contact_ids else {}
+    changed_fields: dict[str, list[str]] = {}
+    pending_events: list[tuple[Order, list[tuple[str, Any, Any]]]] = []
+    for order_id in ids:
+        order = orders[order_id]
+        changed = _apply_changes(order, changes_by_order[order_id])
+        changed_fields[order_id] = [field for field, _, _ in changed]
+        if changed:
+            order.updated_at = utcnow()
+            session.add(order)
+            pending_events.append((order, changed))
+    session.flush()
+    for order, changed in pending_events:
+        context = _context(order, contacts.get(order.contact_id or ""))
+        for field, old, new in changed:
+            outbox.add_event(
+                session,
+                event_type=outbox.FIELD_CHANGED,
+                workspace_id=order.workspace_id,
+                aggregate_id=order.id,
+                payload={"field": field, "old_value": _jsonable(old), "new_value": _jsonable(new), **context},
+                depth=depth,
+                flush=False,
+            )
+    session.flush()
+    return changed_fields
+
+
+def _apply_changes(order: Order, changes: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    changed: list[tuple[str, Any, Any]] = []
+    custom = dict(order.custom_fields or {})
+    for field, raw in changes.items():
+        if field.startswith(CUSTOM_PREFIX) and len(field) > len(CUSTOM_PREFIX):
+            key = field[len(CUSTOM_PREFIX) :]
+            if custom.get(key) != raw:
+                changed.append((field, custom.get(key), raw))
+                custom[key] = raw
+            continue
+        if field not in STANDARD_FIELDS:
+            raise InvalidField(f"Campo de pedido desconocido: {field}", field=field)
+        value = _coerce(field, raw)
+        old = getattr(order, field)
+        if old != value:
+            changed.append((field, old, value))
+            setattr(order, field, value)
+    if any(field.startswith(CUSTOM_PREFIX) for field, _, _ in changed):
+        order.custom_fields = custom
+    return changed
+
+
+def move_order_to_stage(session: Session, order_id: str, *, stage_id: str, depth: int = 0) -> bool:
+    """Move an order to another stage of its own pipeline; emits `order.stage_changed`. False if already there."""
+    order = get_order_for_update(session, order_id)
+    stage = session.get(Stage, stage_id)
+    if stage is None:
+        raise UnknownStage(f"Etapa desconocida: {stage_id}", stage_id=stage_id)
+    if stage.pipeline_id != order.pipeline_id:
+        raise StageNotInPipeline(
+            "La etapa no pertenece al pipeline del pedido", stage_id=stage_id, pipeline_id=order.pipeline_id
+        )
+    if order.stage_id == stage_id:
+        return False
+    from_stage = order.stage_id
+    order.stage_id = stage_id
+    order.updated_at = utcnow()
+    session.add(order)
+    session.flush()
+    outbox.add_event(
+        session,
+        event_type=outbox.ORDER_STAGE_CHANGED,
+        workspace_id=order.workspace_id,
+        aggregate_id=order.id,
+        payload={
+            "pipeline_id": order.pipeline_id,
+            "from_stage_id": from_stage,
+            "to_stage_id": stage_id,
+            **order_context(session, order),
+        },
+        depth=depth,
+    )
+    return True
+
+
+def create_order(session: Session, order: Order, *, depth: int = 0) -> Order:
+    """Add an order and emit `order.created`."""
+    stage = session.get(Stage, order.stage_id)
+    if stage is None or stage.pipeline_id != order.pipeline_id:
+        raise StageNotInPipeline("La etapa no pertenece al pipeline del pedido", stage_id=order.stage_id)
+    session.add(order)
+    session.flush()
+    outbox.add_event(
+        session,
+        event_type=outbox.ORDER_CREATED,
+        workspace_id=order.workspace_id,
+        aggregate_id=order.id,
+        payload=order_context(session, order),
+        depth=depth,
+    )
+    return order

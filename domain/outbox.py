@@ -1,0 +1,137 @@
+"""The outbox: domain events written in the caller's transaction, then claimed and delivered by their consumer.
+
+Delivery is at-least-once: a consumer claims events under a lease (`locked_until`), delivers, then marks them
+delivered; a crashed consumer's lease expires and another one takes the events again. On PostgreSQL concurrent
+consumers skip each other's rows (`FOR UPDATE SKIP LOCKED`); on SQLite `BEGIN IMMEDIATE` serialises the claim.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, update
+from sqlmodel import Session, select
+
+from domain.models import OutboxEvent, utcnow
+
+# Consumers
+AUTOMATIONS = "automations"
+RESUME = "resume"
+
+# Event types
+ROBOT_COORD_COMPLETED = "robot.coord.completed"
+FIELD_CHANGED = "field.changed"
+ORDER_STAGE_CHANGED = "order.stage_changed"
+ORDER_CREATED = "order.created"
+BATCH_COMPLETED = "robot.batch.completed"
+
+_CONSUMER_OF = {
+    ROBOT_COORD_COMPLETED: AUTOMATIONS,
+    FIELD_CHANGED: AUTOMATIONS,
+    ORDER_STAGE_CHANGED: AUTOMATIONS,
+    ORDER_CREATED: AUTOMATIONS,
+    BATCH_COMPLETED: RESUME,
+}
+
+
+def add_event(
+    session: Session,
+    *,
+    event_type: str,
+    workspace_id: str,
+    aggregate_id: str,
+    payload: dict[str, Any],
+    depth: int = 0,
+    flush: bool = True,
+) -> OutboxEvent:
+    """Write an event in the caller's transaction: it exists if and only if the change that caused it commits."""
+    event = OutboxEvent(
+        event_type=event_type,
+        consumer=_CONSUMER_OF[event_type],
+        workspace_id=workspace_id,
+        aggregate_id=aggregate_id,
+        payload=payload,
+        depth=depth,
+    )
+    session.add(event)
+    if flush:  # bulk writers pass flush=False and flush once, so the INSERTs are batched
+        session.flush()
+    return event
+
+
+def claim_events(
+    session: Session,
+    *,
+    consumer: str,
+    worker_id: str,
+    limit: int = 50,
+    lease_seconds: int = 60,
+    now: datetime | None = None,
+) -> list[OutboxEvent]:
+    """Lease up to `limit` due, undelivered events of `consumer` to `worker_id`, oldest first."""
+    now = now or utcnow()
+    due = (
+        select(OutboxEvent.id)
+        .where(
+            OutboxEvent.consumer == consumer,
+            OutboxEvent.delivered_at.is_(None),
+            OutboxEvent.available_at <= now,
+            or_(OutboxEvent.locked_until.is_(None), OutboxEvent.locked_until < now),
+        )
+        .order_by(OutboxEvent.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)  # rendered on PostgreSQL only
+    )
+    claimed = session.scalars(
+        update(OutboxEvent)
+        .where(OutboxEvent.id.in_(due.scalar_subquery()))
+        .values(locked_by=worker_id, locked_until=now + timedelta(seconds=lease_seconds), attempts=OutboxEvent.attempts + 1)
+        .returning(OutboxEvent)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted(claimed, key=lambda event: event.id)
+
+
+def mark_delivered(session: Session, event_id: str, *, now: datetime | None = None) -> bool:
+    result = session.execute(
+        update(OutboxEvent)
+        .where(OutboxEvent.event_id == event_id, OutboxEvent.delivered_at.is_(None))
+        .values(delivered_at=now or utcnow(), locked_by=None, locked_until=None, last_error=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def mark_failed(
+    session: Session, event_id: str, *, error: str, retry_in_seconds: float, now: datetime | None = None
+) -> None:
+    """Release the lease and make the event due again after `retry_in_seconds`."""
+    now = now or utcnow()
+    session.execute(
+        update(OutboxEvent)
+        .where(OutboxEvent.event_id == event_id, OutboxEvent.delivered_at.is_(None))
+        .values(
+            available_at=now + timedelta(seconds=retry_in_seconds),
+            locked_by=None,
+            locked_until=None,
+            last_error=error[:2000],
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def undelivered(session: Session, *, consumer: str | None = None, event_type: str | None = None) -> list[OutboxEvent]:
+    query = select(OutboxEvent).where(OutboxEvent.delivered_at.is_(None))
+    if consumer:
+        query = query.where(OutboxEvent.consumer == consumer)
+    if event_type:
+        query = query.where(OutboxEvent.event_type == event_type)
+    return list(session.exec(query.order_by(OutboxEvent.id)))
+
+
+def events_of(session: Session, *, event_type: str, aggregate_id: str | None = None) -> list[OutboxEvent]:
+    query = select(OutboxEvent).where(OutboxEvent.event_type == event_type)
+    if aggregate_id:
+        query = query.where(OutboxEvent.aggregate_id == aggregate_id)
+    return list(session.exec(query.order_by(OutboxEvent.id)))
