@@ -60,7 +60,8 @@ class UnitOfWork:
 
     def __exit__(self, *exc_info: object) -> None:
         assert self.session is not None
-        self.session.rollback()
+        # close() rolls back whatever was not committed; unlike rollback() it does not expire the loaded
+        # objects, so callers may read what a use case returned after the block.
         self.session.close()
 
     def commit(self) -> None:

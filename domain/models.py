@@ -257,7 +257,7 @@ class RobotJobItem(SQLModel, table=True):
     error_type: str | None = Field(default=None, max_length=20)
     error_message: str | None = Field(default=None, max_length=1000)
     # The pedidoInput sent to the robot (None for orders rejected before dispatch). Never holds credentials.
-    robot_input: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    robot_input: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
     completed_at: datetime | None = _ts(nullable=True)

@@ -1,0 +1,227 @@
+"""Recording results: first terminal result wins, counters exact under concurrency, nothing partial on failure."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+from sqlalchemy import event
+from sqlmodel import func, select
+
+from domain import outbox
+from domain.errors import ItemNotInJob, UnknownItem
+from domain.jobs import get_job, get_job_view
+from domain.models import Order, OutboxEvent, RobotJobItem
+from domain.results import ItemResult, record_batch_results, record_item_result
+
+
+def ok(item_id, tracking="7600123"):
+    return ItemResult(item_id=item_id, status="success", tracking_number=tracking)
+
+
+def err(item_id, message="Error fatal en el procesamiento del batch", kind="unknown"):
+    return ItemResult(item_id=item_id, status="error", error_type=kind, error_message=message)
+
+
+def _events(tx, event_type):
+    return outbox.events_of(tx.session, event_type=event_type)
+
+
+def test_success_ships_the_order_and_fires_the_trigger_once(uow, dispatched_job):
+    job_id, items = dispatched_job()
+    with uow() as tx:
+        outcome = record_item_result(tx.session, ok(items[0], "10107"))
+        tx.commit()
+    assert outcome.changed and outcome.item_status == "success" and not outcome.job_finished
+    with uow() as tx:
+        item = tx.session.get(RobotJobItem, items[0])
+        order = tx.session.get(Order, item.order_id)
+        assert (order.tracking_number, order.carrier) == ("10107", "COORDINADORA")
+        fields = sorted(e.payload["field"] for e in _events(tx, outbox.FIELD_CHANGED))
+        assert fields == ["carrier", "tracking_number"]
+        [completed] = _events(tx, outbox.ROBOT_COORD_COMPLETED)
+        assert completed.payload["order"]["tracking_number"] == "10107"
+        assert completed.payload["contact"]["name"] == "Elena Beltrán"
+        assert completed.payload["item_id"] == items[0] and completed.consumer == outbox.AUTOMATIONS
+        assert get_job(tx.session, job_id).success_count == 1
+
+
+def test_error_changes_only_the_item(uow, dispatched_job):
+    job_id, items = dispatched_job()
+    with uow() as tx:
+        record_item_result(tx.session, err(items[0], "No se encontró el municipio", "portal"))
+        tx.commit()
+    with uow() as tx:
+        item = tx.session.get(RobotJobItem, items[0])
+        assert (item.status, item.error_type, item.error_message) == ("error", "portal", "No se encontró el municipio")
+        assert tx.session.get(Order, item.order_id).tracking_number is None
+        assert tx.session.exec(select(func.count()).select_from(OutboxEvent)).one() == 0
+        assert get_job(tx.session, job_id).error_count == 1 + 5  # 5 rejected before dispatch
+
+
+def test_duplicates_and_success_then_error_change_nothing(uow, dispatched_job):
+    job_id, items = dispatched_job()
+    with uow() as tx:
+        record_item_result(tx.session, ok(items[0]))
+        tx.commit()
+    for late in (ok(items[0], "other"), err(items[0])):
+        with uow() as tx:
+            outcome = record_item_result(tx.session, late)
+            tx.commit()
+        assert not outcome.changed and outcome.item_status == "success"
+    with uow() as tx:
+        job = get_job(tx.session, job_id)
+        assert (job.success_count, job.error_count) == (1, 5)
+        assert len(_events(tx, outbox.ROBOT_COORD_COMPLETED)) == 1
+        assert tx.session.get(RobotJobItem, items[0]).tracking_number == "7600123"
+
+
+def test_unknown_item_and_item_of_another_job_are_refused(uow, dispatched_job):
+    job_id, items = dispatched_job()
+    with uow() as tx, pytest.raises(UnknownItem):
+        record_item_result(tx.session, ok("itm_nope"))
+    with uow() as tx, pytest.raises(ItemNotInJob):
+        record_item_result(tx.session, ok(items[0]), job_id="another-job")
+    with uow() as tx, pytest.raises(ItemNotInJob):
+        record_batch_results(tx.session, job_id, [ok(items[0]), ok("itm_of_someone_else")])
+    with uow() as tx:
+        assert tx.session.get(RobotJobItem, items[0]).status == "pending"
+
+
+def test_the_last_result_completes_the_job_once(uow, dispatched_job):
+    job_id, items = dispatched_job()
+    with uow() as tx:
+        outcome = record_batch_results(tx.session, job_id, [ok(i, f"T{n}") for n, i in enumerate(items)])
+        tx.commit()
+    assert outcome.job_finished and outcome.job_status == "completed" and outcome.changed_count == len(items)
+    with uow() as tx:
+        again = record_batch_results(tx.session, job_id, [err(i) for i in items])
+        tx.commit()
+        assert not again.job_finished and again.changed_count == 0
+        [done] = _events(tx, outbox.BATCH_COMPLETED)
+        assert done.payload["status"] == "completed" and done.payload["flow_run_id"] == "flow-run-1"
+
+
+def test_all_errors_fail_the_job(uow, dispatched_job):
+    job_id, items = dispatched_job()
+    with uow() as tx:
+        outcome = record_batch_results(tx.session, job_id, [err(i, "Login fallido en el portal de Coordinadora", "portal") for i in items])
+        tx.commit()
+    assert outcome.job_status == "failed"
+    with uow() as tx:
+        assert get_job(tx.session, job_id).failure_reason
+
+
+def test_a_batch_repeating_an_item_counts_it_once(uow, dispatched_job):
+    job_id, items = dispatched_job()
+    with uow() as tx:
+        outcome = record_batch_results(tx.session, job_id, [ok(items[0], "A"), err(items[0]), ok(items[1], "B")])
+        tx.commit()
+    assert [o.changed for o in outcome.outcomes] == [True, False, True]
+    with uow() as tx:
+        assert get_job(tx.session, job_id).success_count == 2
+
+
+def test_fifty_threads_posting_the_same_result_make_one_transition(uow, dispatched_job):
+    job_id, items = dispatched_job()
+    barrier = threading.Barrier(50)
+    changed, errors = [], []
+
+    def post():
+        try:
+            barrier.wait()
+            with uow() as tx:
+                outcome = record_item_result(tx.session, ok(items[0]))
+                tx.commit()
+            changed.append(outcome.changed)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=post) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and changed.count(True) == 1 and len(changed) == 50
+    with uow() as tx:
+        assert get_job(tx.session, job_id).success_count == 1
+        assert len(_events(tx, outbox.ROBOT_COORD_COMPLETED)) == 1
+
+
+def test_many_items_duplicates_and_reorders_at_once_keep_counters_exact(uow, dispatched_job):
+    job_id, items = dispatched_job()
+    rng = random.Random(7)
+    posts = []
+    for n, item in enumerate(items):
+        first = ok(item, f"T{n}") if n % 3 else err(item, "No se encontró el municipio", "portal")
+        posts += [first, first, err(item)]  # duplicate + the fatal path's re-report
+    rng.shuffle(posts)
+    errors = []
+
+    def worker(chunk):
+        for result in chunk:
+            try:
+                with uow() as tx:
+                    record_item_result(tx.session, result)
+                    tx.commit()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(posts[k::8],)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with uow() as tx:
+        view = get_job_view(tx.session, job_id)
+        job = view.job
+        successes = sum(1 for v in view.items if v.item.status == "success")
+        failures = sum(1 for v in view.items if v.item.status == "error")
+        assert (job.success_count, job.error_count) == (successes, failures)
+        assert job.success_count + job.error_count == job.total_items and job.status == "completed"
+        assert len(_events(tx, outbox.BATCH_COMPLETED)) == 1
+        assert len(_events(tx, outbox.ROBOT_COORD_COMPLETED)) == successes
+
+
+def test_failure_between_item_write_and_event_write_leaves_nothing(uow, dispatched_job, monkeypatch):
+    job_id, items = dispatched_job()
+    real_add = outbox.add_event
+
+    def failing_add(session, **kwargs):
+        if kwargs["event_type"] == outbox.ROBOT_COORD_COMPLETED:
+            raise RuntimeError("injected")
+        return real_add(session, **kwargs)
+
+    monkeypatch.setattr(outbox, "add_event", failing_add)
+    with uow() as tx, pytest.raises(RuntimeError, match="injected"):
+        record_item_result(tx.session, ok(items[0]))
+        tx.commit()
+    monkeypatch.undo()
+    with uow() as tx:
+        item = tx.session.get(RobotJobItem, items[0])
+        assert item.status == "pending"
+        assert tx.session.get(Order, item.order_id).tracking_number is None
+        assert get_job(tx.session, job_id).success_count == 0
+        assert tx.session.exec(select(func.count()).select_from(OutboxEvent)).one() == 0
+
+
+def test_failure_at_commit_leaves_nothing(uow, dispatched_job):
+    job_id, items = dispatched_job()
+    with uow() as tx:
+        def boom(session):
+            raise RuntimeError("commit failed")
+
+        event.listen(tx.session, "before_commit", boom)
+        record_item_result(tx.session, ok(items[0]))
+        with pytest.raises(RuntimeError):
+            tx.commit()
+    with uow() as tx:
+        assert tx.session.get(RobotJobItem, items[0]).status == "pending"
+        assert tx.session.exec(select(func.count()).select_from(OutboxEvent)).one() == 0
+
+
+def test_success_without_tracking_number_is_invalid():
+    with pytest.raises(ValueError, match="trackingNumber"):
+        ItemResult(item_id="itm_x", status="success")
