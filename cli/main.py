@@ -1,0 +1,177 @@
+"""`robotjobs` command: submit, status, summary, retry, jobs, workspaces (and set-up helpers: migrate, seed-demo)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import TextIO
+
+from sqlmodel import select
+
+from cli.deployments import RETRY_DEPLOYMENT, SUBMIT_DEPLOYMENT, Deployments, PrefectDeployments, ui_url_of
+from domain.db import UnitOfWork, make_engine
+from domain.errors import DomainError
+from domain.jobs import get_job_view
+from domain.models import FINISHED_JOB_STATUSES, CarrierConfig, RobotJob, Stage, Workspace
+from domain.settings import get_settings
+from domain.summary import batch_summary, format_cop, render_summary_text
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robotjobs", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    submit = sub.add_parser("submit", help="send a batch to the robot (through the submit-robot-job deployment)")
+    submit.add_argument("--workspace", required=True, help="workspace id")
+    which = submit.add_mutually_exclusive_group()
+    which.add_argument("--stage", help="stage id whose orders are dispatched (default: the workspace's dispatch stage)")
+    which.add_argument("--orders", help="comma-separated order ids")
+    submit.add_argument("--key", help="idempotency key: the same key returns the same batch")
+    submit.add_argument("--wait", action="store_true", help="wait until the batch finishes and print its summary")
+    submit.add_argument("--timeout", type=float, default=600, help="seconds to wait with --wait")
+    for name, text in (("status", "a batch's state and items"), ("summary", "a batch's summary (operators' format)")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("job_id")
+    retry = sub.add_parser("retry", help="send a finished batch's failed orders again, as a new batch")
+    retry.add_argument("job_id")
+    jobs = sub.add_parser("jobs", help="recent batches")
+    jobs.add_argument("--workspace", help="only this workspace")
+    jobs.add_argument("--limit", type=int, default=20)
+    sub.add_parser("workspaces", help="workspaces, their dispatch stage and stages")
+    sub.add_parser("migrate", help="upgrade the database schema to the latest migration")
+    seed = sub.add_parser("seed-demo", help="create a demo workspace with orders to dispatch")
+    seed.add_argument("--name", default="Tienda Demo")
+    return parser
+
+
+class Cli:
+    def __init__(self, *, out: TextIO, deployments: Deployments, database_url: str | None = None):
+        self.settings = get_settings() if database_url is None else get_settings(database_url=database_url)
+        self.engine = make_engine(self.settings.database_url)
+        self.out = out
+        self.deployments = deployments
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out)
+
+    # --- commands ---------------------------------------------------------------------------------------------
+
+    def submit(self, args: argparse.Namespace) -> int:
+        orders = {"order_ids": [o.strip() for o in args.orders.split(",") if o.strip()]} if args.orders else {}
+        if args.stage:
+            orders = {"stage_id": args.stage}
+        request = {"workspace_id": args.workspace, "orders": orders, "idempotency_key": args.key}
+        run = self.deployments.trigger(SUBMIT_DEPLOYMENT, {"request": request})
+        self.say(f"Lote solicitado: ejecución {run.flow_run_id}")
+        self.say(f"Prefect UI: {run.ui_url}")
+        if not args.wait:
+            return 0
+        job = self._wait_for_job(args.workspace, run.flow_run_id, args.timeout)
+        if job is None:
+            self.say("El lote no terminó a tiempo; siga su avance con `robotjobs status <lote>`.")
+            return 1
+        return self.summary(argparse.Namespace(job_id=job.id))
+
+    def _wait_for_job(self, workspace_id: str, since_run: str, timeout: float) -> RobotJob | None:
+        deadline, started, job = time.monotonic() + timeout, time.monotonic(), None
+        while time.monotonic() < deadline:
+            with UnitOfWork(self.engine, readonly=True) as uow:
+                job = uow.session.exec(
+                    select(RobotJob).where(RobotJob.workspace_id == workspace_id).order_by(RobotJob.created_at.desc())
+                ).first()
+            if job is not None and job.status in FINISHED_JOB_STATUSES and job.created_at.timestamp() >= started - 120:
+                return job
+            time.sleep(1)
+        return None
+
+    def status(self, args: argparse.Namespace) -> int:
+        with UnitOfWork(self.engine, readonly=True) as uow:
+            view = get_job_view(uow.session, args.job_id)
+        job = view.job
+        self.say(f"Lote {job.id}  estado: {job.status}")
+        self.say(f"  exitosos {job.success_count}  con error {job.error_count}  total {job.total_items}"
+                 f"  pendientes {sum(1 for v in view.items if v.item.status == 'pending')}")
+        if job.failure_reason:
+            self.say(f"  motivo: {job.failure_reason}")
+        if job.flow_run_id:
+            self.say(f"  Prefect UI: {ui_url_of(job.flow_run_id)}")
+        if job.retry_of_job_id:
+            self.say(f"  reintento del lote {job.retry_of_job_id}")
+        self.say("")
+        self.say(f"  {'pedido':<14}{'estado':<9}{'guía':<14}{'ciudad':<24}{'valor':>11}  detalle")
+        for v in view.items:
+            city = (v.item.robot_input or {}).get("ciudad") or (v.order.shipping_city or "")
+            detail = v.item.error_message or ""
+            self.say(f"  {v.order.name:<14}{v.item.status:<9}{v.item.tracking_number or '':<14}{city[:23]:<24}"
+                     f"{format_cop(v.order.total_value):>11}  {detail}")
+        return 0
+
+    def summary(self, args: argparse.Namespace) -> int:
+        with UnitOfWork(self.engine, readonly=True) as uow:
+            summary = batch_summary(uow.session, args.job_id)
+        self.out.write(render_summary_text(summary))
+        self.say(f"Exitosos: {summary.success_count}  Con error: {summary.error_count}  Total: {summary.total_items}")
+        return 0
+
+    def retry(self, args: argparse.Namespace) -> int:
+        run = self.deployments.trigger(RETRY_DEPLOYMENT, {"request": {"job_id": args.job_id}})
+        self.say(f"Reintento solicitado: ejecución {run.flow_run_id}")
+        self.say(f"Prefect UI: {run.ui_url}")
+        return 0
+
+    def jobs(self, args: argparse.Namespace) -> int:
+        with UnitOfWork(self.engine, readonly=True) as uow:
+            query = select(RobotJob).order_by(RobotJob.created_at.desc()).limit(args.limit)
+            if args.workspace:
+                query = query.where(RobotJob.workspace_id == args.workspace)
+            rows = uow.session.exec(query).all()
+        self.say(f"{'lote':<38}{'estado':<12}{'ok':>4}{'err':>5}{'total':>6}  creado")
+        for job in rows:
+            self.say(f"{job.id:<38}{job.status:<12}{job.success_count:>4}{job.error_count:>5}{job.total_items:>6}"
+                     f"  {job.created_at:%Y-%m-%d %H:%M}")
+        return 0
+
+    def workspaces(self, _args: argparse.Namespace) -> int:
+        with UnitOfWork(self.engine, readonly=True) as uow:
+            for ws in uow.session.exec(select(Workspace).order_by(Workspace.created_at)).all():
+                config = uow.session.exec(select(CarrierConfig).where(CarrierConfig.workspace_id == ws.id)).first()
+                self.say(f"{ws.name}  id: {ws.id}")
+                if config and config.dispatch_stage_id:
+                    stage = uow.session.get(Stage, config.dispatch_stage_id)
+                    self.say(f"  etapa de despacho: {stage.name if stage else '?'}  id: {config.dispatch_stage_id}")
+        return 0
+
+    def migrate(self, _args: argparse.Namespace) -> int:
+        from domain.migrate import upgrade
+
+        upgrade(self.settings.database_url)
+        self.say("Esquema actualizado")
+        return 0
+
+    def seed_demo(self, args: argparse.Namespace) -> int:
+        from domain.credentials import load_credentials_key
+        from domain.seed import seed_demo
+
+        with UnitOfWork(self.engine) as uow:
+            demo = seed_demo(uow.session, credentials_key=load_credentials_key(self.settings), name=args.name)
+            uow.commit()
+        self.say(f"Workspace demo: {demo.workspace_id}  ({len(demo.order_ids)} pedidos en 'Por despachar')")
+        return 0
+
+
+def main(argv: list[str] | None = None, *, out: TextIO | None = None, deployments: Deployments | None = None,
+         database_url: str | None = None) -> int:
+    args = _parser().parse_args(argv)
+    cli = Cli(out=out or sys.stdout, deployments=deployments or PrefectDeployments(), database_url=database_url)
+    handler = getattr(cli, args.command.replace("-", "_"))
+    try:
+        return handler(args)
+    except DomainError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        cli.engine.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
