@@ -3,7 +3,7 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-from domain import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from domain import automation_models, models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from domain.db import make_engine
 from domain.settings import get_settings
 
