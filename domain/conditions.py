@@ -7,10 +7,10 @@ operators compare numbers and are false when either side is not a number.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
 
+from domain.money import to_decimal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 MAX_NESTING = 5
@@ -47,7 +47,7 @@ class Condition(BaseModel):
     def _value_fits_operator(self) -> "Condition":
         if self.operator in _LIST_OPERATORS and not isinstance(self.value, list):
             raise ValueError(f"El operador '{self.operator}' necesita una lista de valores")
-        if self.operator in _NUMERIC_OPERATORS and _number(self.value) is None:
+        if self.operator in _NUMERIC_OPERATORS and to_decimal(self.value) is None:
             raise ValueError(f"El operador '{self.operator}' necesita un valor numérico")
         if self.operator not in _UNARY_OPERATORS and self.operator not in _LIST_OPERATORS and self.value is None:
             raise ValueError(f"El operador '{self.operator}' necesita un valor")
@@ -90,21 +90,12 @@ def _depth(group: ConditionGroup) -> int:
     return 1 + max((_depth(item) for item in group.conditions if isinstance(item, ConditionGroup)), default=0)
 
 
-def _number(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        return None
-
-
 def _norm(value: Any) -> str:
     return str(value).strip().casefold()
 
 
 def _equal(left: Any, right: Any) -> bool:
-    left_number, right_number = _number(left), _number(right)
+    left_number, right_number = to_decimal(left), to_decimal(right)
     if left_number is not None and right_number is not None:
         return left_number == right_number  # "139900.00" equals 139900
     if left is None or right is None:
@@ -144,7 +135,7 @@ def evaluate_condition(condition: Condition, variables: dict[str, Any]) -> bool:
         return any(_equal(actual, item) for item in expected)
     if op is Operator.NOT_IN:
         return not any(_equal(actual, item) for item in expected)
-    left, right = _number(actual), _number(expected)
+    left, right = to_decimal(actual), to_decimal(expected)
     if left is None or right is None:
         return False
     return {

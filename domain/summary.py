@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from decimal import ROUND_HALF_UP, Decimal
 
 from sqlmodel import Session
 
 from domain.coverage import department_abbreviation, normalize
 from domain.jobs import ItemView, get_job_view
 from domain.models import ItemStatus
+from domain.money import format_cop
 from domain.robot_input import _last_digits
-
-
-def format_cop(value: Decimal | int | float | str | None) -> str:
-    """Colombian pesos: `$139.900` (`.` for thousands, no decimals)."""
-    amount = Decimal(str(value or 0)).quantize(Decimal("1"), rounding=ROUND_HALF_UP)
-    sign = "-" if amount < 0 else ""
-    return f"{sign}${abs(int(amount)):,}".replace(",", ".")
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,12 @@ A missing variable renders as empty text; `render` reports which ones were missi
 from __future__ import annotations
 
 import re
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
+
+from domain.money import format_cop, to_decimal
 
 VARIABLE_PATTERN = re.compile(r"\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
 
@@ -33,28 +35,9 @@ class Rendered(BaseModel):
     missing: list[str]
 
 
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        return None
-
-
-def format_cop(value: Any) -> str:
-    """Colombian pesos as operators write them: `$139.900` ('.' thousands, no decimals); '' if not a number."""
-    amount = _decimal(value)
-    if amount is None:
-        return ""
-    whole = int(amount.quantize(Decimal("1"), rounding=ROUND_HALF_UP))
-    sign = "-" if whole < 0 else ""
-    return f"{sign}${abs(whole):,}".replace(",", ".")
-
-
 def _plain_number(value: Any) -> Any:
     """`139900.00` → `139900`: users write amounts without cents."""
-    amount = _decimal(value)
+    amount = to_decimal(value)
     if amount is None:
         return value
     normalized = amount.quantize(Decimal("1")) if amount == amount.to_integral_value() else amount.normalize()
