@@ -1,0 +1,80 @@
+"""A real gunicorn serving the webhook on a free loopback port, for tests and the benchmark; stopped by its PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+GUNICORN_CONF = PROJECT_ROOT / "webhook" / "gunicorn.conf.py"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class GunicornServer:
+    """`with GunicornServer(env=..., worker_class=...) as server: server.url`; stderr goes to `server.log_path`."""
+
+    def __init__(self, *, env: dict[str, str], log_path: Path, worker_class: str = "sync", workers: int = 2,
+                 threads: int = 1, extra_args: list[str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._env = {
+            **os.environ,
+            **env,
+            "ROBOTJOBS_WEBHOOK_BIND": f"127.0.0.1:{self.port}",
+            "ROBOTJOBS_WEBHOOK_WORKER_CLASS": worker_class,
+            "ROBOTJOBS_WEBHOOK_WORKERS": str(workers),
+            "ROBOTJOBS_WEBHOOK_THREADS": str(threads),
+            "ROBOTJOBS_WEBHOOK_ACCESSLOG": env.get("ROBOTJOBS_WEBHOOK_ACCESSLOG", "-"),
+            "PYTHONPATH": str(PROJECT_ROOT),
+        }
+        self._args = extra_args or []
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "GunicornServer":
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [str(gunicorn), "-c", str(GUNICORN_CONF), *self._args],
+            cwd=PROJECT_ROOT,
+            env=self._env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"gunicorn did not become ready: {self.log_path.read_text()[-3000:]}")
+
+    def __exit__(self, *exc_info) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # gunicorn's graceful stop; its workers exit with it
+            try:
+                self.process.wait(timeout=25)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self._log.close()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")

@@ -1,0 +1,27 @@
+"""The webhook's place in the architecture: it never imports flows/, and builds nothing at import time."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+WEBHOOK = Path(__file__).resolve().parents[2] / "webhook"
+
+
+def test_webhook_never_imports_flows():
+    for path in WEBHOOK.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            assert not any(name == "flows" or name.startswith("flows.") for name in names), path.name
+
+
+def test_gunicorn_config_binds_loopback_by_default(monkeypatch):
+    monkeypatch.delenv("ROBOTJOBS_WEBHOOK_BIND", raising=False)
+    config: dict = {}
+    exec(compile((WEBHOOK / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), config)
+    assert config["bind"].startswith("127.0.0.1:")
+    assert config["wsgi_app"] == "webhook.app:create_app()" and config["preload_app"] is False

@@ -1,0 +1,116 @@
+"""The Flask application factory: the webhook process's one composition root (engine, secrets, notifiers)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, g, request
+from sqlalchemy import Engine
+
+from domain.db import make_engine
+from domain.settings import Settings, get_settings
+from webhook import callbacks, health, jobs_api, openapi
+from webhook.after_commit import AfterCommit, Notifier
+from webhook.auth import SecretChecker, SignatureVerifier
+from webhook.errors import register_error_handlers
+from webhook.logs import configure_logging, correlate, correlation, log
+
+@dataclass
+class AppState:
+    """What the routes share, kept in `app.extensions["robotjobs"]`."""
+
+    settings: Settings
+    engine: Engine
+    verifier: SignatureVerifier
+    secrets: SecretChecker
+    after_commit: AfterCommit
+    openapi: dict[str, Any] = field(default_factory=dict)
+
+    def notify_after_commit(self, job_id: str, *, finished: bool) -> None:
+        """Queue the resume when the job finished (the relay's includes progress), else a progress update."""
+        context = {key: value for key, value in correlation().items() if key != "job_id"}
+        self.after_commit.submit("resume" if finished else "progress", job_id, context)
+
+
+def _no_op(job_id: str) -> None:
+    return None
+
+
+def _relay_notifiers(engine: Engine) -> tuple[Notifier, Notifier]:
+    """The relay's after-commit resume (progress included) and progress artifact; no-ops if relay is absent."""
+    try:
+        from relay.progress import publish_progress
+        from relay.resume import resume_after_commit
+    except ImportError:  # a webhook deployed without Prefect: the reconciler resumes from the outbox
+        return _no_op, _no_op
+    return (lambda job_id: resume_after_commit(engine, job_id)), (lambda job_id: publish_progress(engine, job_id))
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    resume_notifier: Notifier | None = None,
+    progress_notifier: Notifier | None = None,
+    clock: Callable[[], float] = time.time,
+    log_level: str = "INFO",
+) -> Flask:
+    """Build the webhook app. Tests pass an engine, fake notifiers and a clock; gunicorn calls it with nothing."""
+    settings = settings or get_settings()
+    engine = engine or make_engine(settings.database_url)
+    configure_logging(log_level)
+    default_resume, default_progress = (
+        _relay_notifiers(engine) if resume_notifier is None or progress_notifier is None else (_no_op, _no_op)
+    )
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
+    app.json.ensure_ascii = False  # type: ignore[attr-defined] - Spanish text stays readable
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    state = AppState(
+        settings=settings,
+        engine=engine,
+        verifier=SignatureVerifier(
+            settings.webhook_signing_secrets, tolerance_s=settings.webhook_timestamp_tolerance_s, clock=clock
+        ),
+        secrets=SecretChecker(settings.webhook_legacy_secret),
+        after_commit=AfterCommit(
+            {"resume": resume_notifier or default_resume, "progress": progress_notifier or default_progress}
+        ),
+        openapi=openapi.build_openapi(settings.webhook_max_body_bytes),
+    )
+    app.extensions["robotjobs"] = state
+
+    @app.before_request
+    def _start_request() -> None:
+        g.started = time.monotonic()
+        incoming = request.headers.get("X-Request-Id", "")
+        # Only a short ASCII token is trusted as a correlation id; anything else is replaced.
+        request_id = incoming if incoming.isascii() and incoming.isprintable() and 0 < len(incoming) <= 64 else None
+        correlate(request_id=request_id or uuid.uuid4().hex)
+
+    @app.after_request
+    def _finish_request(response):
+        response.headers["X-Request-Id"] = g.get("correlation", {}).get("request_id", "")
+        if request.path not in ("/healthz", "/readyz"):
+            log(
+                "info",
+                "http_request",
+                method=request.method,
+                path=request.path,
+                status=response.status_code,
+                ms=round(1000 * (time.monotonic() - g.get("started", time.monotonic())), 1),
+                user_agent=request.headers.get("User-Agent", "")[:100],
+            )
+        return response
+
+    register_error_handlers(app)
+    for blueprint in (callbacks.bp, jobs_api.bp, health.bp, openapi.bp):
+        app.register_blueprint(blueprint)
+    log("info", "webhook_app_created", database=engine.dialect.name, signing_secrets=len(settings.webhook_signing_secrets),
+        legacy_secret_enabled=settings.webhook_legacy_secret is not None)
+    return app

@@ -1,0 +1,71 @@
+"""Structured JSON logs of the webhook app, each line carrying the request's correlation ids.
+
+Correlation ids (request, job, item, webhook-id, flow run) live in `flask.g` for the request and are added to every
+line logged through `log()`. Secrets never reach a log line: callers pass named fields, never headers or bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import g, has_request_context
+
+LOGGER_NAME = "robotjobs.webhook"
+logger = logging.getLogger(LOGGER_NAME)
+
+CORRELATION_KEYS = ("request_id", "job_id", "item_id", "webhook_id", "flow_run_id")
+
+
+def correlate(**ids: str | None) -> None:
+    """Remember correlation ids for every later line of this request."""
+    if not has_request_context():
+        return
+    current = g.setdefault("correlation", {})
+    current.update({key: value for key, value in ids.items() if value})
+
+
+def correlation() -> dict[str, Any]:
+    if not has_request_context():
+        return {}
+    return dict(g.get("correlation", {}))
+
+
+def log(level: str, event: str, *, exc_info: BaseException | None = None, **fields: Any) -> None:
+    """Log one event with its fields and the request's correlation ids."""
+    record_fields = {**correlation(), **fields}
+    logger.log(
+        logging.getLevelNamesMapping()[level.upper()],
+        event,
+        exc_info=exc_info,
+        extra={"event": event, "fields": record_fields},
+    )
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, event, correlation ids and fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": getattr(record, "event", record.getMessage()),
+        }
+        line.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Send the webhook's logs to stderr as JSON lines (once per process)."""
+    logger.setLevel(level)
+    if not any(getattr(handler, "_robotjobs", False) for handler in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        handler._robotjobs = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
