@@ -1,0 +1,69 @@
+"""The one dispatch of a job to the robot: claim in its own committed transaction, then send, at most once per job."""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import BaseModel, Field
+
+from domain.credentials import load_credentials_key
+from domain.db import UnitOfWork
+from domain.dispatch import build_dispatch_request, hash_callback_secret, new_callback_secret
+from domain.errors import DomainError
+from domain.jobs import claim_dispatch, fail_job, mark_dispatch_accepted
+from domain.models import ErrorType
+from domain.settings import Settings
+from flows.robot_client import DispatchRefused, dispatch_batch
+
+log = logging.getLogger("flows.dispatch")
+
+
+class DispatchResult(BaseModel):
+    """What the dispatch step did; holds no credentials and no callback secret."""
+
+    sent: bool = Field(description="This run sent the batch to the robot (False: another run had claimed it).")
+    accepted: bool = Field(default=False, description="The robot answered 2xx.")
+    status_code: int | None = Field(default=None, description="HTTP status of the robot's answer.")
+    reason: str | None = Field(default=None, description="Why the job failed at dispatch.")
+
+
+def _fail(engine, job_id: str, reason: str) -> None:
+    with UnitOfWork(engine) as uow:
+        fail_job(uow.session, job_id, reason=reason, error_type=ErrorType.DISPATCH, error_message=reason,
+                 dispatch_refused=True)
+        uow.commit()
+
+
+def dispatch_once(engine, settings: Settings, job_id: str) -> DispatchResult:
+    """Claim the job's dispatch (committed before any HTTP call), then POST it; a rerun finds it claimed."""
+    secret = new_callback_secret()
+    with UnitOfWork(engine) as uow:
+        claimed = claim_dispatch(uow.session, job_id, callback_secret_hash=hash_callback_secret(secret))
+        uow.commit()
+    if not claimed:
+        return DispatchResult(sent=False)
+    try:
+        with UnitOfWork(engine, readonly=True) as uow:
+            request = build_dispatch_request(
+                uow.session,
+                job_id,
+                callback_url=settings.callback_url,
+                callback_secret=secret,
+                credentials_key=load_credentials_key(settings),
+            )
+    except DomainError as exc:  # e.g. unreadable credentials: nothing was sent, and nothing will be
+        reason = f"No se pudo preparar el lote para el robot: {exc.message}"
+        _fail(engine, job_id, reason)
+        return DispatchResult(sent=False, reason=reason)
+    try:
+        answer = dispatch_batch(settings.robot_url, request, timeout_s=settings.robot_dispatch_timeout_s)
+    except DispatchRefused as exc:
+        log.warning("job %s: the robot did not take the batch: %s", job_id, exc.reason)
+        _fail(engine, job_id, exc.reason)
+        return DispatchResult(sent=True, status_code=exc.status_code, reason=exc.reason)
+    finally:
+        del request  # it holds the portal password: keep it no longer than the POST
+    with UnitOfWork(engine) as uow:
+        mark_dispatch_accepted(uow.session, job_id)
+        uow.commit()
+    return DispatchResult(sent=True, accepted=True, status_code=answer.status_code)

@@ -1,0 +1,134 @@
+"""Flow `orchestrate-robot-job`: one flow run per job — start, dispatch once, suspend until the batch completes,
+then finish from the database and publish the summary.
+
+A resumed (or crashed and rerun) flow run executes this body again from the top; every step is idempotent and
+the dispatch is claimed in the database, so the robot receives each job at most once.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.flow_runs import suspend_flow_run
+from prefect.runtime import flow_run
+from pydantic import BaseModel, Field
+
+from domain.db import UnitOfWork
+from domain.jobs import get_job, get_job_view, pending_item_count, start_job
+from domain.models import FINISHED_JOB_STATUSES, JobStatus
+from flows import runtime
+from flows.artifacts import publish_summary
+from flows.deployments import ORCHESTRATE
+from flows.dispatch import DispatchResult, dispatch_once
+from relay.progress import publish_progress
+from relay.run_input import BatchCompleted, pause_key
+
+
+class JobFailed(Exception):
+    """The job ended `failed`: the flow run fails with the job's reason."""
+
+
+class JobOutcome(BaseModel):
+    job_id: str
+    status: str = Field(description="Estado final del lote.")
+    success_count: int
+    error_count: int
+    total_items: int
+    failure_reason: str | None = None
+
+
+class JobSnapshot(BaseModel):
+    status: str
+    pending_items: int
+    dispatched_items: int
+
+
+# Side effects live in tasks; none is retried (retries 0 for dispatch) and none is cached: a rerun must
+# re-read the database, whose guards make each step idempotent.
+@task(name="start-job", retries=0, cache_policy=NO_CACHE, persist_result=False)
+def start_job_task(job_id: str, flow_run_id: str) -> JobSnapshot:
+    settings, engine = runtime.settings(), runtime.engine()
+    with UnitOfWork(engine) as uow:
+        start_job(
+            uow.session,
+            job_id,
+            flow_run_id=flow_run_id,
+            seconds_per_item=settings.callback_seconds_per_item,
+            base_seconds=settings.callback_base_seconds,
+        )
+        uow.commit()
+    publish_progress(engine, job_id)
+    return snapshot(job_id)
+
+
+@task(name="dispatch-to-robot", retries=0, cache_policy=NO_CACHE, persist_result=False)
+def dispatch_task(job_id: str) -> DispatchResult:
+    return dispatch_once(runtime.engine(), runtime.settings(), job_id)
+
+
+@task(name="read-job", retries=0, cache_policy=NO_CACHE, persist_result=False)
+def snapshot_task(job_id: str) -> JobSnapshot:
+    return snapshot(job_id)
+
+
+@task(name="publish-summary", retries=0, cache_policy=NO_CACHE, persist_result=False)
+def finish_task(job_id: str) -> JobOutcome:
+    engine = runtime.engine()
+    publish_progress(engine, job_id)
+    publish_summary(engine, job_id)
+    with UnitOfWork(engine, readonly=True) as uow:
+        job = get_job(uow.session, job_id)
+        return JobOutcome(
+            job_id=job.id,
+            status=job.status,
+            success_count=job.success_count,
+            error_count=job.error_count,
+            total_items=job.total_items,
+            failure_reason=job.failure_reason,
+        )
+
+
+def snapshot(job_id: str) -> JobSnapshot:
+    with UnitOfWork(runtime.engine(), readonly=True) as uow:
+        view = get_job_view(uow.session, job_id)
+        return JobSnapshot(
+            status=view.job.status,
+            pending_items=pending_item_count(uow.session, job_id),
+            dispatched_items=sum(1 for entry in view.items if entry.item.robot_input is not None),
+        )
+
+
+def suspend_timeout_s(dispatched_items: int) -> int:
+    settings = runtime.settings()
+    return dispatched_items * settings.callback_seconds_per_item + settings.callback_base_seconds
+
+
+@flow(name=ORCHESTRATE, retries=0, persist_result=False)
+def orchestrate_robot_job(job_id: str) -> JobOutcome:
+    """Send one robot job to the robot and wait, suspended, until every order has its result.
+
+    Args:
+        job_id: Id del lote (robot job) a enviar al robot.
+    """
+    logger = get_run_logger()
+    job = start_job_task(job_id, str(flow_run.get_id()))
+    if job.status not in FINISHED_JOB_STATUSES:
+        dispatch = dispatch_task(job_id)
+        logger.info("dispatch: %s", dispatch.model_dump(exclude_none=True))
+        job = snapshot_task(job_id)
+    # Callbacks can beat the robot's 200: suspend only if some item is still waiting for its result.
+    if job.status not in FINISHED_JOB_STATUSES and job.pending_items > 0:
+        # The process exits here; the resume (outbox "resume" event) runs this body again from the top.
+        completed = suspend_flow_run(
+            wait_for_input=BatchCompleted,
+            timeout=suspend_timeout_s(job.dispatched_items),
+            key=pause_key(job_id),
+        )
+        logger.info("resumed: %s", completed.model_dump())
+    # The database, not the run input, says how the job ended.
+    outcome = finish_task(job_id)
+    if outcome.status == JobStatus.FAILED:
+        raise JobFailed(f"Lote fallido: {outcome.failure_reason or 'sin motivo registrado'}")
+    if outcome.status != JobStatus.COMPLETED:
+        raise JobFailed(f"El lote sigue {outcome.status} tras reanudar; el reconciliador lo cerrará al vencer el plazo")
+    return outcome

@@ -1,0 +1,44 @@
+"""Serve every flow of robotjobs from this process (the local stack): `python -m flows.serve`.
+
+Production deploys the same flows to a process work pool with `prefect deploy --all` (prefect.yaml); both use the
+deployment names in flows/deployments.py. The runner polls every second so a resumed run starts within about a
+second (Prefect's default is 10 s).
+"""
+
+from __future__ import annotations
+
+import os
+
+from prefect import serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.settings import PREFECT_RUNNER_POLL_FREQUENCY, temporary_settings
+
+from flows.deployments import ORCHESTRATE, RECONCILE, RECONCILE_INTERVAL_S, RETRY, SUBMIT
+from flows.orchestrate import orchestrate_robot_job
+from flows.reconcile import reconcile
+from flows.submit import retry_failed_items, submit_robot_job
+
+POLL_SECONDS = int(os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY", "1"))
+
+
+def deployments() -> list:
+    return [
+        submit_robot_job.to_deployment(name=SUBMIT, description="Enviar pedidos al robot de Coordinadora"),
+        retry_failed_items.to_deployment(name=RETRY, description="Reintentar los pedidos fallidos de un lote"),
+        orchestrate_robot_job.to_deployment(name=ORCHESTRATE, description="Un lote: envío, espera y resumen"),
+        reconcile.to_deployment(
+            name=RECONCILE,
+            description="Mantenimiento cada minuto: lotes vencidos y reanudaciones perdidas",
+            interval=RECONCILE_INTERVAL_S,
+            concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
+        ),
+    ]
+
+
+def main() -> None:
+    with temporary_settings(updates={PREFECT_RUNNER_POLL_FREQUENCY: POLL_SECONDS}):
+        serve(*deployments(), limit=int(os.environ.get("ROBOTJOBS_RUNNER_LIMIT", "20")))
+
+
+if __name__ == "__main__":
+    main()

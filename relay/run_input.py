@@ -1,0 +1,33 @@
+"""The typed run input a suspended `orchestrate-robot-job` run waits for, shared by the flow and the resumer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from prefect.input import RunInput
+
+
+class BatchCompleted(RunInput):
+    """Every item of the job is terminal: the flow may finish (it re-reads the job from the database)."""
+
+    job_id: str = Field(description="Trabajo de robot que terminó.")
+    status: str = Field(description="Estado del trabajo al terminar: completed o failed.")
+    success_count: int = Field(default=0, description="Pedidos creados por el robot.")
+    error_count: int = Field(default=0, description="Pedidos con error.")
+    total_items: int = Field(default=0, description="Pedidos del lote.")
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> "BatchCompleted":
+        """From a `robot.batch.completed` outbox payload (extra keys such as flow_run_id are dropped)."""
+        return cls.model_validate({name: payload[name] for name in cls.model_fields if payload.get(name) is not None})
+
+
+def pause_key(job_id: str) -> str:
+    """The suspend key of a job's flow run: one suspension per job, whatever reruns happen."""
+    return f"robot-job-{job_id}"
+
+
+def response_key(job_id: str) -> str:
+    """Where Prefect stores the input a resume delivered (`<state name>-<pause key>-response`)."""
+    return f"suspended-{pause_key(job_id)}-response"

@@ -1,0 +1,47 @@
+"""`make up`: the local stack for operators, left running (Prefect UI on 127.0.0.1:4200); `make down` stops it."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from sqlmodel import select
+
+from domain.credentials import load_credentials_key
+from domain.db import UnitOfWork, make_engine
+from domain.models import Workspace
+from domain.seed import seed_demo
+from domain.settings import VAR_DIR, get_settings
+from stack.down import stop_recorded
+from stack.local import StackConfig, pids_file, start_stack, write_pids
+
+STATE_DIR = VAR_DIR / "stack"
+
+
+def main() -> int:
+    if pids_file(STATE_DIR).exists():
+        print("a stack recorded in var/stack/pids.json is still there: stopping it first")
+        stop_recorded(STATE_DIR)
+    stack = start_stack(
+        StackConfig(
+            state_dir=STATE_DIR, prefect_port=4200, webhook_port=8000, simulator_port=8100, whatsapp_port=8200,
+            ui=True, simulator_args=["--delay", "2"],
+        )
+    )
+    write_pids(stack, STATE_DIR)
+    settings = get_settings()
+    engine = make_engine(stack.database_url)
+    with UnitOfWork(engine) as uow:
+        if uow.session.exec(select(Workspace)).first() is None:
+            demo = seed_demo(uow.session, credentials_key=load_credentials_key(settings))
+            uow.commit()
+            print(f"seeded a demo workspace: {demo.workspace_id}")
+    print(json.dumps(stack.describe(), indent=2))
+    print(f"\nPrefect UI: {stack.ui_url}   (deployments: submit-robot-job, retry-failed-items, reconcile)")
+    print("CLI: PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/robotjobs workspaces")
+    print("stop with: make down")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""One real stack for every end-to-end test: a Prefect server (own PREFECT_HOME and SQLite), the served flows, the
+webhook under gunicorn and the robot simulator, all on 127.0.0.1, stopped by PID when the package's tests end.
+
+The stack has its own domain database (not the per-test-emptied one of tests/conftest.py), and each test works in
+its own workspace, so tests share the stack without sharing data.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+from sqlalchemy.engine import make_url
+
+from domain.db import make_engine
+from domain.migrate import upgrade
+from simulator.server import SimulatorHandle, start_simulator
+from stack.processes import PROJECT_ROOT, ManagedProcess, start_flow_runner, start_prefect_server, start_webhook
+from tests.conftest import TEST_DATABASE
+from tests.e2e.proxy import CuttableProxy
+
+# Short callback deadlines so "the robot never calls back" ends in seconds: N × 2 s + 15 s.
+SECONDS_PER_ITEM = 2
+BASE_SECONDS = 15
+
+
+@dataclass
+class Stack:
+    api_url: str
+    webhook_url: str
+    simulator: SimulatorHandle
+    serve: ManagedProcess
+    webhook: ManagedProcess
+    prefect_proxy: CuttableProxy
+    engine: object
+    credentials_key: str
+    log_dir: Path
+
+    def restart_simulator(self) -> None:
+        """Bring the simulator back on the same port (after a test stopped it to make the robot unreachable)."""
+        port = int(self.simulator.url.rsplit(":", 1)[1])
+        self.simulator = start_simulator(port=port, delay=0.1)
+
+
+def _e2e_database(tmp: Path):
+    """A database of the stack's own: a SQLite file, or a fresh PostgreSQL database on the test server."""
+    if TEST_DATABASE == "sqlite":
+        return f"sqlite:///{tmp / 'robotjobs-e2e.db'}", None
+    import psycopg
+
+    url = make_url(TEST_DATABASE)
+    name = f"rj_e2e_{uuid.uuid4().hex[:10]}"
+    conninfo = dict(host=url.host, port=url.port or 5432, user=url.username, dbname="postgres")
+    if url.password:
+        conninfo["password"] = url.password
+    with psycopg.connect(**conninfo, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop():
+        with psycopg.connect(**conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return url.set(database=name).render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(scope="package")
+def stack(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    # Logs outlive pytest's temporary directories (it keeps only the last few runs).
+    log_dir = Path(os.environ.get("ROBOTJOBS_E2E_LOG_DIR") or PROJECT_ROOT / "var" / "e2e-logs") / time.strftime(
+        "%Y%m%d-%H%M%S"
+    )
+    database_url, drop_database = _e2e_database(tmp)
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    credentials_key = Fernet.generate_key().decode()
+    prefect_home = tmp / "prefect-home"
+    started: list = []
+    simulator = proxy = None
+    try:
+        simulator = start_simulator(port=0, delay=0.1)
+        server, api_url = start_prefect_server(prefect_home, log_dir=log_dir)
+        started.append(server)
+        host_port = api_url.split("//", 1)[1].split("/", 1)[0]
+        proxy = CuttableProxy("127.0.0.1", int(host_port.rsplit(":", 1)[1]))
+        domain_env = {"DATABASE_URL": database_url, "CREDENTIALS_KEY": credentials_key}
+        webhook, webhook_url = start_webhook(
+            env={
+                **domain_env,
+                "PREFECT_HOME": str(prefect_home),
+                # The webhook reaches Prefect through a proxy a test can cut (lost resume).
+                "PREFECT_API_URL": f"http://127.0.0.1:{proxy.port}/api",
+                "ROBOTJOBS_WEBHOOK_ACCESSLOG": "-",
+            },
+            log_dir=log_dir,
+        )
+        started.append(webhook)
+        serve = start_flow_runner(
+            prefect_home,
+            api_url,
+            env={
+                **domain_env,
+                "ROBOT_URL": simulator.url,
+                "PUBLIC_BASE_URL": webhook_url,
+                "ROBOT_DISPATCH_TIMEOUT_S": "15",
+                "CALLBACK_SECONDS_PER_ITEM": str(SECONDS_PER_ITEM),
+                "CALLBACK_BASE_SECONDS": str(BASE_SECONDS),
+                "RECONCILER_ENABLED": "true",
+            },
+            log_dir=log_dir,
+        )
+        started.append(serve)
+        with temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_CLIENT_MAX_RETRIES: 2}):
+            yield Stack(api_url, webhook_url, simulator, serve, webhook, proxy, engine, credentials_key, log_dir)
+    finally:
+        for process in reversed(started):
+            process.stop()
+        if proxy is not None:
+            proxy.stop()
+        if simulator is not None:
+            simulator.stop()
+        engine.dispose() if "engine" in locals() else None
+        if drop_database:
+            drop_database()
+        if os.environ.get("ROBOTJOBS_E2E_SHOW_LOGS"):
+            for log in sorted(log_dir.glob("*.log")):
+                print(f"===== {log.name}\n{log.read_text(errors='replace')[-5000:]}")
+
+
+@pytest.fixture
+def sim(stack):
+    """The simulator reset to a fast, successful robot for each test."""
+    if not stack.simulator._thread.is_alive():
+        stack.restart_simulator()
+    stack.simulator.reset()
+    stack.simulator.configure(
+        scenario="success", delay=0.1, duplicate_callbacks=False, early_callbacks=0, fatal_after=1,
+        dispatch_status=None, order_scenarios={}, unknown_cities=[],
+    )
+    yield stack.simulator
+    stack.prefect_proxy.cut = False

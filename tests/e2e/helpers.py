@@ -1,0 +1,147 @@
+"""What the end-to-end tests do and read: seed a workspace, trigger deployments, wait for runs, read artifacts."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from sqlmodel import select
+
+from domain import outbox
+from domain.db import UnitOfWork
+from domain.models import OutboxEvent, RobotJob, RobotJobItem
+from domain.seed import DEMO_ORDERS, seed_demo
+from flows.artifacts import items_key, rejected_key, summary_key
+from flows.deployments import RECONCILE_DEPLOYMENT, RETRY, SUBMIT
+
+# Orders whose cities are in the coverage sample (Manizales, Medellín, Cali, Barranquilla).
+GOOD_ORDERS = [o for o in DEMO_ORDERS if o[5] in ("Manizales", "Medellín", "Cali", "Barranquilla")]
+
+
+def seed_workspace(stack, count: int = 3) -> tuple[str, list[str]]:
+    with UnitOfWork(stack.engine) as uow:
+        demo = seed_demo(uow.session, credentials_key=stack.credentials_key, name=f"e2e-{uuid.uuid4().hex[:6]}",
+                         orders=GOOD_ORDERS[:count])
+        uow.commit()
+    return demo.workspace_id, demo.order_ids
+
+
+def submit(workspace_id: str, order_ids: list[str], *, wait_s: float = 60) -> FlowRun:
+    """Trigger `submit-robot-job` as an operator would, and wait for it."""
+    return run_deployment(
+        f"{SUBMIT}/{SUBMIT}",
+        parameters={"request": {"workspace_id": workspace_id, "orders": {"order_ids": order_ids}}},
+        timeout=wait_s,
+        poll_interval=0.5,
+        as_subflow=False,
+    )
+
+
+def retry(job_id: str, *, wait_s: float = 60) -> FlowRun:
+    return run_deployment(f"{RETRY}/{RETRY}", parameters={"request": {"job_id": job_id}}, timeout=wait_s,
+                          poll_interval=0.5, as_subflow=False)
+
+
+def reconcile(*, wait_s: float = 90) -> FlowRun:
+    """A manual reconcile with its own bucket key (the minute bucket may already be used by the schedule)."""
+    return run_deployment(RECONCILE_DEPLOYMENT, parameters={"idempotency_key": f"e2e:{uuid.uuid4()}"},
+                          timeout=wait_s, poll_interval=0.5, as_subflow=False)
+
+
+def job_of(stack, workspace_id: str) -> RobotJob:
+    with UnitOfWork(stack.engine, readonly=True) as uow:
+        jobs = list(uow.session.exec(select(RobotJob).where(RobotJob.workspace_id == workspace_id)
+                                     .order_by(RobotJob.created_at)))
+    assert jobs, f"no job in workspace {workspace_id}"
+    return jobs[-1]
+
+
+def jobs_of(stack, workspace_id: str) -> list[RobotJob]:
+    with UnitOfWork(stack.engine, readonly=True) as uow:
+        return list(uow.session.exec(select(RobotJob).where(RobotJob.workspace_id == workspace_id)
+                                     .order_by(RobotJob.created_at)))
+
+
+def job(stack, job_id: str) -> RobotJob:
+    with UnitOfWork(stack.engine, readonly=True) as uow:
+        return uow.session.get(RobotJob, job_id)
+
+
+def items(stack, job_id: str) -> list[RobotJobItem]:
+    with UnitOfWork(stack.engine, readonly=True) as uow:
+        return list(uow.session.exec(select(RobotJobItem).where(RobotJobItem.job_id == job_id)))
+
+
+def events(stack, event_type: str, job_id: str | None = None) -> list[OutboxEvent]:
+    with UnitOfWork(stack.engine, readonly=True) as uow:
+        found = outbox.events_of(uow.session, event_type=event_type)
+    return [e for e in found if job_id is None or e.payload.get("job_id") == job_id]
+
+
+def wait_for(predicate, *, timeout_s: float, what: str, every_s: float = 0.25):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(every_s)
+
+
+def flow_run(flow_run_id: str | UUID) -> FlowRun:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(str(flow_run_id)))
+
+
+def wait_flow_final(flow_run_id: str | UUID, *, timeout_s: float = 60) -> FlowRun:
+    return wait_for(lambda: (run := flow_run(flow_run_id)).state and run.state.is_final() and run,
+                    timeout_s=timeout_s, what=f"flow run {flow_run_id} to finish")
+
+
+def wait_flow_state(flow_run_id: str | UUID, state_name: str, *, timeout_s: float = 60) -> FlowRun:
+    return wait_for(lambda: (run := flow_run(flow_run_id)).state and run.state.name == state_name and run,
+                    timeout_s=timeout_s, what=f"flow run {flow_run_id} to be {state_name}")
+
+
+def wait_job_finished(stack, job_id: str, *, timeout_s: float = 60) -> RobotJob:
+    return wait_for(lambda: (j := job(stack, job_id)).status in ("completed", "failed") and j,
+                    timeout_s=timeout_s, what=f"job {job_id} to finish")
+
+
+def orchestration_run_of(stack, job_id: str, *, timeout_s: float = 30) -> str:
+    return wait_for(lambda: job(stack, job_id).flow_run_id, timeout_s=timeout_s, what=f"job {job_id} to start")
+
+
+def artifact(key: str) -> Any:
+    """The latest version of an artifact by key (None when absent)."""
+    with get_client(sync_client=True) as client:
+        found = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key])), limit=1
+        )
+    return found[0] if found else None
+
+
+def summary_artifact(job_id: str):
+    return artifact(summary_key(job_id))
+
+
+def items_artifact(job_id: str):
+    return artifact(items_key(job_id))
+
+
+def rejected_artifact(job_id: str):
+    return artifact(rejected_key(job_id))
+
+
+def table_rows(collection) -> list[dict]:
+    import json
+
+    data = collection.data
+    return json.loads(data) if isinstance(data, str) else data

@@ -1,0 +1,107 @@
+"""End to end, through the real processes: a batch from the operator's submit to the summary artifacts."""
+
+from __future__ import annotations
+
+import pytest
+
+from domain.jobs import ALL_FAILED_REASON
+from domain.outbox import BATCH_COMPLETED, ROBOT_COORD_COMPLETED
+from tests.e2e.helpers import (
+    items,
+    items_artifact,
+    orchestration_run_of,
+    seed_workspace,
+    submit,
+    summary_artifact,
+    table_rows,
+    wait_flow_final,
+    job_of,
+    wait_job_finished,
+    events,
+    wait_for,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def run_batch(stack, count=3):
+    workspace_id, order_ids = seed_workspace(stack, count)
+    submitted = submit(workspace_id, order_ids)
+    assert submitted.state.is_completed(), submitted.state
+    job = job_of(stack, workspace_id)
+    run = wait_flow_final(orchestration_run_of(stack, job.id), timeout_s=60)
+    return wait_job_finished(stack, job.id, timeout_s=5), run, order_ids
+
+
+def test_all_success(stack, sim):
+    job, run, _ = run_batch(stack)
+
+    assert (job.status, job.success_count, job.error_count, job.total_items) == ("completed", 3, 0, 3)
+    assert all(i.status == "success" and i.tracking_number for i in items(stack, job.id))
+    assert run.state.is_completed(), run.state
+    assert sim.state()["posts"] == {job.id: 1}
+    summary = summary_artifact(job.id)
+    assert "✅ 3 pedido(s) creado(s):" in summary.data and "MANIZALES (CDAS)" in summary.data
+    rows = table_rows(items_artifact(job.id))
+    assert sorted(r["estado"] for r in rows) == ["creado"] * 3
+    assert len(events(stack, ROBOT_COORD_COMPLETED)) >= 3
+
+
+def test_mixed_results(stack, sim):
+    workspace_id, order_ids = seed_workspace(stack, 3)
+    sim.configure(order_scenarios={order_ids[1]: "invalid_city"})
+    submit(workspace_id, order_ids)
+    job = job_of(stack, workspace_id)
+    run = wait_flow_final(orchestration_run_of(stack, job.id))
+    job = wait_job_finished(stack, job.id, timeout_s=5)
+
+    assert (job.status, job.success_count, job.error_count) == ("completed", 2, 1)
+    by_order = {i.order_id: i for i in items(stack, job.id)}
+    assert by_order[order_ids[1]].error_message == "No se encontró el municipio"
+    assert run.state.is_completed()
+    summary = summary_artifact(job.id).data
+    assert "✅ 2 pedido(s) creado(s):" in summary and "❌ Pedidos rechazados:" in summary
+    assert "No se encontró el municipio" in summary
+    assert sorted(r["estado"] for r in table_rows(items_artifact(job.id))) == ["creado", "creado", "error"]
+
+
+def test_all_failed_fails_the_job_and_the_run(stack, sim):
+    sim.configure(scenario="login_failure")
+    job, run, _ = run_batch(stack)
+
+    assert (job.status, job.success_count, job.error_count) == ("failed", 0, 3)
+    assert job.failure_reason == ALL_FAILED_REASON
+    assert {i.error_message for i in items(stack, job.id)} == {"Login fallido en el portal de Coordinadora"}
+    assert run.state.is_failed() and ALL_FAILED_REASON in run.state.message
+    assert "✅ 0 pedido(s) creado(s):" in summary_artifact(job.id).data
+
+
+def test_callbacks_before_the_200(stack, sim):
+    sim.configure(early_callbacks=3)  # every result arrives before the dispatch gets its answer
+    job, run, _ = run_batch(stack)
+
+    assert (job.status, job.success_count) == ("completed", 3)
+    assert run.state.is_completed()
+    assert sim.state()["posts"] == {job.id: 1}
+    assert job.dispatch_state == "accepted"
+    assert summary_artifact(job.id) is not None
+    # The resume met a run that was still running (never suspended): retried, then delivered once it finished.
+    wait_for(lambda: all(e.delivered_at for e in events(stack, BATCH_COMPLETED, job.id)), timeout_s=15,
+             what="the resume event to be delivered")
+
+
+def test_duplicates_and_fatal_re_report(stack, sim):
+    # Two successes, then the robot's fatal path re-reports every order as error; every callback twice.
+    sim.configure(scenario="fatal", fatal_after=2, duplicate_callbacks=True)
+    job, run, order_ids = run_batch(stack)
+
+    assert (job.status, job.success_count, job.error_count) == ("completed", 2, 1)
+    statuses = sorted(i.status for i in items(stack, job.id))
+    assert statuses == ["error", "success", "success"]
+    assert len(sim.state()["callbacks"]) == 2 * (2 + 3)
+    # The success→error re-report did not undo the successes, and each success fired its trigger once.
+    assert len(events(stack, ROBOT_COORD_COMPLETED, None)) >= 2
+    fired = [e for e in events(stack, ROBOT_COORD_COMPLETED) if e.payload.get("job_id") == job.id]
+    assert len(fired) == 2
+    assert run.state.is_completed()
+    assert "Error fatal en el procesamiento del batch" in summary_artifact(job.id).data

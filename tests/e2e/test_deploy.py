@@ -1,0 +1,59 @@
+"""`prefect deploy --all` against a real Prefect server, and a deployed run executed by a process worker."""
+
+from __future__ import annotations
+
+import subprocess
+
+import httpx
+import pytest
+
+from stack.processes import BIN, PROJECT_ROOT, ManagedProcess, prefect_env, start_prefect_server
+
+pytestmark = pytest.mark.e2e
+
+
+def _prefect(env, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "prefect"), "--no-prompt", *args], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_prefect_deploy_all_and_a_process_worker(tmp_path):
+    server, api_url = start_prefect_server(tmp_path / "home", log_dir=tmp_path)
+    worker = None
+    try:
+        env = prefect_env(tmp_path / "home", api_url, ROBOTJOBS_HOME=str(PROJECT_ROOT))
+        created = _prefect(env, "work-pool", "create", "robotjobs", "--type", "process")
+        assert created.returncode == 0, created.stdout + created.stderr
+        deployed = _prefect(env, "deploy", "--all")
+        assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+
+        found = {d["name"]: d for d in httpx.post(f"{api_url}/deployments/filter", json={}).json()}
+        assert set(found) == {"submit-robot-job", "retry-failed-items", "orchestrate-robot-job", "reconcile"}
+        assert {d["work_pool_name"] for d in found.values()} == {"robotjobs"}
+        reconcile = found["reconcile"]
+        assert [s["schedule"]["interval"] for s in reconcile["schedules"]] == [60.0]
+        assert reconcile["global_concurrency_limit"]["limit"] == 1
+        assert reconcile["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+        schema = found["submit-robot-job"]["parameter_openapi_schema"]
+        assert "request" in schema["properties"] and "SubmitRobotJob" in schema["definitions"]
+        assert "workspace" in schema["definitions"]["SubmitRobotJob"]["properties"]["workspace_id"]["description"]
+
+        # A process worker runs a deployed flow: the reconciler, switched off by its settings flag.
+        worker = ManagedProcess(
+            "worker",
+            [str(BIN / "prefect"), "worker", "start", "--pool", "robotjobs"],
+            env={**env, "PREFECT_WORKER_QUERY_SECONDS": "1", "RECONCILER_ENABLED": "false",
+                 "DATABASE_URL": f"sqlite:///{tmp_path / 'unused.db'}"},
+            log_path=tmp_path / "worker.log",
+        ).start()
+        run = httpx.post(f"{api_url}/deployments/{reconcile['id']}/create_flow_run", json={}).json()
+        state = worker.wait_until(
+            lambda: httpx.get(f"{api_url}/flow_runs/{run['id']}").json()["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED"),
+            timeout_s=90, what="the deployed run to finish",
+        )
+        final = httpx.get(f"{api_url}/flow_runs/{run['id']}").json()["state"]
+        assert final["type"] == "COMPLETED", (final, worker.log_tail())
+    finally:
+        if worker is not None:
+            worker.stop()
+        server.stop()

@@ -1,0 +1,190 @@
+"""Recovery, end to end: a robot that never calls back, a lost resume, a flow process killed after dispatch, and
+the operator's retry of failed orders."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import datetime, timezone
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.states import Scheduled
+
+from domain import outbox
+from domain.db import UnitOfWork
+from domain.jobs import TIMEOUT_MESSAGE
+from stack.processes import child_pids
+from tests.e2e.helpers import (
+    events,
+    flow_run,
+    items,
+    items_artifact,
+    job,
+    job_of,
+    jobs_of,
+    orchestration_run_of,
+    reconcile,
+    retry,
+    seed_workspace,
+    submit,
+    summary_artifact,
+    table_rows,
+    wait_flow_final,
+    wait_flow_state,
+    wait_for,
+    wait_job_finished,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def test_robot_that_never_calls_back_times_out(stack, sim):
+    sim.configure(scenario="silent")
+    workspace_id, order_ids = seed_workspace(stack, 2)
+    submit(workspace_id, order_ids)
+    the_job = job_of(stack, workspace_id)
+    run_id = orchestration_run_of(stack, the_job.id)
+    wait_flow_state(run_id, "Suspended")
+    deadline = job(stack, the_job.id).deadline_at
+    time.sleep(max(0.0, (deadline - datetime.now(timezone.utc)).total_seconds()) + 0.5)
+
+    report = reconcile()
+    assert report.state.is_completed(), report.state
+
+    the_job = wait_job_finished(stack, the_job.id, timeout_s=5)
+    assert the_job.status == "failed" and the_job.failure_reason == TIMEOUT_MESSAGE
+    assert {(i.status, i.error_type, i.error_message) for i in items(stack, the_job.id)} == {
+        ("error", "timeout", TIMEOUT_MESSAGE)
+    }
+    run = wait_flow_final(run_id, timeout_s=30)
+    assert run.state.is_failed()
+    assert TIMEOUT_MESSAGE in summary_artifact(the_job.id).data
+    assert {r["tipo_error"] for r in table_rows(items_artifact(the_job.id))} == {"timeout"}
+
+
+def test_lost_resume_is_completed_by_the_reconciler(stack, sim):
+    stack.prefect_proxy.cut = True  # the webhook cannot reach Prefect: its after-commit resume is lost
+    workspace_id, order_ids = seed_workspace(stack, 2)
+    submit(workspace_id, order_ids)
+    the_job = job_of(stack, workspace_id)
+    run_id = orchestration_run_of(stack, the_job.id)
+    wait_flow_state(run_id, "Suspended")
+    the_job = wait_job_finished(stack, the_job.id, timeout_s=30)
+    assert the_job.status == "completed"
+    # And lose the outbox event too: only the "finished job, still suspended run" scan can save this one.
+    # Wait until the webhook's after-commit resume has tried, retried for its patience (5 s) and given up.
+    wait_for(lambda: any((e.last_error or "").startswith("unreachable")
+                         for e in events(stack, outbox.BATCH_COMPLETED, the_job.id)),
+             timeout_s=20, what="the webhook's failed resume attempt")
+    time.sleep(6)
+    resume_events = events(stack, outbox.BATCH_COMPLETED, the_job.id)
+    assert all(e.locked_by is None and e.delivered_at is None for e in resume_events)
+    with UnitOfWork(stack.engine) as uow:
+        for event in resume_events:
+            outbox.mark_delivered(uow.session, event.event_id)
+        uow.commit()
+    stack.prefect_proxy.cut = False
+    time.sleep(1)
+    assert flow_run(run_id).state.name == "Suspended"
+
+    reconcile()
+
+    run = wait_flow_final(run_id, timeout_s=30)
+    assert run.state.is_completed(), run.state
+    assert "✅ 2 pedido(s) creado(s):" in summary_artifact(the_job.id).data
+
+
+def _flow_run_process(stack, run_id: str) -> int | None:
+    for pid in child_pids(stack.serve.pid):
+        try:
+            environ = open(f"/proc/{pid}/environ", "rb").read()
+        except FileNotFoundError:
+            continue
+        if f"PREFECT__FLOW_RUN_ID={run_id}".encode() in environ:
+            return pid
+    return None
+
+
+def test_flow_killed_after_dispatch_is_rerun_without_dispatching_again(stack, sim):
+    # The robot answers its 200 only after two callbacks (≈ 2 × 1.5 s): the flow is killed while waiting for it.
+    sim.configure(delay=1.5, early_callbacks=2)
+    workspace_id, order_ids = seed_workspace(stack, 3)
+    submit(workspace_id, order_ids)
+    the_job = job_of(stack, workspace_id)
+    run_id = orchestration_run_of(stack, the_job.id)
+    wait_for(lambda: sim.state()["posts"].get(the_job.id), timeout_s=30, what="the dispatch")
+    pid = wait_for(lambda: _flow_run_process(stack, run_id), timeout_s=5, what="the flow-run process")
+    os.kill(pid, signal.SIGKILL)
+    crashed = wait_flow_final(run_id, timeout_s=30)
+    assert crashed.state.is_crashed(), crashed.state
+    assert job(stack, the_job.id).dispatch_state == "claimed"
+
+    # The operator retries the crashed run (as the UI's "Retry" does).
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(run_id), Scheduled(name="AwaitingRetry"), force=True)
+    run = wait_flow_final(run_id, timeout_s=60)
+    the_job = wait_job_finished(stack, the_job.id, timeout_s=30)
+
+    assert sim.state()["posts"] == {the_job.id: 1}  # the rerun found the dispatch claimed and did not send
+    assert (the_job.status, the_job.success_count) == ("completed", 3)
+    assert run.state.is_completed(), run.state
+    assert "✅ 3 pedido(s) creado(s):" in summary_artifact(the_job.id).data
+
+
+def test_retry_failed_items_creates_a_new_job(stack, sim):
+    workspace_id, order_ids = seed_workspace(stack, 3)
+    sim.configure(order_scenarios={order_ids[0]: "login_failure", order_ids[2]: "invalid_city"})
+    submit(workspace_id, order_ids)
+    first = job_of(stack, workspace_id)
+    wait_flow_final(orchestration_run_of(stack, first.id))
+    first = wait_job_finished(stack, first.id, timeout_s=5)
+    assert (first.success_count, first.error_count) == (1, 2)
+
+    sim.configure(order_scenarios={})
+    retried = retry(first.id)
+    assert retried.state.is_completed(), retried.state
+
+    jobs = jobs_of(stack, workspace_id)
+    assert len(jobs) == 2
+    second = jobs[-1]
+    assert second.retry_of_job_id == first.id and second.total_items == 2
+    run = wait_flow_final(orchestration_run_of(stack, second.id))
+    second = wait_job_finished(stack, second.id, timeout_s=5)
+    assert (second.status, second.success_count) == ("completed", 2)
+    assert {i.order_id for i in items(stack, second.id)} == {order_ids[0], order_ids[2]}
+    assert run.state.is_completed()
+    assert sim.state()["posts"] == {first.id: 1, second.id: 1}
+    assert "✅ 2 pedido(s) creado(s):" in summary_artifact(second.id).data
+
+    retry(first.id)  # a second click: whatever it answers, no second batch is created or sent
+    assert len(jobs_of(stack, workspace_id)) == 2
+    assert sim.state()["posts"] == {first.id: 1, second.id: 1}
+
+
+def test_served_reconciler_follows_the_scheduling_contract(stack):
+    import httpx
+
+    found = {d["name"]: d for d in httpx.post(f"{stack.api_url}/deployments/filter", json={}).json()}
+    reconcile_deployment = found["reconcile"]
+    assert [s["schedule"]["interval"] for s in reconcile_deployment["schedules"]] == [60.0]
+    assert reconcile_deployment["global_concurrency_limit"]["limit"] == 1
+
+    # Two runs in the same bucket do the work once: the second finds the first's result under the key.
+    key = f"reconcile:e2e-{time.time_ns()}"
+    from prefect.deployments import run_deployment
+    from flows.deployments import RECONCILE_DEPLOYMENT
+
+    runs = [run_deployment(RECONCILE_DEPLOYMENT, parameters={"idempotency_key": key}, timeout=90, poll_interval=0.5,
+                           as_subflow=False) for _ in range(2)]
+    assert all(r.state.is_completed() for r in runs)
+    with get_client(sync_client=True) as client:
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        task_states = [
+            [t.state.name for t in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[r.id])))]
+            for r in runs
+        ]
+    assert task_states == [["Completed"], ["Cached"]]
