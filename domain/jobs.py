@@ -475,6 +475,11 @@ def _emit_batch_completed(session: Session, job: RobotJob) -> None:
 def retry_failed_items(session: Session, job_id: str, *, idempotency_key: str | None = None) -> JobCreated:
     """A new job holding only the failed orders of a finished job, linked to it. Retrying twice gives one job."""
     job = get_job(session, job_id)
+    key = idempotency_key or f"retry:{job_id}"
+    # A second click returns the retry job already made, even once that one has shipped the orders.
+    existing = _job_by_key(session, job.workspace_id, key)
+    if existing is not None:
+        return JobCreated(job=existing, created=False, rejected=_rejected_of(session, existing.id))
     if job.status not in FINISHED_JOB_STATUSES:
         raise JobNotRetryable("Solo se reintentan lotes terminados", job_id=job_id, status=job.status)
     failed_orders = list(
@@ -497,7 +502,7 @@ def retry_failed_items(session: Session, job_id: str, *, idempotency_key: str | 
         session,
         workspace_id=job.workspace_id,
         order_ids=failed_orders,
-        idempotency_key=idempotency_key or f"retry:{job_id}",
+        idempotency_key=key,
         retry_of_job_id=job_id,
         carrier=job.carrier,
     )

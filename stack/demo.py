@@ -191,6 +191,20 @@ def main() -> int:
                   and any("items" in k for k in keys), ", ".join(sorted(keys)))
         )
 
+        def reconciler_runs() -> int:
+            from prefect import get_client
+            from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+            with get_client(sync_client=True) as client:
+                runs = client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["reconcile"]))
+                )
+            return len(runs)
+
+        scheduled = wait_for(reconciler_runs, time.monotonic() + 30)
+        checks.append(Check("the every-minute reconciler is scheduled on the server", scheduled > 0,
+                            f"{scheduled} reconcile runs"))
+
         def shipped_and_messaged():
             messages = httpx.get(f"{stack.whatsapp_url}/_fake/messages", timeout=5).json()
             with UnitOfWork(engine, readonly=True) as uow:

@@ -77,7 +77,9 @@ def start_stack(config: StackConfig) -> RunningStack:
     started: list[ManagedProcess] = []
     try:
         server, api_url = start_prefect_server(
-            config.state_dir / "prefect", port=config.prefect_port, log_dir=log_dir, ui=config.ui
+            config.state_dir / "prefect", port=config.prefect_port, log_dir=log_dir, ui=config.ui,
+            # Schedule the every-minute reconciler within seconds of its deployment appearing, not a minute later.
+            PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
         )
         started.append(server)
         simulator, simulator_url = start_simulator_process(

@@ -206,3 +206,14 @@ def test_retry_takes_only_the_failed_orders_and_twice_gives_one_job(uow, dispatc
     assert retry.created and not again.created and again.job.id == retry.job.id
     assert retry.job.retry_of_job_id == job_id
     assert {v.item.order_id for v in view.items} == failed_orders
+    # once the retry shipped those orders, a late second click still returns the same retry job
+    with uow() as tx:
+        jobs.start_job(tx.session, retry.job.id, flow_run_id="fr-retry")
+        record_batch_results(tx.session, retry.job.id, [
+            ItemResult(item_id=v.item.id, status="success", tracking_number=f"R{n}") for n, v in enumerate(view.items)
+            if v.item.status == "pending"
+        ])
+        tx.commit()
+    with uow() as tx:
+        late = jobs.retry_failed_items(tx.session, job_id)
+    assert not late.created and late.job.id == retry.job.id
