@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class OrderSelection(BaseModel):
-    """Which orders go in the batch: a stage, or a list of order ids (neither: the workspace's dispatch stage)."""
+    """Qué pedidos van en el lote: una etapa o una lista de pedidos (ninguna: la etapa de despacho del workspace)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -30,7 +30,7 @@ class OrderSelection(BaseModel):
 
 
 class SubmitRobotJob(BaseModel):
-    """Send a batch of orders to the Coordinadora robot."""
+    """Lote de pedidos para el robot de Coordinadora: el workspace y qué pedidos enviar."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -47,7 +47,7 @@ class SubmitRobotJob(BaseModel):
 
 
 class RetryFailedItems(BaseModel):
-    """Send again, as a new batch, the failed orders of a finished batch."""
+    """Reenviar, como un lote nuevo, los pedidos fallidos de un lote terminado."""
 
     model_config = ConfigDict(extra="forbid")
 
