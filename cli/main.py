@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_argument("--limit", type=int, default=20)
     sub.add_parser("workspaces", help="workspaces, their dispatch stage and stages")
     sub.add_parser("migrate", help="upgrade the database schema to the latest migration")
+    coverage = sub.add_parser("load-coverage", help="load the courier's coverage table from a CSV")
+    coverage.add_argument("csv_path", help="columns: city_label, department_abbr, supports_cod[, active]")
     seed = sub.add_parser("seed-demo", help="create a demo workspace with orders to dispatch")
     seed.add_argument("--name", default="Tienda Demo")
     return parser
@@ -146,6 +148,17 @@ class Cli:
 
         upgrade(self.settings.database_url)
         self.say("Esquema actualizado")
+        return 0
+
+    def load_coverage(self, args: argparse.Namespace) -> int:
+        from pathlib import Path
+
+        from domain.coverage import load_coverage_csv
+
+        with UnitOfWork(self.engine) as uow:
+            count = load_coverage_csv(uow.session, Path(args.csv_path))
+            uow.commit()
+        self.say(f"Cobertura cargada: {count} ciudades")
         return 0
 
     def seed_demo(self, args: argparse.Namespace) -> int:

@@ -88,3 +88,10 @@ def test_jobs_and_workspaces_list_what_operators_need(finished_job, database_url
     assert job_id in jobs_text and "completed" in jobs_text
     _, ws_text = run(["workspaces"], database_url)
     assert demo.workspace_id in ws_text and "etapa de despacho: Por despachar" in ws_text
+
+
+def test_load_coverage_from_csv(engine, database_url, tmp_path):
+    csv_file = tmp_path / "cobertura.csv"
+    csv_file.write_text("city_label,department_abbr,supports_cod\nPASTO (NAR),NAR,true\nIPIALES (NAR),NAR,false\n")
+    code, text = run(["load-coverage", str(csv_file)], database_url)
+    assert code == 0 and "Cobertura cargada: 2 ciudades" in text
