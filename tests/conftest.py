@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import MetaData, text
@@ -21,19 +24,16 @@ from domain.migrate import upgrade
 TEST_DATABASE = os.environ.get("ROBOTJOBS_TEST_DATABASE", "sqlite")
 
 
-def _admin_url(server_url: str):
-    return make_url(server_url).set(database="postgres")
-
-
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory) -> str:
+@contextmanager
+def scratch_database(directory: Path, prefix: str) -> Iterator[str]:
+    """A new empty database for the chosen engine: a SQLite file, or a private database on the PostgreSQL server."""
     if TEST_DATABASE == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'robotjobs-test.db'}"
+        yield f"sqlite:///{directory / (prefix + '.db')}"
         return
     import psycopg
 
     url = make_url(TEST_DATABASE)
-    name = f"rj_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     conninfo = dict(host=url.host, port=url.port or 5432, user=url.username, dbname="postgres")
     if url.password:
         conninfo["password"] = url.password
@@ -42,9 +42,17 @@ def database_url(tmp_path_factory) -> str:
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as exc:  # fail, never skip: see the module docstring
         pytest.exit(f"PostgreSQL at {url.host}:{url.port} is unreachable: {exc}", returncode=3)
-    yield url.set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(**conninfo, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(**conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> Iterator[str]:
+    with scratch_database(tmp_path_factory.mktemp("db"), "rj_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
 
 from domain.db import make_engine
 from domain.migrate import downgrade, upgrade
-from tests.conftest import TEST_DATABASE
+from tests.conftest import scratch_database
 
 AUTOMATION_TABLES = {"automations", "automation_executions", "automation_action_runs", "tasks"}
 
 
 @pytest.fixture
 def scratch_url(tmp_path):
-    if TEST_DATABASE == "sqlite":
-        yield f"sqlite:///{tmp_path / 'automations-migration.db'}"
-        return
-    import psycopg
-
-    url = make_url(TEST_DATABASE)
-    name = f"rj_auto_mig_{uuid.uuid4().hex[:8]}"
-    conninfo = dict(host=url.host, port=url.port or 5432, user=url.username, dbname="postgres")
-    if url.password:
-        conninfo["password"] = url.password
-    with psycopg.connect(**conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield url.set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(**conninfo, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(tmp_path, "rj_auto_mig") as url:
+        yield url
 
 
 def _tables(url) -> set[str]:
