@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from domain.db import UnitOfWork
 from domain.jobs import RejectedOrder, get_job_view
+from domain.money import format_cop
 from domain.summary import batch_summary, render_summary_text
 
 STATUS_LABEL = {"pending": "pendiente", "processing": "en proceso", "completed": "completado", "failed": "fallido",
@@ -53,7 +54,10 @@ def items_table(engine: Engine, job_id: str) -> list[dict[str, object]]:
                 {
                     "pedido": order.name,
                     "destinatario": (contact.name if contact else None) or "",
+                    "direccion": order.shipping_address or "",
                     "ciudad": city,
+                    "telefono": (item.robot_input or {}).get("celular") or ((contact.phone if contact else None) or ""),
+                    "valor": format_cop(order.total_value),
                     "estado": STATUS_LABEL.get(item.status, item.status),
                     "guia": item.tracking_number or "",
                     "tipo_error": item.error_type or "",
