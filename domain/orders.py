@@ -35,10 +35,10 @@ def _jsonable(value: Any) -> Any:
 
 def order_context(session: Session, order: Order) -> dict[str, Any]:
     """The order and contact data every order event carries (what automations offer as variables)."""
-    return _context(order, session.get(Contact, order.contact_id) if order.contact_id else None)
+    return event_context(order, session.get(Contact, order.contact_id) if order.contact_id else None)
 
 
-def _context(order: Order, contact: Contact | None) -> dict[str, Any]:
+def event_context(order: Order, contact: Contact | None) -> dict[str, Any]:
     return {
         "order": {
             "id": order.id,
@@ -117,7 +117,7 @@ def update_orders(
             pending_events.append((order, changed))
     session.flush()
     for order, changed in pending_events:
-        context = _context(order, contacts.get(order.contact_id or ""))
+        context = event_context(order, contacts.get(order.contact_id or ""))
         for field, old, new in changed:
             outbox.add_event(
                 session,

@@ -18,7 +18,7 @@ from domain import outbox
 from domain.errors import InvalidResult, ItemNotInJob, UnknownItem, UnknownJob
 from domain.jobs import finish_if_complete, get_job
 from domain.models import COORDINADORA, ErrorType, ItemStatus, RobotJob, RobotJobItem, utcnow
-from domain.orders import _context, update_orders
+from domain.orders import event_context, update_orders
 from domain.models import Contact, Order
 
 ROBOT_ERROR_TYPES = (ErrorType.VALIDATION, ErrorType.PORTAL, ErrorType.TIMEOUT, ErrorType.UNKNOWN)
@@ -210,7 +210,7 @@ def _ship_orders(session: Session, job_id: str, shipped: list[tuple[RobotJobItem
             event_type=outbox.ROBOT_COORD_COMPLETED,
             workspace_id=order.workspace_id,
             aggregate_id=order.id,
-            payload={"job_id": job_id, "item_id": item.id, **_context(order, contacts.get(order.contact_id or ""))},
+            payload={"job_id": job_id, "item_id": item.id, **event_context(order, contacts.get(order.contact_id or ""))},
             flush=False,
         )
     session.flush()

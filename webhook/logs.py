@@ -61,11 +61,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+# The relay runs after commit inside this process (resume, progress): its lines belong in the same JSON stream.
+JSON_LOGGERS = (LOGGER_NAME, "relay")
+
+
 def configure_logging(level: str = "INFO") -> None:
-    """Send the webhook's logs to stderr as JSON lines (once per process)."""
-    logger.setLevel(level)
-    if not any(getattr(handler, "_robotjobs", False) for handler in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(JsonFormatter())
-        handler._robotjobs = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
+    """Send the webhook's (and the relay's) logs to stderr as JSON lines (once per process)."""
+    for name in JSON_LOGGERS:
+        target = logging.getLogger(name)
+        target.setLevel(level)
+        if not any(getattr(handler, "_robotjobs", False) for handler in target.handlers):
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(JsonFormatter())
+            handler._robotjobs = True  # type: ignore[attr-defined]
+            target.addHandler(handler)
