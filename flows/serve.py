@@ -19,6 +19,8 @@ from flows.reconcile import reconcile
 from flows.submit import retry_failed_items, submit_robot_job
 
 POLL_SECONDS = int(os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY", "1"))
+# 0 serves the reconciler without its schedule: the end-to-end tests trigger it by hand, at moments they choose.
+RECONCILE_EVERY_S = int(os.environ.get("ROBOTJOBS_RECONCILE_INTERVAL_S", str(RECONCILE_INTERVAL_S)))
 
 
 def deployments() -> list:
@@ -29,7 +31,7 @@ def deployments() -> list:
         reconcile.to_deployment(
             name=RECONCILE,
             description="Mantenimiento cada minuto: lotes vencidos y reanudaciones perdidas",
-            interval=RECONCILE_INTERVAL_S,
+            interval=RECONCILE_EVERY_S or None,
             concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
         ),
     ]

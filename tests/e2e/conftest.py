@@ -114,6 +114,9 @@ def stack(tmp_path_factory):
                 "CALLBACK_SECONDS_PER_ITEM": str(SECONDS_PER_ITEM),
                 "CALLBACK_BASE_SECONDS": str(BASE_SECONDS),
                 "RECONCILER_ENABLED": "true",
+                # No schedule here: a scheduled reconcile racing the tests' own would make them flaky. The
+                # schedule is checked in test_deploy (prefect.yaml) and by `make demo` (served).
+                "ROBOTJOBS_RECONCILE_INTERVAL_S": "0",
             },
             log_dir=log_dir,
         )

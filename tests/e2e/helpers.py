@@ -48,10 +48,15 @@ def retry(job_id: str, *, wait_s: float = 60) -> FlowRun:
                           poll_interval=0.5, as_subflow=False)
 
 
-def reconcile(*, wait_s: float = 90) -> FlowRun:
-    """A manual reconcile with its own bucket key (the minute bucket may already be used by the schedule)."""
-    return run_deployment(RECONCILE_DEPLOYMENT, parameters={"idempotency_key": f"e2e:{uuid.uuid4()}"},
-                          timeout=wait_s, poll_interval=0.5, as_subflow=False)
+def reconcile(*, wait_s: float = 90, attempts: int = 5) -> FlowRun:
+    """A manual reconcile with its own bucket key; tried again if the concurrency limit (1) cancelled it."""
+    for _ in range(attempts):
+        run = run_deployment(RECONCILE_DEPLOYMENT, parameters={"idempotency_key": f"e2e:{uuid.uuid4()}"},
+                             timeout=wait_s, poll_interval=0.5, as_subflow=False)
+        if not (run.state and run.state.is_cancelled() and "concurrency" in (run.state.message or "")):
+            return run
+        time.sleep(2)
+    return run
 
 
 def job_of(stack, workspace_id: str) -> RobotJob:

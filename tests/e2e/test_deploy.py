@@ -47,7 +47,7 @@ def test_prefect_deploy_all_and_a_process_worker(tmp_path):
             log_path=tmp_path / "worker.log",
         ).start()
         run = httpx.post(f"{api_url}/deployments/{reconcile['id']}/create_flow_run", json={}).json()
-        state = worker.wait_until(
+        worker.wait_until(
             lambda: httpx.get(f"{api_url}/flow_runs/{run['id']}").json()["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED"),
             timeout_s=90, what="the deployed run to finish",
         )
