@@ -25,11 +25,11 @@ from stack.processes import PROJECT_ROOT, ManagedProcess, start_flow_runner, sta
 from tests.conftest import TEST_DATABASE
 from tests.e2e.proxy import CuttableProxy
 
-# Short callback deadlines so "the robot never calls back" ends in well under a minute: N × 2 s + 45 s. The base
+# Short callback deadlines so "the robot never calls back" ends in well under a minute: N × 2 s + 90 s. The base
 # must outlast the slowest suspended-then-recovered test on a loaded 2-core CI machine (the lost-resume test waits
 # out the webhook's retries before reconciling, ~20-30 s): shorter, and Prefect fails the pause first.
 SECONDS_PER_ITEM = 2
-BASE_SECONDS = 45
+BASE_SECONDS = 90
 
 
 @dataclass

@@ -90,9 +90,17 @@ def test_lost_resume_is_completed_by_the_reconciler(stack, sim):
     time.sleep(1)
     assert flow_run(run_id).state.name == "Suspended"
 
-    reconcile()
-
-    run = wait_flow_final(run_id, timeout_s=30)
+    # The reconciler runs every minute in production; a resume refused under load (Prefect's own SQLite answers
+    # "database is locked") is tried again by the next run, as here.
+    for _ in range(3):
+        reconcile()
+        try:
+            run = wait_flow_final(run_id, timeout_s=20)
+            break
+        except AssertionError:
+            continue
+    else:
+        run = flow_run(run_id)
     assert run.state.is_completed(), run.state
     assert "✅ 2 pedido(s) creado(s):" in summary_artifact(the_job.id).data
 
