@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, update
+from sqlalchemy import case, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -441,14 +441,10 @@ def finish_if_complete(session: Session, job_id: str, *, now: datetime | None = 
 
 
 def _case_completed():
-    from sqlalchemy import case
-
     return case((RobotJob.success_count > 0, JobStatus.COMPLETED.value), else_=JobStatus.FAILED.value)
 
 
 def _case_failure_reason():
-    from sqlalchemy import case
-
     return case((RobotJob.success_count > 0, None), else_=ALL_FAILED_REASON)
 
 

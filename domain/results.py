@@ -17,9 +17,8 @@ from sqlmodel import Session, col, select
 from domain import outbox
 from domain.errors import InvalidResult, ItemNotInJob, UnknownItem, UnknownJob
 from domain.jobs import finish_if_complete, get_job
-from domain.models import COORDINADORA, ErrorType, ItemStatus, RobotJob, RobotJobItem, utcnow
+from domain.models import COORDINADORA, Contact, ErrorType, ItemStatus, Order, RobotJob, RobotJobItem, utcnow
 from domain.orders import event_context, update_orders
-from domain.models import Contact, Order
 
 ROBOT_ERROR_TYPES = (ErrorType.VALIDATION, ErrorType.PORTAL, ErrorType.TIMEOUT, ErrorType.UNKNOWN)
 
