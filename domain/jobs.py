@@ -364,6 +364,61 @@ def mark_dispatch_accepted(session: Session, job_id: str) -> None:
     )
 
 
+def mark_dispatch_unknown(session: Session, job_id: str) -> None:
+    """The batch was sent but no answer reached us: the job stays `processing` and waits for results until its
+    deadline, like an accepted one. Nothing is ever re-sent."""
+    session.execute(
+        update(RobotJob)
+        .where(RobotJob.id == job_id, RobotJob.dispatch_state == DispatchState.CLAIMED)
+        .values(dispatch_state=DispatchState.UNKNOWN, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def mark_summary_published(session: Session, job_id: str, *, as_of: datetime) -> None:
+    """The summary artifacts now show the job as it was at `as_of` (the job's `updated_at` when it was read)."""
+    session.execute(
+        update(RobotJob)
+        .where(RobotJob.id == job_id)
+        .values(summary_published_at=as_of)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def jobs_with_stale_summary(session: Session, *, limit: int = 100) -> list[str]:
+    """Finished jobs whose summary was never published, or was published before a late result corrected them."""
+    return list(
+        session.exec(
+            select(RobotJob.id)
+            .where(
+                col(RobotJob.status).in_(FINISHED_JOB_STATUSES),
+                (col(RobotJob.summary_published_at).is_(None))
+                | (col(RobotJob.summary_published_at) < RobotJob.updated_at),
+            )
+            .order_by(RobotJob.updated_at)
+            .limit(limit)
+        )
+    )
+
+
+def pending_jobs_older_than(session: Session, seconds: float, *, now: datetime | None = None) -> list[str]:
+    """Jobs still `pending` (their orchestration never started) created more than `seconds` ago."""
+    cutoff = (now or utcnow()) - timedelta(seconds=seconds)
+    return list(
+        session.exec(select(RobotJob.id).where(RobotJob.status == JobStatus.PENDING, RobotJob.created_at < cutoff))
+    )
+
+
+def processing_jobs(session: Session) -> list[tuple[str, str | None]]:
+    """(job id, flow run id) of every job waiting for results."""
+    return [
+        (job_id, run_id)
+        for job_id, run_id in session.exec(
+            select(RobotJob.id, RobotJob.flow_run_id).where(RobotJob.status == JobStatus.PROCESSING)
+        )
+    ]
+
+
 def fail_job(
     session: Session,
     job_id: str,

@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Numeric, String, TypeDecorator, UniqueConstraint, text
+from sqlalchemy import JSON, Column, DateTime, Index, Numeric, String, Text, TypeDecorator, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 COORDINADORA = "COORDINADORA"
@@ -89,6 +89,16 @@ class ErrorType(StrEnum):
     TIMEOUT = "timeout"
     UNKNOWN = "unknown"
     DISPATCH = "dispatch"  # ours: the robot never took the batch (unreachable, refused)
+    WITHDRAWN = "withdrawn"  # ours: a retry item not sent because its order was created on the portal meanwhile
+
+
+class ResolvedBy(StrEnum):
+    """Who decided an item's terminal status. Only the robot speaks for the portal, so only a closure of ours
+    (`robotjobs`: dispatch refused or unknown, deadline, cancel, coverage) may still be overturned by a robot
+    result; a robot result is final among the robot's own reports."""
+
+    ROBOT = "robot"
+    ROBOTJOBS = "robotjobs"
 
 
 class DispatchState(StrEnum):
@@ -96,6 +106,7 @@ class DispatchState(StrEnum):
     CLAIMED = "claimed"  # a flow run took the right to send; it may or may not have reached the robot
     ACCEPTED = "accepted"
     REFUSED = "refused"
+    UNKNOWN = "unknown"  # sent, but no answer reached us (read timeout, reset): the robot may well be working
 
 
 # --- CRM --------------------------------------------------------------------------------------------------------
@@ -240,6 +251,8 @@ class RobotJob(SQLModel, table=True):
     updated_at: datetime = _ts()
     dispatched_at: datetime | None = _ts(nullable=True)
     finished_at: datetime | None = _ts(nullable=True)
+    # When the summary artifacts last showed this job; older than `updated_at` → a late result corrected it.
+    summary_published_at: datetime | None = _ts(nullable=True)
 
 
 class RobotJobItem(SQLModel, table=True):
@@ -256,6 +269,7 @@ class RobotJobItem(SQLModel, table=True):
     tracking_number: str | None = Field(default=None, max_length=100)
     error_type: str | None = Field(default=None, max_length=20)
     error_message: str | None = Field(default=None, max_length=1000)
+    resolved_by: str | None = Field(default=None, max_length=20, description="ResolvedBy, once terminal")
     # The pedidoInput sent to the robot (None for orders rejected before dispatch). Never holds credentials.
     robot_input: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
     created_at: datetime = _ts()
@@ -287,6 +301,22 @@ class OutboxEvent(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=2000)
     locked_by: str | None = Field(default=None, max_length=100)
     locked_until: datetime | None = _ts(nullable=True)
+
+
+class CallbackDeadLetter(SQLModel, table=True):
+    """An authenticated callback we could not apply (not understood, or failing at replay): kept for operators,
+    who list it and replay it once the cause is fixed. The robot never retries, so this is its only copy."""
+
+    __tablename__ = "callback_dead_letters"
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = _ts()
+    reason: str = Field(max_length=2000)
+    headers: dict[str, Any] = _json(dict)
+    body: str = Field(sa_type=Text)
+    job_id: str | None = Field(default=None, max_length=36, index=True)
+    replayed_at: datetime | None = _ts(nullable=True)
+    replay_result: str | None = Field(default=None, max_length=2000)
 
 
 class WebhookReceipt(SQLModel, table=True):

@@ -25,6 +25,9 @@ FIELD_CHANGED = "field.changed"
 ORDER_STAGE_CHANGED = "order.stage_changed"
 ORDER_CREATED = "order.created"
 BATCH_COMPLETED = "robot.batch.completed"
+# A finished job changed afterwards (a robot success beat our own closure): republish its summary, and let its run
+# show the corrected outcome. Same consumer as BATCH_COMPLETED, same payload.
+BATCH_CORRECTED = "robot.batch.corrected"
 
 _CONSUMER_OF = {
     ROBOT_COORD_COMPLETED: AUTOMATIONS,
@@ -32,6 +35,7 @@ _CONSUMER_OF = {
     ORDER_STAGE_CHANGED: AUTOMATIONS,
     ORDER_CREATED: AUTOMATIONS,
     BATCH_COMPLETED: RESUME,
+    BATCH_CORRECTED: RESUME,
 }
 
 
