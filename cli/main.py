@@ -12,7 +12,7 @@ from sqlmodel import select
 from cli.deployments import RETRY_DEPLOYMENT, SUBMIT_DEPLOYMENT, Deployments, PrefectDeployments, ui_url_of
 from domain.db import UnitOfWork, make_engine
 from domain.errors import DomainError
-from domain.jobs import get_job_view
+from domain.jobs import get_job
 from domain.models import FINISHED_JOB_STATUSES, CarrierConfig, RobotJob, Stage, Workspace
 from domain.settings import get_settings
 from domain.summary import batch_summary, format_cop, render_summary_text
@@ -88,11 +88,11 @@ class Cli:
 
     def status(self, args: argparse.Namespace) -> int:
         with UnitOfWork(self.engine, readonly=True) as uow:
-            view = get_job_view(uow.session, args.job_id)
-        job = view.job
+            job = get_job(uow.session, args.job_id)
+            summary = batch_summary(uow.session, args.job_id)
         self.say(f"Lote {job.id}  estado: {job.status}")
         self.say(f"  exitosos {job.success_count}  con error {job.error_count}  total {job.total_items}"
-                 f"  pendientes {sum(1 for v in view.items if v.item.status == 'pending')}")
+                 f"  pendientes {summary.pending_count}")
         if job.failure_reason:
             self.say(f"  motivo: {job.failure_reason}")
         if job.flow_run_id:
@@ -101,11 +101,10 @@ class Cli:
             self.say(f"  reintento del lote {job.retry_of_job_id}")
         self.say("")
         self.say(f"  {'pedido':<14}{'estado':<9}{'guía':<14}{'ciudad':<24}{'valor':>11}  detalle")
-        for v in view.items:
-            city = (v.item.robot_input or {}).get("ciudad") or (v.order.shipping_city or "")
-            detail = v.item.error_message or ""
-            self.say(f"  {v.order.name:<14}{v.item.status:<9}{v.item.tracking_number or '':<14}{city[:23]:<24}"
-                     f"{format_cop(v.order.total_value):>11}  {detail}")
+        for line in summary.lines:
+            guide = line.pedido if line.status == "success" else ""
+            detail = "  ".join(part for part in (line.error_message, line.possible_duplicate) if part)
+            self.say(f"  {line.order_name:<14}{line.status:<9}{guide:<14}{line.city[:23]:<24}{line.total:>11}  {detail}")
         return 0
 
     def summary(self, args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import case, func, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from domain import outbox
@@ -37,6 +38,7 @@ from domain.models import (
     ItemStatus,
     JobStatus,
     Order,
+    ResolvedBy,
     RobotJob,
     RobotJobItem,
     Stage,
@@ -48,6 +50,10 @@ from domain.robot_input import build_pedido_input, is_cash_on_delivery
 ALL_REJECTED_REASON = "Ningún pedido pasó la validación de cobertura"
 ALL_FAILED_REASON = "Ningún pedido fue creado por el robot"
 TIMEOUT_MESSAGE = "Tiempo de espera agotado. El servicio del robot no respondio a tiempo."
+WITHDRAWN_MESSAGE = (
+    "Retirado del lote sin enviarlo: el robot ya creó este pedido en el portal desde otro lote "
+    "(se evita un envío duplicado)."
+)
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,7 @@ def create_robot_job(
                     status=ItemStatus.ERROR,
                     error_type=ErrorType.VALIDATION,
                     error_message=destination.reason,
+                    resolved_by=ResolvedBy.ROBOTJOBS,
                     completed_at=now,
                 )
             )
@@ -246,13 +253,33 @@ def _contacts_of(session: Session, orders: list[Order]) -> dict[str, Contact]:
     return {c.id: c for c in session.exec(select(Contact).where(col(Contact.id).in_(ids)))}
 
 
-def _dispatch_problem(order: Order) -> str | None:
+def _shipped_anywhere():
+    """An order the robot reported created in any job. A success may carry no pedido number, so the order's
+    tracking number alone cannot tell: a retry or a new batch must never send such an order again."""
+    shipped = aliased(RobotJobItem)  # aliased: callers may already select from robot_job_items
+    return select(shipped.id).where(shipped.order_id == Order.id, shipped.status == ItemStatus.SUCCESS).exists()
+
+
+def _dispatchable():
+    """The one rule of which orders may be sent to the robot, as a SQL condition on `Order`."""
+    return (
+        (Order.archived == False)  # noqa: E712
+        & (Order.closed == False)  # noqa: E712
+        & col(Order.tracking_number).is_(None)
+        & ~_shipped_anywhere()
+    )
+
+
+def _dispatch_problem(order: Order, shipped: bool) -> str | None:
+    """Why an order the operator chose by id fails `_dispatchable`, in the operator's words."""
     if order.archived:
         return "archivado"
     if order.closed:
         return "cerrado"
     if order.tracking_number:
         return f"ya tiene guía {order.tracking_number}"
+    if shipped:
+        return "ya fue creado en el portal por otro lote"
     return None
 
 
@@ -262,12 +289,13 @@ def _choose_orders(
     if order_ids:
         wanted = list(dict.fromkeys(order_ids))
         found = {o.id: o for o in session.exec(select(Order).where(col(Order.id).in_(wanted)))}
+        shipped = set(session.exec(select(Order.id).where(col(Order.id).in_(wanted), _shipped_anywhere())))
         problems = {}
         for order_id in wanted:
             order = found.get(order_id)
             if order is None or order.workspace_id != workspace_id:
                 problems[order_id] = "no existe en este workspace"
-            elif (problem := _dispatch_problem(order)) is not None:
+            elif (problem := _dispatch_problem(order, order_id in shipped)) is not None:
                 problems[order_id] = problem
         if problems:
             listed = "; ".join(f"{oid}: {why}" for oid, why in problems.items())
@@ -280,13 +308,7 @@ def _choose_orders(
         orders = list(
             session.exec(
                 select(Order)
-                .where(
-                    Order.workspace_id == workspace_id,
-                    Order.stage_id == stage_id,
-                    Order.archived == False,  # noqa: E712
-                    Order.closed == False,  # noqa: E712
-                    col(Order.tracking_number).is_(None),
-                )
+                .where(Order.workspace_id == workspace_id, Order.stage_id == stage_id, _dispatchable())
                 .order_by(Order.created_at, Order.name)
             )
         )
@@ -453,6 +475,7 @@ def fail_job(
             status=ItemStatus.ERROR,
             error_type=str(error_type),
             error_message=error_message[:1000],
+            resolved_by=ResolvedBy.ROBOTJOBS,
             completed_at=now,
             updated_at=now,
         )
@@ -495,6 +518,92 @@ def finish_if_complete(session: Session, job_id: str, *, now: datetime | None = 
     return job
 
 
+def correct_finished_job(session: Session, job_id: str, *, now: datetime | None = None) -> bool:
+    """A finished job whose items changed afterwards (a robot result beat our own closure): its status follows
+    its counters again (`failed` → `completed` once a success exists) and `robot.batch.corrected` is written so
+    the summary is republished. The caller holds the job's row lock."""
+    now = now or utcnow()
+    corrected = session.execute(
+        update(RobotJob)
+        .where(RobotJob.id == job_id, col(RobotJob.status).in_(FINISHED_JOB_STATUSES))
+        .values(
+            status=_case_completed(),
+            failure_reason=case((RobotJob.success_count > 0, None), else_=RobotJob.failure_reason),
+            updated_at=now,
+        )
+        .returning(RobotJob.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if corrected is None:
+        return False
+    _emit_batch_event(session, get_job(session, job_id), outbox.BATCH_CORRECTED)
+    return True
+
+
+def withdraw_unsent_items(session: Session, order_ids: list[str], *, job_id: str, now: datetime | None = None) -> int:
+    """Orders the robot just created (reported by job `job_id`) leave every other job that has not sent them yet.
+
+    An item of a job whose dispatch is not claimed is closed as `withdrawn` (by robotjobs), so it is never sent.
+    Those jobs' rows are locked first (`dispatch_state` still not dispatched), so a concurrent claim waits for this
+    transaction and then builds its request from the remaining pending items. Already sent items cannot be
+    withdrawn; a second success for the order is flagged as a possible duplicate where operators read the batch.
+    """
+    now = now or utcnow()
+    holders = sorted(
+        set(
+            session.exec(
+                select(RobotJobItem.job_id).where(
+                    col(RobotJobItem.order_id).in_(order_ids),
+                    RobotJobItem.job_id != job_id,
+                    RobotJobItem.status == ItemStatus.PENDING,
+                )
+            )
+        )
+    )
+    withdrawn = 0
+    for holder in holders:  # sorted: a fixed lock order among the other jobs
+        unsent = session.exec(
+            select(RobotJob.id)
+            .where(
+                RobotJob.id == holder,
+                col(RobotJob.status).in_(ACTIVE_JOB_STATUSES),
+                RobotJob.dispatch_state == DispatchState.NOT_DISPATCHED,
+            )
+            .with_for_update()
+        ).first()
+        if unsent is None:
+            continue
+        closed = session.execute(
+            update(RobotJobItem)
+            .where(
+                RobotJobItem.job_id == holder,
+                col(RobotJobItem.order_id).in_(order_ids),
+                RobotJobItem.status == ItemStatus.PENDING,
+            )
+            .values(
+                status=ItemStatus.ERROR,
+                error_type=ErrorType.WITHDRAWN,
+                error_message=WITHDRAWN_MESSAGE,
+                resolved_by=ResolvedBy.ROBOTJOBS,
+                completed_at=now,
+                updated_at=now,
+            )
+            .returning(RobotJobItem.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+        if not closed:
+            continue
+        withdrawn += len(closed)
+        session.execute(
+            update(RobotJob)
+            .where(RobotJob.id == holder)
+            .values(error_count=RobotJob.error_count + len(closed), updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        finish_if_complete(session, holder, now=now)
+    return withdrawn
+
+
 def _case_completed():
     return case((RobotJob.success_count > 0, JobStatus.COMPLETED.value), else_=JobStatus.FAILED.value)
 
@@ -504,9 +613,13 @@ def _case_failure_reason():
 
 
 def _emit_batch_completed(session: Session, job: RobotJob) -> None:
+    _emit_batch_event(session, job, outbox.BATCH_COMPLETED)
+
+
+def _emit_batch_event(session: Session, job: RobotJob, event_type: str) -> None:
     outbox.add_event(
         session,
-        event_type=outbox.BATCH_COMPLETED,
+        event_type=event_type,
         workspace_id=job.workspace_id,
         aggregate_id=job.id,
         payload={
@@ -537,13 +650,7 @@ def retry_failed_items(session: Session, job_id: str, *, idempotency_key: str | 
         session.exec(
             select(Order.id)
             .join(RobotJobItem, RobotJobItem.order_id == Order.id)
-            .where(
-                RobotJobItem.job_id == job_id,
-                RobotJobItem.status == ItemStatus.ERROR,
-                col(Order.tracking_number).is_(None),
-                Order.archived == False,  # noqa: E712
-                Order.closed == False,  # noqa: E712
-            )
+            .where(RobotJobItem.job_id == job_id, RobotJobItem.status == ItemStatus.ERROR, _dispatchable())
             .order_by(RobotJobItem.created_at)
         )
     )

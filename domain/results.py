@@ -1,44 +1,95 @@
-"""Recording the robot's results: the first terminal result of an item wins; later ones change nothing.
+"""Recording the robot's results: the portal's truth wins.
 
-One code path serves the per-order callback and the batch report, set-based so a 1,000-item batch costs a handful
-of statements. Lock order is always job row, then items, then orders (as in `fail_job`), so writers never deadlock.
+An item's terminal status has an author (`resolved_by`). The robot speaks for the portal; robotjobs only closes
+items by its own judgement (coverage rejection, dispatch refused or unknown, deadline, withdrawal). So:
+
+| item now                      | robot `success`            | robot `error`                 |
+| ---                           | ---                        | ---                           |
+| pending                       | success  (+1 success)      | error  (+1 error)             |
+| error, resolved by robotjobs  | success  (-1 error +1 succ)| error, robot's reason (±0)    |
+| success or error by the robot | unchanged (first wins)     | unchanged (first wins)        |
+
+That table is the WHERE clause of one guarded UPDATE (`_ADMISSIBLE`), not Python branching: two writers can
+never both win an item. Counter deltas come from the item's state read under the job's row lock.
+
+One code path serves the per-order callback and the batch report. Lock order is always job row, then items, then
+other jobs' rows (withdrawals), then orders (as in `fail_job`), so writers never deadlock.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
-from sqlalchemy import bindparam, update
+from pydantic import BaseModel, Field
+from sqlalchemy import and_, bindparam, or_, update
 from sqlmodel import Session, col, select
 
 from domain import outbox
-from domain.errors import InvalidResult, ItemNotInJob, UnknownItem, UnknownJob
-from domain.jobs import finish_if_complete, get_job
-from domain.models import COORDINADORA, Contact, ErrorType, ItemStatus, Order, RobotJob, RobotJobItem, utcnow
+from domain.errors import ItemNotInJob, UnknownItem, UnknownJob
+from domain.jobs import correct_finished_job, finish_if_complete, withdraw_unsent_items
+from domain.models import (
+    COORDINADORA,
+    FINISHED_JOB_STATUSES,
+    Contact,
+    ErrorType,
+    ItemStatus,
+    Order,
+    ResolvedBy,
+    RobotJob,
+    RobotJobItem,
+    utcnow,
+)
 from domain.orders import event_context, update_orders
 
 ROBOT_ERROR_TYPES = (ErrorType.VALIDATION, ErrorType.PORTAL, ErrorType.TIMEOUT, ErrorType.UNKNOWN)
+MAX_ERROR_MESSAGE = 1000
+MAX_TRACKING_NUMBER = 100
+TRUNCATED = "… [mensaje truncado]"
 
 
 class ItemResult(BaseModel):
-    """One order's result as the robot reports it."""
+    """One order's result as recorded: already normalised (see `normalise_result`)."""
 
     item_id: str = Field(min_length=1, max_length=64, description="The robot_job_items id we sent as itemId")
     status: Literal["success", "error"] = Field(description="success or error")
-    tracking_number: str | None = Field(default=None, max_length=100, description="Courier pedido number on success")
+    tracking_number: str | None = Field(
+        default=None, max_length=MAX_TRACKING_NUMBER, description="Courier pedido number; None when the robot "
+        "created the order but could not read its number"
+    )
     error_type: Literal["validation", "portal", "timeout", "unknown"] | None = Field(
         default=None, description="Kind of error: validation, portal, timeout or unknown"
     )
-    error_message: str | None = Field(default=None, max_length=1000, description="Spanish message for operators")
+    error_message: str | None = Field(default=None, max_length=MAX_ERROR_MESSAGE, description="Spanish, for operators")
 
-    @model_validator(mode="after")
-    def _success_has_tracking(self) -> "ItemResult":
-        if self.status == "success" and not (self.tracking_number or "").strip():
-            raise ValueError("trackingNumber is required when status is success")
-        return self
+
+def _clean(text: Any) -> str:
+    # PostgreSQL text cannot hold NUL; nothing else in a robot's text is ours to refuse.
+    return str(text).replace("\x00", "").strip()
+
+
+def normalise_result(
+    *, item_id: str, status: str, tracking_number: Any = None, error_type: Any = None, error_message: Any = None
+) -> ItemResult:
+    """An authenticated robot result as we record it: lenient on what can be understood.
+
+    The robot never retries, so refusing an honest but unusual field loses a real outcome. Unknown `errorType` →
+    `unknown`, its original value kept in the message; over-long message → truncated; tracking number trimmed;
+    `success` without a tracking number → a success whose pedido number is unknown (the order exists on the portal).
+    """
+    if status == ItemStatus.SUCCESS:
+        tracking = _clean(tracking_number) if tracking_number is not None else ""
+        return ItemResult(item_id=item_id, status="success", tracking_number=tracking[:MAX_TRACKING_NUMBER] or None)
+    message = _clean(error_message) if error_message is not None else ""
+    kind = _clean(error_type).lower() if error_type is not None else ""
+    if kind not in ROBOT_ERROR_TYPES:
+        if kind:
+            message = f"[errorType del robot: {_clean(error_type)[:100]}] {message}".strip()
+        kind = ErrorType.UNKNOWN.value
+    if len(message) > MAX_ERROR_MESSAGE:
+        message = message[: MAX_ERROR_MESSAGE - len(TRUNCATED)] + TRUNCATED
+    return ItemResult(item_id=item_id, status="error", error_type=kind, error_message=message or None)
 
 
 @dataclass(frozen=True)
@@ -59,6 +110,7 @@ class RecordOutcome:
     item_status: str
     job_finished: bool
     job_status: str
+    job_corrected: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +119,7 @@ class BatchOutcome:
     outcomes: list[RecordOutcome]
     job_finished: bool
     job_status: str
+    job_corrected: bool = False  # a finished job changed: its summary must be republished
 
     @property
     def changed_count(self) -> int:
@@ -96,47 +149,81 @@ def record_item_result(
     return record_batch_results(session, owner, [result], now=now).outcomes[0]
 
 
+# The transition table of the module docstring, as SQL: a robot result may land on a pending item or on an
+# error that robotjobs decided; never on anything the robot itself already reported.
+_ITEMS = RobotJobItem.__table__
+_ADMISSIBLE = or_(
+    _ITEMS.c.status == ItemStatus.PENDING.value,
+    and_(_ITEMS.c.status == ItemStatus.ERROR.value, _ITEMS.c.resolved_by == ResolvedBy.ROBOTJOBS.value),
+)
+
+
+@dataclass(frozen=True)
+class _Before:
+    order_id: str
+    status: str
+    resolved_by: str | None
+
+
 def record_batch_results(
     session: Session, job_id: str, results: list[ItemResult], *, now: datetime | None = None
 ) -> BatchOutcome:
     """Record many results of one job in one transaction; a result for another job's item refuses the whole batch."""
     now = now or utcnow()
-    _lock_job(session, job_id)
+    job_status_before = _lock_job(session, job_id)
     ids = list(dict.fromkeys(r.item_id for r in results))
-    items = {i.id: i for i in session.exec(select(RobotJobItem).where(col(RobotJobItem.id).in_(ids)))}
-    strangers = [item_id for item_id in ids if item_id not in items or items[item_id].job_id != job_id]
+    before = {
+        item_id: _Before(order_id, status, resolved_by)
+        for item_id, owner, order_id, status, resolved_by in session.exec(
+            select(
+                RobotJobItem.id, RobotJobItem.job_id, RobotJobItem.order_id, RobotJobItem.status,
+                RobotJobItem.resolved_by,
+            ).where(col(RobotJobItem.id).in_(ids))
+        )
+        if owner == job_id
+    }
+    strangers = [item_id for item_id in ids if item_id not in before]
     if strangers:
         raise ItemNotInJob("Hay ítems que no pertenecen a este trabajo", item_ids=strangers, job_id=job_id)
 
-    # First result per item wins, inside the batch as across requests.
-    winners: dict[str, ItemResult] = {}
+    # Within a request, as across requests, the robot's first result for an item is the one that counts.
+    first: dict[str, ItemResult] = {}
     for result in results:
-        if items[result.item_id].status == ItemStatus.PENDING:
-            winners.setdefault(result.item_id, result)
-    for result in winners.values():
-        _check(result)
-    if winners:
-        _write_items(session, list(winners.values()), now)
-        successes = [r for r in winners.values() if r.status == ItemStatus.SUCCESS]
+        first.setdefault(result.item_id, result)
+    applied = _write_items(session, list(first.values()), before, now)
+    successes = [first[i] for i in applied if first[i].status == ItemStatus.SUCCESS]
+    success_delta = len(successes)
+    error_delta = sum(1 for i in applied if first[i].status == ItemStatus.ERROR and before[i].status == ItemStatus.PENDING)
+    # A success over our own closure takes that error back.
+    error_delta -= sum(1 for r in successes if before[r.item_id].status == ItemStatus.ERROR)
+    if success_delta or error_delta:
         session.execute(
             update(RobotJob)
             .where(RobotJob.id == job_id)
             .values(
-                success_count=RobotJob.success_count + len(successes),
-                error_count=RobotJob.error_count + (len(winners) - len(successes)),
+                success_count=RobotJob.success_count + success_delta,
+                error_count=RobotJob.error_count + error_delta,
                 updated_at=now,
             )
             .execution_options(synchronize_session=False)
         )
-        if successes:
-            _ship_orders(session, job_id, [(items[r.item_id], r) for r in successes])
-    finished = finish_if_complete(session, job_id, now=now) if winners else None
-    job = get_job(session, job_id)
-    final_status = {i.id: i.status for i in items.values()}
-    final_status.update({item_id: r.status for item_id, r in winners.items()})
+    if successes:
+        shipped = [(r.item_id, before[r.item_id].order_id, r.tracking_number) for r in successes]
+        withdraw_unsent_items(session, [order_id for _, order_id, _ in shipped], job_id=job_id, now=now)
+        _ship_orders(session, job_id, shipped)
+
+    finished = corrected = False
+    if applied:
+        if job_status_before in FINISHED_JOB_STATUSES:
+            corrected = correct_finished_job(session, job_id, now=now)
+        else:
+            finished = finish_if_complete(session, job_id, now=now) is not None
+    job_status = session.exec(select(RobotJob.status).where(RobotJob.id == job_id)).one()
+    final_status = {item_id: b.status for item_id, b in before.items()}
+    final_status.update({item_id: first[item_id].status for item_id in applied})
     outcomes, seen = [], set()
     for result in results:
-        changed = result.item_id in winners and result.item_id not in seen
+        changed = result.item_id in applied and result.item_id not in seen
         seen.add(result.item_id)
         outcomes.append(
             RecordOutcome(
@@ -144,72 +231,109 @@ def record_batch_results(
                 job_id=job_id,
                 changed=changed,
                 item_status=final_status[result.item_id],
-                job_finished=finished is not None,
-                job_status=job.status,
+                job_finished=finished,
+                job_status=job_status,
+                job_corrected=corrected,
             )
         )
-    return BatchOutcome(job_id=job_id, outcomes=outcomes, job_finished=finished is not None, job_status=job.status)
+    return BatchOutcome(
+        job_id=job_id, outcomes=outcomes, job_finished=finished, job_status=job_status, job_corrected=corrected
+    )
 
 
-def _lock_job(session: Session, job_id: str) -> None:
+def _lock_job(session: Session, job_id: str) -> str:
     # FOR UPDATE on PostgreSQL; on SQLite BEGIN IMMEDIATE already holds the write lock.
-    if session.exec(select(RobotJob.id).where(RobotJob.id == job_id).with_for_update()).first() is None:
+    status = session.exec(select(RobotJob.status).where(RobotJob.id == job_id).with_for_update()).first()
+    if status is None:
         raise UnknownJob(f"Trabajo de robot desconocido: {job_id}", job_id=job_id)
+    return status
 
 
-def _check(result: ItemResult) -> None:
-    if result.status == ItemStatus.SUCCESS and not (result.tracking_number or "").strip():
-        raise InvalidResult("Un resultado exitoso necesita el número de guía", field="trackingNumber")
+def _admissible(before: _Before) -> bool:
+    """Python's reading of `_ADMISSIBLE`, under the job's row lock, to know which items the UPDATE will change."""
+    return before.status == ItemStatus.PENDING or (
+        before.status == ItemStatus.ERROR and before.resolved_by == ResolvedBy.ROBOTJOBS
+    )
 
 
-def _write_items(session: Session, winners: list[ItemResult], now: datetime) -> None:
-    table = RobotJobItem.__table__
+def _write_items(session: Session, results: list[ItemResult], before: dict[str, _Before], now: datetime) -> list[str]:
+    """The guarded transition for each result; returns the ids it changed, in request order."""
+    expected = [r.item_id for r in results if _admissible(before[r.item_id])]
+    if not expected:
+        return []
     statement = (
-        table.update()
-        .where(table.c.id == bindparam("b_id"), table.c.status == ItemStatus.PENDING.value)
+        _ITEMS.update()
+        .where(_ITEMS.c.id == bindparam("b_id"), _ADMISSIBLE)
         .values(
             status=bindparam("b_status"),
             tracking_number=bindparam("b_tracking"),
             error_type=bindparam("b_error_type"),
             error_message=bindparam("b_error_message"),
+            resolved_by=ResolvedBy.ROBOT.value,
             completed_at=now,
             updated_at=now,
         )
     )
+    wanted = set(expected)
+    rows = [
+        {
+            "b_id": r.item_id,
+            "b_status": r.status,
+            "b_tracking": r.tracking_number if r.status == ItemStatus.SUCCESS else None,
+            "b_error_type": None if r.status == ItemStatus.SUCCESS else (r.error_type or ErrorType.UNKNOWN.value),
+            "b_error_message": None if r.status == ItemStatus.SUCCESS else r.error_message,
+        }
+        for r in results
+        if r.item_id in wanted
+    ]
     # executemany: psycopg pipelines it, so a 1,000-item batch is not 1,000 round trips.
-    session.connection().execute(
-        statement,
-        [
-            {
-                "b_id": r.item_id,
-                "b_status": r.status,
-                "b_tracking": r.tracking_number.strip() if r.status == ItemStatus.SUCCESS else None,
-                "b_error_type": None if r.status == ItemStatus.SUCCESS else (r.error_type or ErrorType.UNKNOWN.value),
-                "b_error_message": None if r.status == ItemStatus.SUCCESS else r.error_message,
-            }
-            for r in winners
-        ],
+    result = session.connection().execute(statement, rows)
+    if session.get_bind().dialect.supports_sane_multi_rowcount and result.rowcount != len(rows):
+        # The job's row lock makes the read above the truth; a mismatch is a broken invariant: roll back.
+        raise RuntimeError(f"guarded item update changed {result.rowcount} rows, expected {len(rows)}")
+    return expected
+
+
+def _ship_orders(session: Session, job_id: str, shipped: list[tuple[str, str, str | None]]) -> None:
+    """Tracking number and carrier through the order-update path, then one robot.coord.completed per order.
+
+    An order another item already shipped (a duplicate on the portal) keeps its first tracking number and fires
+    no second trigger; the duplicate is shown to operators from the items themselves (domain.summary).
+    """
+    item_ids = [item_id for item_id, _, _ in shipped]
+    order_ids = [order_id for _, order_id, _ in shipped]
+    already = set(
+        session.exec(
+            select(RobotJobItem.order_id).where(
+                col(RobotJobItem.order_id).in_(order_ids),
+                RobotJobItem.status == ItemStatus.SUCCESS,
+                col(RobotJobItem.id).not_in(item_ids),
+            )
+        )
     )
-
-
-def _ship_orders(session: Session, job_id: str, shipped: list[tuple[RobotJobItem, ItemResult]]) -> None:
-    """Tracking number and carrier through the order-update path, then one robot.coord.completed per order."""
+    first_time = [(item_id, order_id, tracking) for item_id, order_id, tracking in shipped if order_id not in already]
+    if not first_time:
+        return
     update_orders(
         session,
-        {item.order_id: {"tracking_number": r.tracking_number.strip(), "carrier": COORDINADORA} for item, r in shipped},
+        {
+            order_id: {"carrier": COORDINADORA, **({"tracking_number": tracking} if tracking else {})}
+            for _, order_id, tracking in first_time
+        },
     )
-    order_ids = [item.order_id for item, _ in shipped]
-    orders = {o.id: o for o in session.exec(select(Order).where(col(Order.id).in_(order_ids)))}
+    orders = {o.id: o for o in session.exec(select(Order).where(col(Order.id).in_([o for _, o, _ in first_time])))}
     contact_ids = {o.contact_id for o in orders.values() if o.contact_id}
     contacts = {c.id: c for c in session.exec(select(Contact).where(col(Contact.id).in_(contact_ids)))}
-    for item, _ in shipped:
-        order = orders[item.order_id]
+    for item_id, order_id, tracking in first_time:
+        order = orders[order_id]
+        context = event_context(order, contacts.get(order.contact_id or ""))
+        context["order"]["tracking_number"] = tracking or ""  # empty, not stale: the pedido number is unknown
         outbox.add_event(
             session,
             event_type=outbox.ROBOT_COORD_COMPLETED,
             workspace_id=order.workspace_id,
             aggregate_id=order.id,
-            payload={"job_id": job_id, "item_id": item.id, **event_context(order, contacts.get(order.contact_id or ""))},
+            payload={"job_id": job_id, "item_id": item_id, **context},
             flush=False,
         )
     session.flush()

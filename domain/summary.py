@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from domain.coverage import department_abbreviation, normalize
-from domain.jobs import ItemView, get_job_view
-from domain.models import ItemStatus
+from domain.jobs import ItemView, JobView, get_job_view
+from domain.models import DispatchState, ItemStatus, ResolvedBy, RobotJobItem
 from domain.money import format_cop
 from domain.robot_input import _last_digits
 
@@ -27,6 +27,12 @@ class SummaryLine:
     total: str
     error_type: str | None
     error_message: str | None
+    possible_duplicate: str | None = None  # set when the same order was created on the portal by another item
+
+    @property
+    def pedido(self) -> str:
+        """What operators read for the courier's pedido number."""
+        return self.tracking_number or UNKNOWN_PEDIDO
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,8 @@ class BatchSummary:
     failure_reason: str | None
     successes: list[SummaryLine]
     rejected: list[SummaryLine]
+    pending: list[SummaryLine] = field(default_factory=list)
+    lines: list[SummaryLine] = field(default_factory=list)  # every item, in the batch's order
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -53,7 +61,10 @@ def _city_label(view: ItemView) -> str:
     return f"{city} ({dept})" if dept else city
 
 
-def _line(view: ItemView) -> SummaryLine:
+UNKNOWN_PEDIDO = "número de pedido desconocido"
+
+
+def _line(view: ItemView, duplicate: str | None = None) -> SummaryLine:
     contact = view.contact
     return SummaryLine(
         item_id=view.item.id,
@@ -68,12 +79,53 @@ def _line(view: ItemView) -> SummaryLine:
         total=format_cop(view.order.total_value),
         error_type=view.item.error_type,
         error_message=view.item.error_message,
+        possible_duplicate=duplicate,
     )
+
+
+def possible_duplicates(session: Session, view: JobView) -> dict[str, str]:
+    """Items of this job whose order the robot also created from another job: item id → what operators read.
+
+    An item counts when it reached the robot and the robot did not report it failed: a success, a pending item
+    already sent, or one we closed ourselves after sending (our closure is not the portal's answer).
+    """
+    sent = view.job.dispatch_state not in (DispatchState.NOT_DISPATCHED, DispatchState.REFUSED)
+    candidates = {
+        v.item.id: v
+        for v in view.items
+        if v.item.robot_input is not None
+        and (v.item.status == ItemStatus.SUCCESS or sent)
+        and not (v.item.status == ItemStatus.ERROR and v.item.resolved_by == ResolvedBy.ROBOT)
+    }
+    if not candidates:
+        return {}
+    others: dict[str, list[tuple[str, str | None]]] = {}
+    for order_id, job_id, tracking in session.exec(
+        select(RobotJobItem.order_id, RobotJobItem.job_id, RobotJobItem.tracking_number).where(
+            col(RobotJobItem.order_id).in_([v.item.order_id for v in candidates.values()]),
+            RobotJobItem.job_id != view.job.id,
+            RobotJobItem.status == ItemStatus.SUCCESS,
+        )
+    ):
+        others.setdefault(order_id, []).append((job_id, tracking))
+    flags = {}
+    for item_id, v in candidates.items():
+        elsewhere = others.get(v.item.order_id)
+        if not elsewhere:
+            continue
+        numbers = [f"#{tracking or UNKNOWN_PEDIDO} (lote {job_id[:8]})" for job_id, tracking in elsewhere]
+        if v.item.status == ItemStatus.SUCCESS:
+            numbers.insert(0, f"#{v.item.tracking_number or UNKNOWN_PEDIDO} (este lote)")
+            flags[item_id] = "posible duplicado en el portal: " + ", ".join(numbers)
+        else:
+            flags[item_id] = "posible duplicado: ya enviado al robot y creado también como " + ", ".join(numbers)
+    return flags
 
 
 def batch_summary(session: Session, job_id: str) -> BatchSummary:
     view = get_job_view(session, job_id)
-    lines = [_line(item) for item in view.items]
+    duplicates = possible_duplicates(session, view)
+    lines = [_line(item, duplicates.get(item.item.id)) for item in view.items]
     return BatchSummary(
         job_id=view.job.id,
         job_status=view.job.status,
@@ -84,6 +136,8 @@ def batch_summary(session: Session, job_id: str) -> BatchSummary:
         failure_reason=view.job.failure_reason,
         successes=[line for line in lines if line.status == ItemStatus.SUCCESS],
         rejected=[line for line in lines if line.status == ItemStatus.ERROR],
+        pending=[line for line in lines if line.status == ItemStatus.PENDING],
+        lines=lines,
     )
 
 
@@ -92,10 +146,22 @@ def render_summary_text(summary: BatchSummary) -> str:
     out = [f"✅ {len(summary.successes)} pedido(s) creado(s):"]
     for s in summary.successes:
         out.append(
-            f"• #{s.tracking_number} - {s.recipient}  📍 {s.address}  🏙️ {s.city}  📱 {s.phone}  💰 {s.total}"
+            f"• #{s.pedido} - {s.recipient}  📍 {s.address}  🏙️ {s.city}  📱 {s.phone}  💰 {s.total}"
+            + _flag(s)
         )
     if summary.rejected:
         out.append("❌ Pedidos rechazados:")
         for r in summary.rejected:
-            out.append(f"• {r.recipient}  📍 {r.address}  🏙️ {r.city}  ❌ {r.error_message or 'Error desconocido'}")
+            out.append(
+                f"• {r.recipient}  📍 {r.address}  🏙️ {r.city}  ❌ {r.error_message or 'Error desconocido'}" + _flag(r)
+            )
+    flagged = [p for p in summary.pending if p.possible_duplicate]
+    if flagged:
+        out.append("⏳ Pendientes:")
+        for p in flagged:
+            out.append(f"• {p.recipient}  📍 {p.address}  🏙️ {p.city}" + _flag(p))
     return "\n".join(out) + "\n"
+
+
+def _flag(line: SummaryLine) -> str:
+    return f"  ⚠️ {line.possible_duplicate}" if line.possible_duplicate else ""

@@ -9,8 +9,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlalchemy import Engine
 
 from domain.db import UnitOfWork
-from domain.jobs import RejectedOrder, get_job_view
-from domain.money import format_cop
+from domain.jobs import RejectedOrder
 from domain.summary import batch_summary, render_summary_text
 
 STATUS_LABEL = {"pending": "pendiente", "processing": "en proceso", "completed": "completado", "failed": "fallido",
@@ -32,40 +31,38 @@ def rejected_key(job_id: str) -> str:
 def summary_markdown(engine: Engine, job_id: str) -> str:
     """The reference text format (domain.summary), fenced so its spacing and bullets survive rendering."""
     with UnitOfWork(engine, readonly=True) as uow:
-        job = get_job_view(uow.session, job_id).job
-        text = render_summary_text(batch_summary(uow.session, job_id))
+        summary = batch_summary(uow.session, job_id)
     header = (
-        f"### Lote `{job.id}` — {STATUS_LABEL.get(job.status, job.status)}\n\n"
-        f"Creados: **{job.success_count}** · Con error: **{job.error_count}** · Total: **{job.total_items}**\n"
+        f"### Lote `{summary.job_id}` — {STATUS_LABEL.get(summary.job_status, summary.job_status)}\n\n"
+        f"Creados: **{summary.success_count}** · Con error: **{summary.error_count}** · "
+        f"Total: **{summary.total_items}**\n"
     )
-    if job.failure_reason:
-        header += f"\nMotivo: {job.failure_reason}\n"
-    return f"{header}\n```text\n{text}\n```\n"
+    if summary.failure_reason:
+        header += f"\nMotivo: {summary.failure_reason}\n"
+    return f"{header}\n```text\n{render_summary_text(summary)}\n```\n"
 
 
 def items_table(engine: Engine, job_id: str) -> list[dict[str, object]]:
+    """One row per item, from the same summary lines as the text (pedido number label, possible duplicates)."""
     with UnitOfWork(engine, readonly=True) as uow:
-        view = get_job_view(uow.session, job_id)
-        rows = []
-        for entry in view.items:
-            item, order, contact = entry.item, entry.order, entry.contact
-            city = (item.robot_input or {}).get("ciudad") or order.shipping_city or ""
-            rows.append(
-                {
-                    "pedido": order.name,
-                    "destinatario": (contact.name if contact else None) or "",
-                    "direccion": order.shipping_address or "",
-                    "ciudad": city,
-                    "telefono": (item.robot_input or {}).get("celular") or ((contact.phone if contact else None) or ""),
-                    "valor": format_cop(order.total_value),
-                    "estado": STATUS_LABEL.get(item.status, item.status),
-                    "guia": item.tracking_number or "",
-                    "tipo_error": item.error_type or "",
-                    "mensaje": item.error_message or "",
-                    "item_id": item.id,
-                }
-            )
-    return rows
+        summary = batch_summary(uow.session, job_id)
+    return [
+        {
+            "pedido": line.order_name,
+            "destinatario": line.recipient,
+            "direccion": line.address,
+            "ciudad": line.city,
+            "telefono": line.phone,
+            "valor": line.total,
+            "estado": STATUS_LABEL.get(line.status, line.status),
+            "guia": line.pedido if line.status == "success" else "",
+            "tipo_error": line.error_type or "",
+            "mensaje": line.error_message or "",
+            "posible_duplicado": line.possible_duplicate or "",
+            "item_id": line.item_id,
+        }
+        for line in summary.lines
+    ]
 
 
 def publish_summary(engine: Engine, job_id: str) -> None:

@@ -6,7 +6,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from domain.db import UnitOfWork
 from domain.jobs import get_job_view
-from domain.summary import batch_summary, render_summary_text
+from domain.models import ItemStatus
+from domain.summary import UNKNOWN_PEDIDO, batch_summary, possible_duplicates, render_summary_text
 from webhook.auth import check_bearer
 from webhook.errors import NotFound
 from webhook.logs import correlate
@@ -30,7 +31,7 @@ def _job_id(job_id: str) -> str:
     return job_id
 
 
-def job_out(view) -> JobOut:
+def job_out(view, duplicates: dict[str, str]) -> JobOut:
     job = view.job
     items = []
     for entry in view.items:
@@ -41,6 +42,9 @@ def job_out(view) -> JobOut:
                 order_id=item.order_id,
                 status=item.status,
                 tracking_number=item.tracking_number,
+                pedido=(item.tracking_number or UNKNOWN_PEDIDO) if item.status == ItemStatus.SUCCESS else None,
+                resolved_by=item.resolved_by,
+                possible_duplicate=duplicates.get(item.id),
                 error_type=item.error_type,
                 error_message=item.error_message,
                 completed_at=item.completed_at,
@@ -83,7 +87,7 @@ def job_out(view) -> JobOut:
 def get_job(job_id: str):
     with UnitOfWork(current_app.extensions["robotjobs"].engine, readonly=True) as uow:
         view = get_job_view(uow.session, _job_id(job_id))
-        body = job_out(view).model_dump(mode="json")
+        body = job_out(view, possible_duplicates(uow.session, view)).model_dump(mode="json")
     correlate(flow_run_id=body["flow_run_id"])
     return jsonify(body)
 
@@ -110,6 +114,7 @@ def get_summary(job_id: str):
         failure_reason=summary.failure_reason,
         successes=[SummaryLineOut.model_validate(line) for line in summary.successes],
         rejected=[SummaryLineOut.model_validate(line) for line in summary.rejected],
+        pending=[SummaryLineOut.model_validate(line) for line in summary.pending],
         text=text,
     )
     return jsonify(out.model_dump(mode="json"))

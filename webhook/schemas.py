@@ -6,10 +6,11 @@ evolve. The read API answers in the domain's snake_case.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # PostgreSQL text cannot hold NUL; refusing it here turns a would-be 500 into a 422 naming the field.
 NO_NUL = r"^[^\x00]*$"
@@ -23,57 +24,66 @@ class _Callback(BaseModel):
 
 
 class CallbackResult(_Callback):
-    """One order's result as the robot reports it (the per-order body, or one entry of a batch body)."""
+    """One order's result as the robot reports it (the per-order body, or one entry of a batch body).
 
-    model_config = ConfigDict(
-        title="CallbackResult",
-        # The cross-field rule, in the document too, so generated clients and fuzzers know it.
-        json_schema_extra={
-            "if": {"properties": {"status": {"const": "success"}}, "required": ["status"]},
-            "then": {
-                "required": ["trackingNumber"],
-                "properties": {"trackingNumber": {"type": "string", "pattern": r"\S"}},
-            },
-        },
-    )
+    Strict only on what makes a result attributable and understandable (`itemId`, `status`). Every other field is
+    taken as the robot sends it and normalised by the domain (domain.results.normalise_result): the robot never
+    retries, so a refusal here would lose an order that exists on the portal.
+    """
+
+    model_config = ConfigDict(title="CallbackResult", coerce_numbers_to_str=True)
 
     item_id: ItemId = Field(alias="itemId")
     status: Literal["success", "error"] = Field(description="Terminal status of the order on the courier portal.")
     tracking_number: str | None = Field(
         default=None,
         alias="trackingNumber",
-        max_length=100,
-        pattern=NO_NUL,
-        validate_default=True,
-        description="The courier's pedido number; required when status is success.",
+        description="The courier's pedido number. A success without it is still a created order (its number is "
+        "then shown as unknown); trimmed, at most 100 characters kept.",
     )
-    error_type: Literal["validation", "portal", "timeout", "unknown"] | None = Field(
-        default=None, alias="errorType", description="Why the order failed; 'unknown' when an error omits it."
+    error_type: str | None = Field(
+        default=None,
+        alias="errorType",
+        description="validation, portal, timeout or unknown; any other value is recorded as 'unknown' with the "
+        "original kept in the message.",
     )
     error_message: str | None = Field(
-        default=None, alias="errorMessage", max_length=1000, pattern=NO_NUL, description="Spanish, for operators."
+        default=None, alias="errorMessage", description="Spanish, for operators; longer than 1,000 characters is "
+        "truncated."
     )
 
-    @field_validator("tracking_number")
+    @field_validator("tracking_number", mode="before")
     @classmethod
-    def _tracking_number_on_success(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("status") == "success" and not (value and value.strip()):
-            raise ValueError("trackingNumber is required when status is success")
+    def _tracking_as_text(cls, value: object) -> object:
+        # A pedido number is a scalar; anything else is not a number we can use, but the success still stands.
+        if isinstance(value, bool) or not isinstance(value, (str, int, float, type(None))):
+            return None
         return value
 
-    def to_domain(self):
-        """The domain's ItemResult (imported late: the domain module owns its own validation)."""
-        from domain.results import ItemResult
+    @field_validator("error_type", "error_message", mode="before")
+    @classmethod
+    def _any_json_as_text(cls, value: object) -> object:
+        # Kept for operators as the robot sent it (the domain folds an unknown type into the message).
+        if value is None or isinstance(value, str):
+            return value
+        return json.dumps(value, ensure_ascii=False)
 
-        error_type = self.error_type
-        if self.status == "error" and error_type is None:
-            error_type = "unknown"  # the robot leaves empty keys out; an error without a type is still an error
-        return ItemResult(
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status_spelling(cls, value: object) -> object:
+        # "Success", " error " are understood; anything else is not a result we can record.
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def to_domain(self):
+        """The domain's ItemResult, normalised (imported late: the domain owns the normalisation rules)."""
+        from domain.results import normalise_result
+
+        return normalise_result(
             item_id=self.item_id,
             status=self.status,
-            tracking_number=self.tracking_number if self.status == "success" else None,
-            error_type=error_type if self.status == "error" else None,
-            error_message=self.error_message if self.status == "error" else None,
+            tracking_number=self.tracking_number,
+            error_type=self.error_type,
+            error_message=self.error_message,
         )
 
 
@@ -157,6 +167,14 @@ class ItemOut(BaseModel):
     order_id: str
     status: str
     tracking_number: str | None = None
+    pedido: str | None = Field(
+        default=None, description="On success: the pedido number, or 'número de pedido desconocido' when the robot "
+        "created the order without reading it (look it up on the portal)."
+    )
+    resolved_by: str | None = Field(default=None, description="robot, or robotjobs for our own closures.")
+    possible_duplicate: str | None = Field(
+        default=None, description="Set when the same order was also created on the portal by another batch."
+    )
     error_type: str | None = None
     error_message: str | None = None
     completed_at: datetime | None = None
@@ -193,6 +211,8 @@ class SummaryLineOut(BaseModel):
     order_name: str
     status: str
     tracking_number: str | None = None
+    pedido: str = Field(description="The pedido number, or 'número de pedido desconocido'.")
+    possible_duplicate: str | None = None
     recipient: str
     address: str
     city: str
@@ -216,4 +236,5 @@ class SummaryOut(BaseModel):
     failure_reason: str | None = None
     successes: list[SummaryLineOut]
     rejected: list[SummaryLineOut]
+    pending: list[SummaryLineOut] = Field(default_factory=list)
     text: str = Field(description="The previous Slack robot's format, as operators know it.")

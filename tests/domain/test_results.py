@@ -13,19 +13,8 @@ from domain import outbox
 from domain.errors import ItemNotInJob, UnknownItem
 from domain.jobs import get_job, get_job_view
 from domain.models import Order, OutboxEvent, RobotJobItem
-from domain.results import ItemResult, record_batch_results, record_item_result
-
-
-def ok(item_id, tracking="7600123"):
-    return ItemResult(item_id=item_id, status="success", tracking_number=tracking)
-
-
-def err(item_id, message="Error fatal en el procesamiento del batch", kind="unknown"):
-    return ItemResult(item_id=item_id, status="error", error_type=kind, error_message=message)
-
-
-def _events(tx, event_type):
-    return outbox.events_of(tx.session, event_type=event_type)
+from domain.results import normalise_result, record_batch_results, record_item_result
+from tests.domain.results_helpers import err, events, ok
 
 
 def test_success_ships_the_order_and_fires_the_trigger_once(uow, dispatched_job):
@@ -38,9 +27,9 @@ def test_success_ships_the_order_and_fires_the_trigger_once(uow, dispatched_job)
         item = tx.session.get(RobotJobItem, items[0])
         order = tx.session.get(Order, item.order_id)
         assert (order.tracking_number, order.carrier) == ("10107", "COORDINADORA")
-        fields = sorted(e.payload["field"] for e in _events(tx, outbox.FIELD_CHANGED))
+        fields = sorted(e.payload["field"] for e in events(tx, outbox.FIELD_CHANGED))
         assert fields == ["carrier", "tracking_number"]
-        [completed] = _events(tx, outbox.ROBOT_COORD_COMPLETED)
+        [completed] = events(tx, outbox.ROBOT_COORD_COMPLETED)
         assert completed.payload["order"]["tracking_number"] == "10107"
         assert completed.payload["contact"]["name"] == "Elena Beltrán"
         assert completed.payload["item_id"] == items[0] and completed.consumer == outbox.AUTOMATIONS
@@ -73,7 +62,7 @@ def test_duplicates_and_success_then_error_change_nothing(uow, dispatched_job):
     with uow() as tx:
         job = get_job(tx.session, job_id)
         assert (job.success_count, job.error_count) == (1, 5)
-        assert len(_events(tx, outbox.ROBOT_COORD_COMPLETED)) == 1
+        assert len(events(tx, outbox.ROBOT_COORD_COMPLETED)) == 1
         assert tx.session.get(RobotJobItem, items[0]).tracking_number == "7600123"
 
 
@@ -99,7 +88,7 @@ def test_the_last_result_completes_the_job_once(uow, dispatched_job):
         again = record_batch_results(tx.session, job_id, [err(i) for i in items])
         tx.commit()
         assert not again.job_finished and again.changed_count == 0
-        [done] = _events(tx, outbox.BATCH_COMPLETED)
+        [done] = events(tx, outbox.BATCH_COMPLETED)
         assert done.payload["status"] == "completed" and done.payload["flow_run_id"] == "flow-run-1"
 
 
@@ -146,7 +135,7 @@ def test_fifty_threads_posting_the_same_result_make_one_transition(uow, dispatch
     assert errors == [] and changed.count(True) == 1 and len(changed) == 50
     with uow() as tx:
         assert get_job(tx.session, job_id).success_count == 1
-        assert len(_events(tx, outbox.ROBOT_COORD_COMPLETED)) == 1
+        assert len(events(tx, outbox.ROBOT_COORD_COMPLETED)) == 1
 
 
 def test_many_items_duplicates_and_reorders_at_once_keep_counters_exact(uow, dispatched_job):
@@ -181,8 +170,8 @@ def test_many_items_duplicates_and_reorders_at_once_keep_counters_exact(uow, dis
         failures = sum(1 for v in view.items if v.item.status == "error")
         assert (job.success_count, job.error_count) == (successes, failures)
         assert job.success_count + job.error_count == job.total_items and job.status == "completed"
-        assert len(_events(tx, outbox.BATCH_COMPLETED)) == 1
-        assert len(_events(tx, outbox.ROBOT_COORD_COMPLETED)) == successes
+        assert len(events(tx, outbox.BATCH_COMPLETED)) == 1
+        assert len(events(tx, outbox.ROBOT_COORD_COMPLETED)) == successes
 
 
 def test_failure_between_item_write_and_event_write_leaves_nothing(uow, dispatched_job, monkeypatch):
@@ -222,6 +211,13 @@ def test_failure_at_commit_leaves_nothing(uow, dispatched_job):
         assert tx.session.exec(select(func.count()).select_from(OutboxEvent)).one() == 0
 
 
-def test_success_without_tracking_number_is_invalid():
-    with pytest.raises(ValueError, match="trackingNumber"):
-        ItemResult(item_id="itm_x", status="success")
+def test_unusual_fields_are_normalised_not_refused():
+    long = "locator.click: Timeout 30000ms exceeded.\n=========================== logs ===========================\n" * 60
+    odd = normalise_result(item_id="itm_x", status="error", error_type="playwright", error_message=long)
+    assert odd.error_type == "unknown" and odd.error_message.startswith("[errorType del robot: playwright] locator")
+    assert len(odd.error_message) == 1000 and odd.error_message.endswith("[mensaje truncado]")
+    blank = normalise_result(item_id="itm_x", status="success", tracking_number="  ")
+    assert blank.status == "success" and blank.tracking_number is None
+    assert normalise_result(item_id="itm_x", status="success", tracking_number=" 76001 ").tracking_number == "76001"
+    assert normalise_result(item_id="itm_x", status="error").error_type == "unknown"
+    assert normalise_result(item_id="itm_x", status="error", error_type=" Portal ").error_type == "portal"
