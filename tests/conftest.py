@@ -1,9 +1,12 @@
 """Shared fixtures: one database per test session (SQLite file, or a fresh PostgreSQL database), emptied per test.
 
 Choose the database with ROBOTJOBS_TEST_DATABASE: `sqlite` (default) or a PostgreSQL server URL such as
-`postgresql+psycopg://postgres@127.0.0.1:5432/test`. For PostgreSQL the session creates its own database on that
-server (so parallel runs never share rows) and drops it at the end. An unreachable server fails the run: a
-PostgreSQL run that silently skips would prove nothing.
+`postgresql+psycopg://postgres@127.0.0.1:5432/test` (`make test` starts a private server and passes its URL). For
+PostgreSQL the session creates its own database on that server (so parallel runs never share rows) and drops it at
+the end. An unreachable server fails the run: a PostgreSQL run that silently skips would prove nothing.
+
+A test that must stop and restart PostgreSQL takes the `private_postgres` fixture: a server of its own, whatever
+ROBOTJOBS_TEST_DATABASE says.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from domain.db import UnitOfWork, make_engine
 from domain.migrate import upgrade
+from stack.private_postgres import PrivatePostgres, temporary_postgres
 
 TEST_DATABASE = os.environ.get("ROBOTJOBS_TEST_DATABASE", "sqlite")
 
@@ -47,6 +51,15 @@ def scratch_database(directory: Path, prefix: str) -> Iterator[str]:
     finally:
         with psycopg.connect(**conninfo, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A started PostgreSQL server of this test's own (about half a second): `.url(database)`,
+    `.create_database(name)`, `.stop()` (fast shutdown; `mode="immediate"` for a crash) and `.start()` again on the
+    same data and port. Stopped and its folder removed after the test."""
+    with temporary_postgres() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
