@@ -9,6 +9,9 @@ PY := $(VENV)/bin/python
 # temporary folder on a free 127.0.0.1 port and removed at the end. A URL (postgresql+psycopg://...): that server.
 PG_TEST_URL ?=
 PG_TEST := $(or $(PG_TEST_URL),private)
+# `make up PG=private`: the stack's Prefect server and domain database on a private PostgreSQL kept in var/postgres
+# (started by `make up`, stopped by `make down`). Empty (the default): SQLite, as `make demo` uses.
+PG ?=
 
 .PHONY: install test test-sqlite test-postgres demo up down status clean
 
@@ -33,7 +36,7 @@ demo: install
 	$(PY) -m stack.demo
 
 up: install
-	$(PY) -m stack.up
+	$(PY) -m stack.up $(if $(PG),--postgres "$(PG)")
 
 down:
 	$(PY) -m stack.down
@@ -42,4 +45,5 @@ status:
 	$(PY) -m cli.main stack-status
 
 clean:
+	if [ -x $(PY) ]; then $(PY) -m stack.down; fi
 	rm -rf $(VENV) var

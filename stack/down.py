@@ -11,6 +11,7 @@ from pathlib import Path
 
 from domain.settings import VAR_DIR
 from stack.local import pids_file
+from stack.private_postgres import stop_postmaster
 from stack.processes import process_cmdline
 
 
@@ -34,6 +35,10 @@ def stop_recorded(state_dir: Path) -> list[str]:
         # A PID may have been reused since `make up`: only signal it if it still runs what we started.
         # (An interpreter may stand before a script's path: `python3 .venv/bin/prefect ...`.)
         if not pid or not _alive(pid) or not process_cmdline(pid).strip().endswith(expected.strip()):
+            continue
+        if name == "postgres":  # the private PostgreSQL of `make up PG=private`: a fast shutdown, by its PID
+            stop_postmaster(pid)
+            stopped.append(name)
             continue
         try:
             os.killpg(pid, signal.SIGTERM)  # each process leads its own group (start_new_session)

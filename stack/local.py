@@ -10,6 +10,7 @@ from pathlib import Path
 
 from domain.migrate import upgrade
 from domain.settings import VAR_DIR, get_settings
+from stack.private_postgres import PrivatePostgres
 from stack.processes import (
     PYTHON,
     ManagedProcess,
@@ -26,6 +27,9 @@ from stack.processes import (
 class StackConfig:
     state_dir: Path = VAR_DIR / "stack"
     database_url: str | None = None  # default: settings (DATABASE_URL or var/robotjobs.db)
+    # A folder for a private PostgreSQL (make up PG=private): it then holds the domain database ("robotjobs") and
+    # the Prefect server's ("prefect"), and database_url is ignored. None: SQLite for both, as before.
+    private_postgres: Path | None = None
     prefect_port: int | None = None  # None: a free port
     webhook_port: int | None = None
     simulator_port: int | None = None
@@ -47,7 +51,7 @@ class RunningStack:
     whatsapp_url: str
     database_url: str
     log_dir: Path
-    processes: list[ManagedProcess]
+    processes: list[ManagedProcess | PrivatePostgres]
 
     def describe(self) -> dict:
         return {
@@ -71,15 +75,23 @@ def start_stack(config: StackConfig) -> RunningStack:
     """Start every process; if one fails, stop those already started and raise."""
     settings = get_settings()
     database_url = config.database_url or settings.database_url
-    upgrade(database_url)
     log_dir = config.state_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    started: list[ManagedProcess] = []
+    started: list[ManagedProcess | PrivatePostgres] = []
+    prefect_database: dict[str, str] = {}  # default: the Prefect server's own SQLite under its PREFECT_HOME
     try:
+        if config.private_postgres is not None:
+            postgres = PrivatePostgres(config.private_postgres, durable=True)
+            started.append(postgres.start())
+            database_url = postgres.create_database("robotjobs")
+            postgres.create_database("prefect")
+            prefect_database["PREFECT_API_DATABASE_CONNECTION_URL"] = postgres.url("prefect", driver="asyncpg")
+        upgrade(database_url)
         server, api_url = start_prefect_server(
             config.state_dir / "prefect", port=config.prefect_port, log_dir=log_dir, ui=config.ui,
             # Schedule the every-minute reconciler within seconds of its deployment appearing, not a minute later.
             PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
+            **prefect_database,
         )
         started.append(server)
         simulator, simulator_url = start_simulator_process(
