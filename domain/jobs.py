@@ -451,9 +451,18 @@ def fail_job(
     dispatch_refused: bool = False,
     now: datetime | None = None,
 ) -> bool:
-    """Fail an active job and turn every pending item into an error. False if the job had already finished."""
+    """Close an active job by our own judgement: every pending item becomes an error (resolved by robotjobs).
+
+    The job's status then follows the one rule for every terminal batch: `completed` if the robot created at least
+    one order, else `failed` with `reason`. False if the job had already finished.
+    """
     now = now or utcnow()
-    values: dict = {"status": JobStatus.FAILED, "failure_reason": reason[:1000], "finished_at": now, "updated_at": now}
+    values: dict = {
+        "status": _case_completed(),
+        "failure_reason": case((RobotJob.success_count > 0, None), else_=reason[:1000]),
+        "finished_at": now,
+        "updated_at": now,
+    }
     if dispatch_refused:
         values["dispatch_state"] = DispatchState.REFUSED
     # The job row is locked first, as record_results does, so the two can never deadlock.

@@ -156,7 +156,8 @@ def test_fail_job_closes_every_pending_item_and_never_overwrites_completed(uow, 
         tx.commit()
     with uow() as tx:
         view = jobs.get_job_view(tx.session, job_id)
-        assert view.job.status == JobStatus.FAILED
+        # Every item terminal: one created order makes the batch completed, the rest show the timeout.
+        assert (view.job.status, view.job.failure_reason) == (JobStatus.COMPLETED, None)
         timed_out = [v.item for v in view.items if v.item.error_type == "timeout"]
         assert len(timed_out) == len(items) - 1
         assert all(i.error_message == jobs.TIMEOUT_MESSAGE for i in timed_out)
