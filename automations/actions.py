@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from automations.http_retry import RetryPolicy
 from automations.webhook_action import WebhookFailed, WebhookSender, WebhookTargetRefused
 from automations.whatsapp import ProviderError, WhatsAppClient, template_body, text_body
 from domain.automation_models import Task
@@ -34,9 +35,10 @@ class Effects:
     @classmethod
     def from_settings(cls, settings: Settings) -> "Effects":
         token = settings.whatsapp_token.get_secret_value() if settings.whatsapp_token else None
+        retry = RetryPolicy(budget_s=settings.automation_retry_budget_s)
         return cls(
-            whatsapp=WhatsAppClient(settings.whatsapp_base_url, token),
-            webhook=WebhookSender(allow_private=settings.webhook_action_allow_private),
+            whatsapp=WhatsAppClient(settings.whatsapp_base_url, token, retry=retry),
+            webhook=WebhookSender(allow_private=settings.webhook_action_allow_private, retry=retry),
         )
 
     def close(self) -> None:

@@ -39,6 +39,7 @@ class _State:
         self.replays = 0
         self.fail_status = 500
         self.fail_remaining: int | None = 0  # None: fail until cleared
+        self.fail_retry_after: int | None = None  # seconds sent as Retry-After with each failure
         self.delay_seconds = 0.0
 
 
@@ -90,6 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
             with state.lock:
                 state.fail_status = int(body.get("status", 500))
                 state.fail_remaining = body.get("count", 1)
+                state.fail_retry_after = body.get("retry_after")
             return self._json(200, {"ok": True})
         if self.path == "/_fake/delay":
             with state.lock:
@@ -114,7 +116,8 @@ class _Handler(BaseHTTPRequestHandler):
             if state.fail_remaining is None or state.fail_remaining > 0:
                 if state.fail_remaining:
                     state.fail_remaining -= 1
-                return self._json(state.fail_status, {"error": {"message": "fake provider failure"}})
+                extra = {"Retry-After": str(state.fail_retry_after)} if state.fail_retry_after is not None else None
+                return self._json(state.fail_status, {"error": {"message": "fake provider failure"}}, extra)
             if not body.get("to") or body.get("type") not in ("template", "text"):
                 return self._json(400, {"error": {"message": "'to' and type template|text are required"}})
             message_id = f"wamid.{secrets.token_hex(12)}"
@@ -189,10 +192,11 @@ class FakeWhatsApp:
     def replays(self) -> int:
         return self._state.replays
 
-    def fail_next(self, count: int | None = 1, *, status: int = 500) -> None:
+    def fail_next(self, count: int | None = 1, *, status: int = 500, retry_after: int | None = None) -> None:
         with self._state.lock:
             self._state.fail_status = status
             self._state.fail_remaining = count
+            self._state.fail_retry_after = retry_after
 
     def set_delay(self, seconds: float) -> None:
         with self._state.lock:

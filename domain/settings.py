@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     # Automations.
     whatsapp_base_url: str = Field(default="http://127.0.0.1:8200", description="WhatsApp provider API base URL.")
     whatsapp_token: SecretStr | None = Field(default=None, description="WhatsApp provider API token.")
+    automation_retry_budget_s: float = Field(
+        default=30.0,
+        description="How long a WhatsApp or webhook action keeps retrying timeouts, connection errors, 429 and 5xx "
+        "(same Idempotency-Key, exponential backoff, Retry-After honoured) before it fails visibly.",
+    )
     webhook_action_allow_private: bool = Field(
         default=False, description="Let the automation 'webhook' action call loopback/private addresses."
     )

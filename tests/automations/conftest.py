@@ -124,6 +124,7 @@ def settings(database_url, fake_whatsapp):
         whatsapp_token=WHATSAPP_TOKEN,
         webhook_action_allow_private=False,
         automations_enabled=True,
+        automation_retry_budget_s=2.0,  # the blip tests stay fast; production keeps 30 s
     )
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
 from domain.automations import execution_log
 from domain.models import Order
 from domain.orders import move_order_to_stage
@@ -54,7 +58,7 @@ def test_robot_completed_moves_to_despachado_and_sends_the_tracking_number(
     assert len(fake_whatsapp.messages) == 1
 
 
-def test_provider_500_stops_the_rest_and_is_logged(
+def test_provider_down_past_the_retry_budget_stops_the_rest_and_is_logged(
     shop, make_order, robot_completed, automation, drain, db, fake_whatsapp
 ):
     automation_id = automation(
@@ -67,18 +71,19 @@ def test_provider_500_stops_the_rest_and_is_logged(
     )
     order_id = make_order()
     robot_completed(order_id, "C-1")
-    fake_whatsapp.fail_next(1, status=500)
+    fake_whatsapp.fail_next(None, status=500)  # down for longer than the retry budget (2 s in tests)
 
     drain()
+    fake_whatsapp.reset()
 
     [execution] = db.executions(automation_id)
     assert execution.status == "failed"
     assert "500" in execution.error
     runs = db.runs(execution.id)
     assert [r.status for r in runs] == ["failed", "skipped", "skipped"]
-    assert "500" in runs[0].error and runs[0].duration_ms is not None
+    assert "500" in runs[0].error and "intento(s)" in runs[0].error and runs[0].duration_ms >= 1500
     assert runs[1].error.startswith("Omitida")
-    assert fake_whatsapp.messages == [] and fake_whatsapp.requests == 1
+    assert fake_whatsapp.messages == []
     assert db.tasks() == []
     assert db.get(Order, order_id).stage_id == shop.stages["Por despachar"]
     assert db.undelivered() == []  # handled: failure is logged, the event is not retried forever
@@ -193,3 +198,29 @@ def test_change_stage_outside_the_orders_pipeline_fails_at_run_time(shop, make_o
     assert "pipeline" in db.runs(execution.id)[0].error
     assert db.get(Order, order_id).stage_id == shop.stages["Por despachar"]
     assert db.tasks() == []
+
+
+@pytest.mark.parametrize(("status", "retry_after"), [(503, None), (429, 1)], ids=["503", "429-retry-after"])
+def test_a_provider_blip_still_sends_exactly_one_message(
+    shop, make_order, robot_completed, automation, drain, db, fake_whatsapp, settings, status, retry_after
+):
+    automation_id = automation(
+        trigger_type="robot.coord.completed",
+        actions=[{"type": "send_whatsapp_text", "text": "Tu guía es {{orden.tracking_number}}"}],
+    )
+    order_id = make_order()
+    robot_completed(order_id, "C-7")
+    fake_whatsapp.fail_next(2, status=status, retry_after=retry_after)
+
+    started = time.monotonic()
+    drain(settings_=settings.model_copy(update={"automation_retry_budget_s": 5.0}))
+
+    [execution] = db.executions(automation_id)
+    assert execution.status == "succeeded", execution.error
+    assert fake_whatsapp.requests == 3  # two failures, then the one that sent
+    [message] = fake_whatsapp.messages
+    assert message["text"] == "Tu guía es C-7"
+    [run] = db.runs(execution.id)
+    assert message["idempotency_key"] == run.idempotency_key  # the same key on every attempt
+    if retry_after:
+        assert time.monotonic() - started >= 2 * retry_after  # the provider's Retry-After was honoured
