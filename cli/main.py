@@ -165,7 +165,7 @@ class Cli:
         from domain.seed import seed_demo
 
         with UnitOfWork(self.engine) as uow:
-            demo = seed_demo(uow.session, credentials_key=load_credentials_key(self.settings), name=args.name)
+            demo = seed_demo(uow.session, credentials_key=load_credentials_key(self.settings, allow_generate=True), name=args.name)
             uow.commit()
         self.say(f"Workspace demo: {demo.workspace_id}  ({len(demo.order_ids)} pedidos en 'Por despachar')")
         return 0

@@ -24,10 +24,25 @@ def decrypt_password(token: str, key: str) -> str:
         raise CredentialsUnreadable("La contraseña del portal no se puede descifrar con la clave configurada") from exc
 
 
-def load_credentials_key(settings: Settings) -> str:
-    """The configured key; for local use only, a key generated once into var/credentials.key."""
+class CredentialsKeyMissing(DomainError):
+    code = "credentials_key_missing"
+
+
+MISSING_KEY_MESSAGE = (
+    "CREDENTIALS_KEY no está configurada: sin ella no se pueden descifrar las contraseñas del portal. Configure la "
+    "misma clave Fernet en todos los hosts (variable CREDENTIALS_KEY, o un bloque Secret de Prefect nombrado en "
+    "CREDENTIALS_KEY_SECRET_BLOCK). Solo el entorno local (make up / make demo) genera una clave propia."
+)
+
+
+def load_credentials_key(settings: Settings, *, allow_generate: bool = False) -> str:
+    """The configured key. Only the local stack (`allow_generate`, or CREDENTIALS_KEY_AUTOGENERATE set by it) may
+    generate one into var/credentials.key: a host that generated its own key silently could never read the
+    passwords another host stored, and its dispatches would fail far from the cause."""
     if settings.credentials_key is not None:
         return settings.credentials_key.get_secret_value()
+    if not (allow_generate or settings.credentials_key_autogenerate):
+        raise CredentialsKeyMissing(MISSING_KEY_MESSAGE)
     path = VAR_DIR / "credentials.key"
     if not path.exists():
         VAR_DIR.mkdir(parents=True, exist_ok=True)

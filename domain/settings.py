@@ -25,7 +25,16 @@ class Settings(BaseSettings):
     credentials_key: SecretStr | None = Field(
         default=None,
         description="Fernet key that encrypts carrier portal passwords at rest. "
-        "When unset, a key is generated once into var/credentials.key (local use only).",
+        "Required outside the local stack (the same key on every host).",
+    )
+    credentials_key_secret_block: str | None = Field(
+        default=None,
+        description="Name of a Prefect Secret block holding the Fernet key (production path); read by the flows "
+        "when CREDENTIALS_KEY is unset.",
+    )
+    credentials_key_autogenerate: bool = Field(
+        default=False,
+        description="Local stack only: generate a key once into var/credentials.key when none is configured.",
     )
 
     # The robot and how it reaches us.
@@ -50,6 +59,15 @@ class Settings(BaseSettings):
     )
     webhook_timestamp_tolerance_s: int = Field(default=300, description="Allowed clock skew of webhook-timestamp.")
     webhook_max_body_bytes: int = Field(default=1_048_576, description="Largest callback body accepted (413 above).")
+    webhook_spool_dir: Path = Field(
+        default=VAR_DIR / "spool",
+        description="This host's durable inbox: callbacks the database could not take are written here (fsync'd) "
+        "and answered 202, then replayed in arrival order once it answers. One per host, never shared.",
+    )
+    webhook_spool_max_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        description="Bound of the spool; when it is full, callbacks get 503 with Retry-After again.",
+    )
     api_token: SecretStr | None = Field(
         default=None, description="Bearer token of the read API (/api/jobs/...). The read API is closed when unset."
     )

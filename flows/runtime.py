@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from sqlalchemy import Engine
 
+from domain.credentials import load_credentials_key
 from domain.db import make_engine
 from domain.settings import Settings, get_settings
 
@@ -22,3 +23,14 @@ def engine_for(database_url: str) -> Engine:
 
 def engine() -> Engine:
     return engine_for(settings().database_url)
+
+
+def credentials_key() -> str:
+    """The Fernet key of portal passwords: CREDENTIALS_KEY, else the Prefect Secret block named in
+    CREDENTIALS_KEY_SECRET_BLOCK (the production path), else the local stack's generated key, else a clear error."""
+    current = settings()
+    if current.credentials_key is None and current.credentials_key_secret_block:
+        from prefect.blocks.system import Secret
+
+        return str(Secret.load(current.credentials_key_secret_block).get())
+    return load_credentials_key(current)

@@ -52,7 +52,7 @@ def say(text: str = "") -> None:
 def seed(engine, settings) -> DemoWorkspace:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     with UnitOfWork(engine) as uow:
-        demo = seed_demo(uow.session, credentials_key=load_credentials_key(settings), name=f"Tienda Demo {stamp}")
+        demo = seed_demo(uow.session, credentials_key=load_credentials_key(settings, allow_generate=True), name=f"Tienda Demo {stamp}")
         save_automation(
             uow.session,
             workspace_id=demo.workspace_id,

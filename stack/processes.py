@@ -104,7 +104,8 @@ class ManagedProcess:
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"}
+    # The local stack's processes share the key `make up` generated under var/ (never a production path).
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1", "CREDENTIALS_KEY_AUTOGENERATE": "true"}
     env.update({key: str(value) for key, value in extra.items()})
     return env
 

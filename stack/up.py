@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = make_engine(stack.database_url)
     with UnitOfWork(engine) as uow:
         if uow.session.exec(select(Workspace)).first() is None:
-            demo = seed_demo(uow.session, credentials_key=load_credentials_key(settings))
+            demo = seed_demo(uow.session, credentials_key=load_credentials_key(settings, allow_generate=True))
             uow.commit()
             print(f"seeded a demo workspace: {demo.workspace_id}")
     print(json.dumps(stack.describe(), indent=2))
