@@ -42,7 +42,7 @@ down:
 	$(PY) -m stack.down
 
 status:
-	$(PY) -m cli.main stack-status
+	$(PY) -m stack.status
 
 clean:
 	if [ -x $(PY) ]; then $(PY) -m stack.down; fi

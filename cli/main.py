@@ -1,4 +1,5 @@
-"""`robotjobs` command: submit, status, summary, retry, jobs, workspaces (and set-up helpers: migrate, seed-demo)."""
+"""`robotjobs`: lotes de envío al robot de Coordinadora — enviar, seguir, resumir y reintentar (y utilidades de
+puesta en marcha: migrate, seed-demo, load-coverage)."""
 
 from __future__ import annotations
 
@@ -15,34 +16,45 @@ from domain.errors import DomainError
 from domain.jobs import get_job
 from domain.models import FINISHED_JOB_STATUSES, CarrierConfig, RobotJob, Stage, Workspace
 from domain.settings import get_settings
-from domain.summary import batch_summary, format_cop, render_summary_text
+from domain.summary import batch_summary, render_summary_text, status_label
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="robotjobs", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    submit = sub.add_parser("submit", help="send a batch to the robot (through the submit-robot-job deployment)")
-    submit.add_argument("--workspace", required=True, help="workspace id")
+    parser = _spanish(argparse.ArgumentParser(prog="robotjobs", description=__doc__, add_help=False))
+    sub = parser.add_subparsers(dest="command", required=True, title="órdenes", metavar="ORDEN")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return _spanish(sub.add_parser(name, help=text, description=text, add_help=False))
+
+    submit = command("submit", "enviar un lote al robot (por el despliegue submit-robot-job)")
+    submit.add_argument("--workspace", required=True, help="id del workspace")
     which = submit.add_mutually_exclusive_group()
-    which.add_argument("--stage", help="stage id whose orders are dispatched (default: the workspace's dispatch stage)")
-    which.add_argument("--orders", help="comma-separated order ids")
-    submit.add_argument("--key", help="idempotency key: the same key returns the same batch")
-    submit.add_argument("--wait", action="store_true", help="wait until the batch finishes and print its summary")
-    submit.add_argument("--timeout", type=float, default=600, help="seconds to wait with --wait")
-    for name, text in (("status", "a batch's state and items"), ("summary", "a batch's summary (operators' format)")):
-        cmd = sub.add_parser(name, help=text)
+    which.add_argument("--stage", help="id de la etapa cuyos pedidos se despachan (por defecto, la etapa de despacho del workspace)")
+    which.add_argument("--orders", help="ids de pedidos separados por comas")
+    submit.add_argument("--key", help="clave de idempotencia: la misma clave devuelve el mismo lote")
+    submit.add_argument("--wait", action="store_true", help="esperar a que el lote termine e imprimir su resumen")
+    submit.add_argument("--timeout", type=float, default=600, help="segundos de espera con --wait")
+    for name, text in (("status", "estado de un lote y sus pedidos"), ("summary", "resumen de un lote (formato de los operadores)")):
+        cmd = command(name, text)
         cmd.add_argument("job_id")
-    retry = sub.add_parser("retry", help="send a finished batch's failed orders again, as a new batch")
+    retry = command("retry", "reenviar, en un lote nuevo, los pedidos fallidos de un lote terminado")
     retry.add_argument("job_id")
-    jobs = sub.add_parser("jobs", help="recent batches")
-    jobs.add_argument("--workspace", help="only this workspace")
-    jobs.add_argument("--limit", type=int, default=20)
-    sub.add_parser("workspaces", help="workspaces, their dispatch stage and stages")
-    sub.add_parser("migrate", help="upgrade the database schema to the latest migration")
-    coverage = sub.add_parser("load-coverage", help="load the courier's coverage table from a CSV")
-    coverage.add_argument("csv_path", help="columns: city_label, department_abbr, supports_cod[, active]")
-    seed = sub.add_parser("seed-demo", help="create a demo workspace with orders to dispatch")
-    seed.add_argument("--name", default="Tienda Demo")
+    jobs = command("jobs", "lotes recientes")
+    jobs.add_argument("--workspace", help="solo este workspace")
+    jobs.add_argument("--limit", type=int, default=20, help="cuántos lotes mostrar")
+    command("workspaces", "workspaces y su etapa de despacho")
+    command("migrate", "actualizar el esquema de la base de datos a la última migración")
+    coverage = command("load-coverage", "cargar la tabla de cobertura de la transportadora desde un CSV")
+    coverage.add_argument("csv_path", help="columnas: city_label, department_abbr, supports_cod[, active]")
+    seed = command("seed-demo", "crear un workspace de demostración con pedidos por despachar")
+    seed.add_argument("--name", default="Tienda Demo", help="nombre del workspace")
+    return parser
+
+
+def _spanish(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Operators read Spanish: argparse's own headings and -h line included."""
+    parser._positionals.title, parser._optionals.title = "argumentos", "opciones"
+    parser.add_argument("-h", "--help", action="help", help="mostrar esta ayuda y salir")
     return parser
 
 
@@ -90,7 +102,7 @@ class Cli:
         with UnitOfWork(self.engine, readonly=True) as uow:
             job = get_job(uow.session, args.job_id)
             summary = batch_summary(uow.session, args.job_id)
-        self.say(f"Lote {job.id}  estado: {job.status}")
+        self.say(f"Lote {job.id}  estado: {status_label(job.status)}")
         self.say(f"  exitosos {job.success_count}  con error {job.error_count}  total {job.total_items}"
                  f"  pendientes {summary.pending_count}")
         if job.failure_reason:
@@ -100,11 +112,11 @@ class Cli:
         if job.retry_of_job_id:
             self.say(f"  reintento del lote {job.retry_of_job_id}")
         self.say("")
-        self.say(f"  {'pedido':<14}{'estado':<9}{'guía':<14}{'ciudad':<24}{'valor':>11}  detalle")
+        self.say(f"  {'pedido':<14}{'estado':<11}{'guía':<14}{'ciudad':<24}{'valor':>11}  detalle")
         for line in summary.lines:
             guide = line.pedido if line.status == "success" else ""
             detail = "  ".join(part for part in (line.error_message, line.possible_duplicate) if part)
-            self.say(f"  {line.order_name:<14}{line.status:<9}{guide:<14}{line.city[:23]:<24}{line.total:>11}  {detail}")
+            self.say(f"  {line.order_name:<14}{status_label(line.status):<11}{guide:<14}{line.city[:23]:<24}{line.total:>11}  {detail}")
         return 0
 
     def summary(self, args: argparse.Namespace) -> int:
@@ -128,7 +140,7 @@ class Cli:
             rows = uow.session.exec(query).all()
         self.say(f"{'lote':<38}{'estado':<12}{'ok':>4}{'err':>5}{'total':>6}  creado")
         for job in rows:
-            self.say(f"{job.id:<38}{job.status:<12}{job.success_count:>4}{job.error_count:>5}{job.total_items:>6}"
+            self.say(f"{job.id:<38}{status_label(job.status):<12}{job.success_count:>4}{job.error_count:>5}{job.total_items:>6}"
                      f"  {job.created_at:%Y-%m-%d %H:%M}")
         return 0
 

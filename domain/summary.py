@@ -62,6 +62,13 @@ def _city_label(view: ItemView) -> str:
 
 
 UNKNOWN_PEDIDO = "número de pedido desconocido"
+STATUS_LABEL = {"pending": "pendiente", "processing": "en proceso", "completed": "completado", "failed": "fallido",
+                "success": "creado", "error": "error"}
+
+
+def status_label(status: str) -> str:
+    """A job's or an item's status in the operators' words."""
+    return STATUS_LABEL.get(status, status)
 
 
 def _line(view: ItemView, duplicate: str | None = None) -> SummaryLine:

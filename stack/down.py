@@ -23,6 +23,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def is_ours(pid: int | None, expected_cmdline: str) -> bool:
+    """The recorded process still runs what we started (a PID may have been reused since `make up`; an interpreter
+    may stand before a script's path: `python3 .venv/bin/prefect ...`)."""
+    return bool(pid) and _alive(pid) and process_cmdline(pid).strip().endswith(expected_cmdline.strip())
+
+
 def stop_recorded(state_dir: Path) -> list[str]:
     path = pids_file(state_dir)
     if not path.exists():
@@ -32,9 +38,7 @@ def stop_recorded(state_dir: Path) -> list[str]:
     # Reverse start order: the runner and flows stop before the servers they call.
     for name, pid in reversed(list(record.get("pids", {}).items())):
         expected = record.get("cmdlines", {}).get(name, "")
-        # A PID may have been reused since `make up`: only signal it if it still runs what we started.
-        # (An interpreter may stand before a script's path: `python3 .venv/bin/prefect ...`.)
-        if not pid or not _alive(pid) or not process_cmdline(pid).strip().endswith(expected.strip()):
+        if not is_ours(pid, expected):
             continue
         if name == "postgres":  # the private PostgreSQL of `make up PG=private`: a fast shutdown, by its PID
             stop_postmaster(pid)

@@ -59,7 +59,7 @@ def test_summary_prints_the_operators_format(finished_job, database_url):
 def test_status_lists_items_and_state(finished_job, database_url):
     _, job_id = finished_job
     code, text = run(["status", job_id], database_url)
-    assert code == 0 and f"Lote {job_id}  estado: completed" in text
+    assert code == 0 and f"Lote {job_id}  estado: completado" in text
     assert "exitosos 2  con error 1  total 3  pendientes 0" in text
     assert "10107" in text and "No se encontró el municipio" in text
 
@@ -85,7 +85,7 @@ def test_submit_and_retry_trigger_the_deployments_with_the_ui_parameters(finishe
 def test_jobs_and_workspaces_list_what_operators_need(finished_job, database_url):
     demo, job_id = finished_job
     _, jobs_text = run(["jobs"], database_url)
-    assert job_id in jobs_text and "completed" in jobs_text
+    assert job_id in jobs_text and "completado" in jobs_text
     _, ws_text = run(["workspaces"], database_url)
     assert demo.workspace_id in ws_text and "etapa de despacho: Por despachar" in ws_text
 
