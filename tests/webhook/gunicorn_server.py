@@ -26,7 +26,7 @@ class GunicornServer:
     """`with GunicornServer(env=..., worker_class=...) as server: server.url`; stderr goes to `server.log_path`."""
 
     def __init__(self, *, env: dict[str, str], log_path: Path, worker_class: str = "sync", workers: int = 2,
-                 threads: int = 1, extra_args: list[str] | None = None):
+                 threads: int = 1, extra_args: list[str] | None = None, ready_timeout_s: float = 30):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -41,6 +41,7 @@ class GunicornServer:
             "PYTHONPATH": str(PROJECT_ROOT),
         }
         self._args = extra_args or []
+        self._ready_timeout_s = ready_timeout_s
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "GunicornServer":
@@ -53,7 +54,7 @@ class GunicornServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self._ready_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited with {self.process.returncode}: {self.log_path.read_text()[-3000:]}")

