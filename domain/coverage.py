@@ -7,7 +7,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from domain.models import COORDINADORA, CarrierCoverage
 
@@ -59,20 +59,41 @@ def validate_destination(
     session: Session, *, city: str | None, department: str | None, cash_on_delivery: bool, carrier: str = COORDINADORA
 ) -> Destination | Rejection:
     """Check an order's city against coverage; a Rejection carries the Spanish reason operators read."""
-    city_n, dept_n = normalize(city), normalize(department)
-    if not city_n and not dept_n:
+    return resolve_destinations(session, [(city, department, cash_on_delivery)], carrier=carrier)[0]
+
+
+def resolve_destinations(
+    session: Session, destinations: list[tuple[str | None, str | None, bool]], *, carrier: str = COORDINADORA
+) -> list[Destination | Rejection]:
+    """`validate_destination` for many (city, department, cash on delivery) at once: one coverage query in all."""
+    keys = [(normalize(city), department_abbreviation(department)) for city, department, _ in destinations]
+    wanted = {key for key in keys if key[0] and key[1]}
+    found: dict[tuple[str, str], CarrierCoverage] = {}
+    if wanted:
+        cities = sorted({city for city, _ in wanted})
+        for row in session.exec(
+            select(CarrierCoverage).where(
+                CarrierCoverage.carrier == carrier,
+                col(CarrierCoverage.city_normalized).in_(cities),
+                CarrierCoverage.active == True,  # noqa: E712 (SQL expression)
+            )
+        ):
+            found.setdefault((row.city_normalized, row.department_abbr), row)
+    return [
+        _judge(city, department, cod, key, found.get(key))
+        for (city, department, cod), key in zip(destinations, keys, strict=True)
+    ]
+
+
+def _judge(
+    city: str | None, department: str | None, cash_on_delivery: bool, key: tuple[str, str | None],
+    row: CarrierCoverage | None,
+) -> Destination | Rejection:
+    city_n, abbr = key
+    if not city_n and not normalize(department):
         return Rejection("Ciudad y departamento vacios")
-    abbr = department_abbreviation(department)
     if abbr is None:
         return Rejection(f'Departamento no reconocido: "{department or ""}"')
-    row = session.exec(
-        select(CarrierCoverage).where(
-            CarrierCoverage.carrier == carrier,
-            CarrierCoverage.city_normalized == city_n,
-            CarrierCoverage.department_abbr == abbr,
-            CarrierCoverage.active == True,  # noqa: E712 (SQL expression)
-        )
-    ).first()
     if row is None:
         return Rejection(f'Ciudad no encontrada en cobertura: "{city or ""}" ({abbr})')
     if cash_on_delivery and not row.supports_cod:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import JSON, ColumnElement, Engine, Table, bindparam, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
@@ -14,8 +16,14 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
     """An engine for SQLite (WAL, `BEGIN IMMEDIATE` writers) or PostgreSQL (psycopg 3)."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
-        kwargs.setdefault("pool_pre_ping", True)
-        return create_engine(url, **kwargs)
+        # No ping per checkout (a round trip on every callback). A busy connection is known alive; one idle for
+        # longer than IDLE_PING_S is pinged on checkout (a restarted server or a dropped link is then found before
+        # the request uses it); a disconnect seen on any statement invalidates the whole pool (SQLAlchemy's default),
+        # and connections older than `pool_recycle` are replaced.
+        kwargs.setdefault("pool_recycle", 1800)
+        engine = create_engine(url, **kwargs)
+        _ping_when_idle(engine)
+        return engine
 
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -43,8 +51,97 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
     return engine
 
 
+IDLE_PING_S = 10.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy):
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_S:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_connection.rollback()
+        except Exception as error:
+            # The pool discards this connection and checks out a fresh one (up to three attempts).
+            raise exc.DisconnectionError(str(error)) from error
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def bulk_update(
+    session: Session, table: Table, rows: list[dict[str, Any]], *, key: str = "id", guard: ColumnElement | None = None
+) -> int:
+    """Set each row's columns on the row whose `key` it names (and which `guard` admits); the number of rows changed.
+
+    PostgreSQL: one `UPDATE ... FROM unnest(<one array per column>)`, whatever the number of rows (a fixed
+    statement text: compiled and prepared once, not one VALUES tuple per row to render and parse). SQLite (in
+    process, no round trips): one executemany. Every row must name the same columns.
+    """
+    if not rows:
+        return 0
+    names = [name for name in rows[0] if name != key]
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        statement = table.update().where(table.c[key] == bindparam(f"k_{key}"))
+        if guard is not None:
+            statement = statement.where(guard)
+        statement = statement.values({name: bindparam(f"v_{name}") for name in names})
+        params = [{f"k_{key}": row[key], **{f"v_{name}": row[name] for name in names}} for row in rows]
+        return session.connection().execute(statement, params).rowcount
+    columns = [key, *names]
+    arrays, params = _unnest(dialect, table, columns, rows)
+    assignments = ", ".join(f"{name} = {_from_array(dialect, table, name, f'v.{name}')}" for name in names)
+    where = f"{table.name}.{key} = v.{key}"
+    if guard is not None:
+        where += f" AND ({guard.compile(dialect=dialect, compile_kwargs={'literal_binds': True})})"
+    sql = f"UPDATE {table.name} SET {assignments} FROM {arrays} AS v({', '.join(columns)}) WHERE {where}"
+    return session.connection().exec_driver_sql(sql, params).rowcount
+
+
+def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """INSERT many rows (every row naming the same columns): PostgreSQL `INSERT ... SELECT FROM unnest(...)`, one
+    statement of fixed text; elsewhere SQLAlchemy's executemany (multi-row VALUES)."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        session.execute(table.insert(), rows)
+        return
+    columns = list(rows[0])
+    arrays, params = _unnest(dialect, table, columns, rows)
+    selected = ", ".join(_from_array(dialect, table, name, f"v.{name}") for name in columns)
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {selected} FROM {arrays} AS v({', '.join(columns)})"
+    session.connection().exec_driver_sql(sql, params)
+
+
+def _is_json(table: Table, name: str) -> bool:
+    return isinstance(table.c[name].type, JSON)
+
+
+def _unnest(dialect, table: Table, columns: list[str], rows: list[dict[str, Any]]) -> tuple[str, dict[str, list]]:
+    """`unnest(CAST(%(a0)s AS type[]), ...)` and its parameters: one array per column (JSON travels as text)."""
+    casts, params = [], {}
+    for n, name in enumerate(columns):
+        json_column = _is_json(table, name)
+        kind = "TEXT" if json_column else table.c[name].type.compile(dialect=dialect)
+        casts.append(f"CAST(%(a{n})s AS {kind}[])")
+        values_ = [row[name] for row in rows]
+        params[f"a{n}"] = [None if v is None else json.dumps(v) for v in values_] if json_column else values_
+    return f"unnest({', '.join(casts)})", params
+
+
+def _from_array(dialect, table: Table, name: str, ref: str) -> str:
+    return f"CAST({ref} AS JSON)" if _is_json(table, name) else ref
 
 
 class UnitOfWork:

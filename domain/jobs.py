@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, update
+from sqlalchemy import case, func, insert, literal, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from domain import outbox
-from domain.coverage import Rejection, validate_destination
+from domain.coverage import Rejection, resolve_destinations
 from domain.errors import (
     ActiveJobExists,
     JobNotRetryable,
@@ -43,6 +43,7 @@ from domain.models import (
     RobotJobItem,
     Stage,
     Workspace,
+    new_item_id,
     utcnow,
 )
 from domain.robot_input import build_pedido_input, is_cash_on_delivery
@@ -169,34 +170,27 @@ def create_robot_job(
     contacts = _contacts_of(session, orders)
     items, rejected = [], []
     now = utcnow()
-    for order in orders:
-        contact = contacts.get(order.contact_id or "")
-        destination = validate_destination(
-            session,
-            city=order.shipping_city,
-            department=order.shipping_department,
-            cash_on_delivery=is_cash_on_delivery(order),
-            carrier=carrier,
-        )
+    destinations = resolve_destinations(
+        session,
+        [(o.shipping_city, o.shipping_department, is_cash_on_delivery(o)) for o in orders],
+        carrier=carrier,
+    )
+    for n, (order, destination) in enumerate(zip(orders, destinations, strict=True)):
+        # Distinct, increasing created_at: items keep the orders' order wherever they are listed by creation.
+        created = now + timedelta(microseconds=n)
+        item = {
+            "id": new_item_id(), "job_id": job.id, "order_id": order.id, "status": ItemStatus.PENDING.value,
+            "tracking_number": None, "error_type": None, "error_message": None, "resolved_by": None,
+            "robot_input": None, "created_at": created, "updated_at": created, "completed_at": None,
+        }  # fmt: skip
         if isinstance(destination, Rejection):
             rejected.append(RejectedOrder(order_id=order.id, order_name=order.name, reason=destination.reason))
-            items.append(
-                RobotJobItem(
-                    job_id=job.id,
-                    order_id=order.id,
-                    status=ItemStatus.ERROR,
-                    error_type=ErrorType.VALIDATION,
-                    error_message=destination.reason,
-                    resolved_by=ResolvedBy.ROBOTJOBS,
-                    completed_at=now,
-                )
-            )
+            item.update(status=ItemStatus.ERROR.value, error_type=ErrorType.VALIDATION.value,
+                        error_message=destination.reason, resolved_by=ResolvedBy.ROBOTJOBS.value, completed_at=now)
         else:
-            items.append(
-                RobotJobItem(
-                    job_id=job.id, order_id=order.id, robot_input=build_pedido_input(order, contact, destination, config)
-                )
-            )
+            contact = contacts.get(order.contact_id or "")
+            item["robot_input"] = build_pedido_input(order, contact, destination, config)
+        items.append(item)
     job.error_count = len(rejected)
     if len(rejected) == len(orders):
         job.status = JobStatus.FAILED
@@ -208,8 +202,8 @@ def create_robot_job(
         with session.begin_nested():
             session.add(job)
             session.flush()
-            session.add_all(items)
-            session.flush()
+            # Core multi-row INSERTs (insertmanyvalues): no ORM object per item.
+            session.execute(insert(RobotJobItem.__table__), items)
     except IntegrityError:
         if idempotency_key:
             existing = _job_by_key(session, workspace_id, idempotency_key)
@@ -549,7 +543,9 @@ def correct_finished_job(session: Session, job_id: str, *, now: datetime | None 
     return True
 
 
-def withdraw_unsent_items(session: Session, order_ids: list[str], *, job_id: str, now: datetime | None = None) -> int:
+def withdraw_unsent_items(
+    session: Session, order_ids: list[str], *, job_id: str, now: datetime | None = None, holders: list[str] | None = None
+) -> int:
     """Orders the robot just created (reported by job `job_id`) leave every other job that has not sent them yet.
 
     An item of a job whose dispatch is not claimed is closed as `withdrawn` (by robotjobs), so it is never sent.
@@ -558,7 +554,8 @@ def withdraw_unsent_items(session: Session, order_ids: list[str], *, job_id: str
     withdrawn; a second success for the order is flagged as a possible duplicate where operators read the batch.
     """
     now = now or utcnow()
-    holders = sorted(
+    # `holders`: the other jobs with a pending item of these orders, when the caller has already read them.
+    holders = holders if holders is not None else sorted(
         set(
             session.exec(
                 select(RobotJobItem.job_id).where(
@@ -613,6 +610,51 @@ def withdraw_unsent_items(session: Session, order_ids: list[str], *, job_id: str
     return withdrawn
 
 
+@dataclass(frozen=True)
+class JobCount:
+    status: str
+    finished_now: bool
+
+
+def finish_or_count(
+    session: Session, job_id: str, *, success_delta: int, error_delta: int, now: datetime | None = None
+) -> JobCount:
+    """Add result counts to an active job and, once every item is terminal, finish it (`finish_if_complete`'s rule),
+    in one guarded UPDATE; `robot.batch.completed` is built from the row it returns. The caller holds the row lock."""
+    now = now or utcnow()
+    stamp = literal(now, RobotJob.__table__.c.updated_at.type)
+    success = RobotJob.success_count + success_delta
+    done = col(RobotJob.status).in_(ACTIVE_JOB_STATUSES) & (
+        success + RobotJob.error_count + error_delta >= RobotJob.total_items
+    )
+    values: dict = {
+        "status": case((done, case((success > 0, JobStatus.COMPLETED.value), else_=JobStatus.FAILED.value)),
+                       else_=RobotJob.status),
+        "failure_reason": case((done, case((success > 0, None), else_=ALL_FAILED_REASON)), else_=RobotJob.failure_reason),
+        "finished_at": case((done, stamp), else_=RobotJob.finished_at),
+        "updated_at": stamp if success_delta or error_delta else case((done, stamp), else_=RobotJob.updated_at),
+    }  # fmt: skip
+    if success_delta or error_delta:
+        values.update(success_count=success, error_count=RobotJob.error_count + error_delta)
+    row = session.execute(
+        update(RobotJob)
+        .where(RobotJob.id == job_id)
+        .values(**values)
+        .returning(
+            RobotJob.status, RobotJob.workspace_id, RobotJob.flow_run_id, RobotJob.success_count,
+            RobotJob.error_count, RobotJob.total_items,
+        )
+        .execution_options(synchronize_session=False)
+    ).one()
+    status, workspace_id, flow_run_id, success_count, error_count, total_items = row
+    finished = status in FINISHED_JOB_STATUSES
+    if finished:
+        _write_batch_event(session, outbox.BATCH_COMPLETED, job_id=job_id, workspace_id=workspace_id,
+                           flow_run_id=flow_run_id, status=status, success_count=success_count,
+                           error_count=error_count, total_items=total_items)  # fmt: skip
+    return JobCount(status=status, finished_now=finished)
+
+
 def _case_completed():
     return case((RobotJob.success_count > 0, JobStatus.COMPLETED.value), else_=JobStatus.FAILED.value)
 
@@ -626,18 +668,27 @@ def _emit_batch_completed(session: Session, job: RobotJob) -> None:
 
 
 def _emit_batch_event(session: Session, job: RobotJob, event_type: str) -> None:
+    _write_batch_event(session, event_type, job_id=job.id, workspace_id=job.workspace_id, flow_run_id=job.flow_run_id,
+                       status=job.status, success_count=job.success_count, error_count=job.error_count,
+                       total_items=job.total_items)  # fmt: skip
+
+
+def _write_batch_event(
+    session: Session, event_type: str, *, job_id: str, workspace_id: str, flow_run_id: str | None, status: str,
+    success_count: int, error_count: int, total_items: int,
+) -> None:
     outbox.add_event(
         session,
         event_type=event_type,
-        workspace_id=job.workspace_id,
-        aggregate_id=job.id,
+        workspace_id=workspace_id,
+        aggregate_id=job_id,
         payload={
-            "job_id": job.id,
-            "flow_run_id": job.flow_run_id,
-            "status": job.status,
-            "success_count": job.success_count,
-            "error_count": job.error_count,
-            "total_items": job.total_items,
+            "job_id": job_id,
+            "flow_run_id": flow_run_id,
+            "status": status,
+            "success_count": success_count,
+            "error_count": error_count,
+            "total_items": total_items,
         },
     )
 

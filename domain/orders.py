@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from types import SimpleNamespace
 from typing import Any
 
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, select
 
 from domain import outbox
+from domain.db import bulk_update
 from domain.errors import InvalidField, StageNotInPipeline, UnknownOrder, UnknownStage
 from domain.models import Contact, Order, Stage, utcnow
 
@@ -94,45 +98,78 @@ def update_order(session: Session, order_id: str, *, changes: dict[str, Any], de
 def update_orders(
     session: Session, changes_by_order: dict[str, dict[str, Any]], *, depth: int = 0
 ) -> dict[str, list[str]]:
-    """Set-based `update_order` for many orders at once (one SELECT, batched UPDATEs and event INSERTs)."""
-    ids = sorted(changes_by_order)  # a fixed lock order: two batches touching the same orders cannot deadlock
-    orders = {
-        order.id: order
-        for order in session.exec(select(Order).where(Order.id.in_(ids)).order_by(Order.id).with_for_update())
-    }
-    missing = [order_id for order_id in ids if order_id not in orders]
-    if missing:
-        raise UnknownOrder(f"Pedido desconocido: {missing[0]}", order_ids=missing)
-    contact_ids = {order.contact_id for order in orders.values() if order.contact_id}
-    contacts = {c.id: c for c in session.exec(select(Contact).where(Contact.id.in_(contact_ids)))} if contact_ids else {}
-    changed_fields: dict[str, list[str]] = {}
-    pending_events: list[tuple[Order, list[tuple[str, Any, Any]]]] = []
-    for order_id in ids:
-        order = orders[order_id]
-        changed = _apply_changes(order, changes_by_order[order_id])
-        changed_fields[order_id] = [field for field, _, _ in changed]
-        if changed:
-            order.updated_at = utcnow()
-            session.add(order)
-            pending_events.append((order, changed))
-    session.flush()
-    for order, changed in pending_events:
-        context = event_context(order, contacts.get(order.contact_id or ""))
-        for field, old, new in changed:
-            outbox.add_event(
-                session,
-                event_type=outbox.FIELD_CHANGED,
-                workspace_id=order.workspace_id,
-                aggregate_id=order.id,
-                payload={"field": field, "old_value": _jsonable(old), "new_value": _jsonable(new), **context},
-                depth=depth,
-                flush=False,
-            )
-    session.flush()
+    """Set-based `update_order` for many orders at once: one locking read, batched UPDATEs, one events INSERT."""
+    changed_fields, _, events = apply_order_changes(session, changes_by_order, depth=depth)
+    outbox.add_events(session, events)
     return changed_fields
 
 
-def _apply_changes(order: Order, changes: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+_ORDERS = Order.__table__
+_CONTACTS = Contact.__table__
+_CONTACT_COLUMNS = ("id", "name", "phone", "email")
+
+
+def apply_order_changes(
+    session: Session, changes_by_order: dict[str, dict[str, Any]], *, depth: int = 0, now: datetime | None = None
+) -> tuple[dict[str, list[str]], dict[str, tuple[str, dict[str, Any]]], list[dict[str, Any]]]:
+    """Lock, change and write the orders; returns (changed fields, each order's workspace and event context after the change,
+    the `field.changed` events still to write). The caller writes the events, with its own, in one INSERT."""
+    now = now or utcnow()
+    ids = sorted(changes_by_order)  # a fixed lock order: two batches touching the same orders cannot deadlock
+    rows = session.execute(
+        select(_ORDERS, *(_CONTACTS.c[name].label(f"c__{name}") for name in _CONTACT_COLUMNS))
+        .select_from(_ORDERS.outerjoin(_CONTACTS, _CONTACTS.c.id == _ORDERS.c.contact_id))
+        .where(_ORDERS.c.id.in_(ids))
+        .order_by(_ORDERS.c.id)
+        .with_for_update(of=_ORDERS)
+    ).mappings().all()
+    orders = {row["id"]: row for row in rows}
+    missing = [order_id for order_id in ids if order_id not in orders]
+    if missing:
+        raise UnknownOrder(f"Pedido desconocido: {missing[0]}", order_ids=missing)
+    changed_fields: dict[str, list[str]] = {}
+    contexts: dict[str, tuple[str, dict[str, Any]]] = {}
+    events: list[dict[str, Any]] = []
+    writes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for order_id in ids:
+        row = orders[order_id]
+        order = SimpleNamespace(**{name: row[name] for name in _ORDERS.c.keys()})
+        contact = SimpleNamespace(**{n: row[f"c__{n}"] for n in _CONTACT_COLUMNS}) if row["contact_id"] else None
+        changed = _apply_changes(order, changes_by_order[order_id])
+        changed_fields[order_id] = [field for field, _, _ in changed]
+        context = event_context(order, contact)  # built from the row read and the change: no second read
+        contexts[order_id] = (order.workspace_id, context)
+        if not changed:
+            continue
+        columns = tuple(sorted({field.split(".", 1)[0] for field, _, _ in changed}))
+        writes.setdefault(columns, []).append(
+            {"id": order_id, **{name: getattr(order, name) for name in columns}, "updated_at": now}
+        )
+        for field, old, new in changed:
+            events.append(
+                {
+                    "event_type": outbox.FIELD_CHANGED,
+                    "workspace_id": order.workspace_id,
+                    "aggregate_id": order_id,
+                    "payload": {"field": field, "old_value": _jsonable(old), "new_value": _jsonable(new), **context},
+                    "depth": depth,
+                }
+            )
+    for group in writes.values():
+        bulk_update(session, _ORDERS, group)
+    _expire_loaded(session, [order_id for group in writes.values() for order_id in (r["id"] for r in group)])
+    return changed_fields, contexts, events
+
+
+def _expire_loaded(session: Session, order_ids: list[str]) -> None:
+    """Orders the session already holds as objects were changed under them by Core: reload them on next access."""
+    for order_id in order_ids:
+        loaded = session.identity_map.get(identity_key(Order, order_id))
+        if loaded is not None:
+            session.expire(loaded)
+
+
+def _apply_changes(order: Any, changes: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     changed: list[tuple[str, Any, Any]] = []
     custom = dict(order.custom_fields or {})
     for field, raw in changes.items():

@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import or_, update
 from sqlmodel import Session, select
 
-from domain.models import OutboxEvent, utcnow
+from domain.db import bulk_insert
+from domain.models import OutboxEvent, new_id, utcnow
 
 # Consumers
 AUTOMATIONS = "automations"
@@ -139,3 +140,30 @@ def events_of(session: Session, *, event_type: str, aggregate_id: str | None = N
     if aggregate_id:
         query = query.where(OutboxEvent.aggregate_id == aggregate_id)
     return list(session.exec(query.order_by(OutboxEvent.id)))
+
+
+def add_events(session: Session, events: list[dict[str, Any]]) -> None:
+    """Write many events in the caller's transaction with one multi-row INSERT; each dict has `event_type`,
+    `workspace_id`, `aggregate_id`, `payload` and optionally `depth`."""
+    if not events:
+        return
+    now = utcnow()
+    bulk_insert(
+        session,
+        OutboxEvent.__table__,
+        [
+            {
+                "event_id": new_id(),
+                "event_type": event["event_type"],
+                "consumer": _CONSUMER_OF[event["event_type"]],
+                "workspace_id": event["workspace_id"],
+                "aggregate_id": event["aggregate_id"],
+                "payload": event["payload"],
+                "depth": event.get("depth", 0),
+                "created_at": now,
+                "available_at": now,
+                "attempts": 0,
+            }
+            for event in events
+        ],
+    )

@@ -23,25 +23,24 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, bindparam, or_, update
-from sqlmodel import Session, col, select
+from sqlalchemy import and_, or_, select, update
+from sqlmodel import Session
 
 from domain import outbox
+from domain.db import bulk_update
 from domain.errors import ItemNotInJob, UnknownItem, UnknownJob
-from domain.jobs import correct_finished_job, finish_if_complete, withdraw_unsent_items
+from domain.jobs import correct_finished_job, finish_or_count, withdraw_unsent_items
 from domain.models import (
     COORDINADORA,
     FINISHED_JOB_STATUSES,
-    Contact,
     ErrorType,
     ItemStatus,
-    Order,
     ResolvedBy,
     RobotJob,
     RobotJobItem,
     utcnow,
 )
-from domain.orders import event_context, update_orders
+from domain.orders import apply_order_changes
 
 ROBOT_ERROR_TYPES = (ErrorType.VALIDATION, ErrorType.PORTAL, ErrorType.TIMEOUT, ErrorType.UNKNOWN)
 MAX_ERROR_MESSAGE = 1000
@@ -111,6 +110,7 @@ class RecordOutcome:
     job_finished: bool
     job_status: str
     job_corrected: bool = False
+    flow_run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,7 @@ class BatchOutcome:
     job_finished: bool
     job_status: str
     job_corrected: bool = False  # a finished job changed: its summary must be republished
+    flow_run_id: str | None = None
 
     @property
     def changed_count(self) -> int:
@@ -127,7 +128,7 @@ class BatchOutcome:
 
 
 def get_item_auth(session: Session, item_id: str) -> ItemAuth:
-    row = session.exec(
+    row = session.execute(
         select(RobotJobItem.id, RobotJob.id, RobotJob.workspace_id, RobotJob.callback_secret_hash)
         .join(RobotJob, RobotJob.id == RobotJobItem.job_id)
         .where(RobotJobItem.id == item_id)
@@ -141,17 +142,25 @@ def record_item_result(
     session: Session, result: ItemResult, *, job_id: str | None = None, now: datetime | None = None
 ) -> RecordOutcome:
     """Record one callback. With `job_id` (the job the caller authenticated for) the item must belong to it."""
-    owner = session.exec(select(RobotJobItem.job_id).where(RobotJobItem.id == result.item_id)).first()
-    if owner is None:
+    # The item's job and that job's row lock in one statement (the item's job_id never changes).
+    row = session.execute(
+        select(_ITEMS.c.job_id, _JOBS.c.status, _JOBS.c.flow_run_id)
+        .join(_JOBS, _JOBS.c.id == _ITEMS.c.job_id)
+        .where(_ITEMS.c.id == result.item_id)
+        .with_for_update(of=_JOBS)
+    ).first()
+    if row is None:
         raise UnknownItem("Ítem desconocido", item_id=result.item_id)
+    owner, status, flow_run_id = row
     if job_id is not None and owner != job_id:
         raise ItemNotInJob("El ítem no pertenece a este trabajo", item_id=result.item_id, job_id=job_id)
-    return record_batch_results(session, owner, [result], now=now).outcomes[0]
+    return _record(session, owner, status, flow_run_id, [result], now or utcnow()).outcomes[0]
 
 
 # The transition table of the module docstring, as SQL: a robot result may land on a pending item or on an
 # error that robotjobs decided; never on anything the robot itself already reported.
 _ITEMS = RobotJobItem.__table__
+_JOBS = RobotJob.__table__
 _ADMISSIBLE = or_(
     _ITEMS.c.status == ItemStatus.PENDING.value,
     and_(_ITEMS.c.status == ItemStatus.ERROR.value, _ITEMS.c.resolved_by == ResolvedBy.ROBOTJOBS.value),
@@ -169,16 +178,22 @@ def record_batch_results(
     session: Session, job_id: str, results: list[ItemResult], *, now: datetime | None = None
 ) -> BatchOutcome:
     """Record many results of one job in one transaction; a result for another job's item refuses the whole batch."""
-    now = now or utcnow()
-    job_status_before = _lock_job(session, job_id)
+    status, flow_run_id = _lock_job(session, job_id)
+    return _record(session, job_id, status, flow_run_id, results, now or utcnow())
+
+
+def _record(
+    session: Session, job_id: str, job_status_before: str, flow_run_id: str | None, results: list[ItemResult],
+    now: datetime,
+) -> BatchOutcome:
+    """The results of one job whose row this transaction has locked."""
     ids = list(dict.fromkeys(r.item_id for r in results))
     before = {
         item_id: _Before(order_id, status, resolved_by)
-        for item_id, owner, order_id, status, resolved_by in session.exec(
-            select(
-                RobotJobItem.id, RobotJobItem.job_id, RobotJobItem.order_id, RobotJobItem.status,
-                RobotJobItem.resolved_by,
-            ).where(col(RobotJobItem.id).in_(ids))
+        for item_id, owner, order_id, status, resolved_by in session.execute(
+            select(_ITEMS.c.id, _ITEMS.c.job_id, _ITEMS.c.order_id, _ITEMS.c.status, _ITEMS.c.resolved_by).where(
+                _ITEMS.c.id.in_(ids)
+            )
         )
         if owner == job_id
     }
@@ -196,7 +211,14 @@ def record_batch_results(
     error_delta = sum(1 for i in applied if first[i].status == ItemStatus.ERROR and before[i].status == ItemStatus.PENDING)
     # A success over our own closure takes that error back.
     error_delta -= sum(1 for r in successes if before[r.item_id].status == ItemStatus.ERROR)
-    if success_delta or error_delta:
+
+    finished = corrected = False
+    job_status = job_status_before
+    if applied and job_status_before not in FINISHED_JOB_STATUSES:
+        # Counters and the completion check in one guarded UPDATE; the event payload from what it returns.
+        job = finish_or_count(session, job_id, success_delta=success_delta, error_delta=error_delta, now=now)
+        job_status, finished = job.status, job.finished_now
+    elif success_delta or error_delta:
         session.execute(
             update(RobotJob)
             .where(RobotJob.id == job_id)
@@ -209,16 +231,10 @@ def record_batch_results(
         )
     if successes:
         shipped = [(r.item_id, before[r.item_id].order_id, r.tracking_number) for r in successes]
-        withdraw_unsent_items(session, [order_id for _, order_id, _ in shipped], job_id=job_id, now=now)
-        _ship_orders(session, job_id, shipped)
-
-    finished = corrected = False
-    if applied:
-        if job_status_before in FINISHED_JOB_STATUSES:
-            corrected = correct_finished_job(session, job_id, now=now)
-        else:
-            finished = finish_if_complete(session, job_id, now=now) is not None
-    job_status = session.exec(select(RobotJob.status).where(RobotJob.id == job_id)).one()
+        _ship_orders(session, job_id, shipped, now)
+    if applied and job_status_before in FINISHED_JOB_STATUSES:
+        corrected = correct_finished_job(session, job_id, now=now)
+        job_status = session.execute(select(_JOBS.c.status).where(_JOBS.c.id == job_id)).scalar_one()
     final_status = {item_id: b.status for item_id, b in before.items()}
     final_status.update({item_id: first[item_id].status for item_id in applied})
     outcomes, seen = [], set()
@@ -234,19 +250,23 @@ def record_batch_results(
                 job_finished=finished,
                 job_status=job_status,
                 job_corrected=corrected,
+                flow_run_id=flow_run_id,
             )
         )
     return BatchOutcome(
-        job_id=job_id, outcomes=outcomes, job_finished=finished, job_status=job_status, job_corrected=corrected
+        job_id=job_id, outcomes=outcomes, job_finished=finished, job_status=job_status, job_corrected=corrected,
+        flow_run_id=flow_run_id,
     )
 
 
-def _lock_job(session: Session, job_id: str) -> str:
+def _lock_job(session: Session, job_id: str) -> tuple[str, str | None]:
     # FOR UPDATE on PostgreSQL; on SQLite BEGIN IMMEDIATE already holds the write lock.
-    status = session.exec(select(RobotJob.status).where(RobotJob.id == job_id).with_for_update()).first()
-    if status is None:
+    row = session.execute(
+        select(_JOBS.c.status, _JOBS.c.flow_run_id).where(_JOBS.c.id == job_id).with_for_update()
+    ).first()
+    if row is None:
         raise UnknownJob(f"Trabajo de robot desconocido: {job_id}", job_id=job_id)
-    return status
+    return row[0], row[1]
 
 
 def _admissible(before: _Before) -> bool:
@@ -258,82 +278,69 @@ def _admissible(before: _Before) -> bool:
 
 def _write_items(session: Session, results: list[ItemResult], before: dict[str, _Before], now: datetime) -> list[str]:
     """The guarded transition for each result; returns the ids it changed, in request order."""
-    expected = [r.item_id for r in results if _admissible(before[r.item_id])]
+    expected = [r for r in results if _admissible(before[r.item_id])]
     if not expected:
         return []
-    statement = (
-        _ITEMS.update()
-        .where(_ITEMS.c.id == bindparam("b_id"), _ADMISSIBLE)
-        .values(
-            status=bindparam("b_status"),
-            tracking_number=bindparam("b_tracking"),
-            error_type=bindparam("b_error_type"),
-            error_message=bindparam("b_error_message"),
-            resolved_by=ResolvedBy.ROBOT.value,
-            completed_at=now,
-            updated_at=now,
-        )
-    )
-    wanted = set(expected)
     rows = [
         {
-            "b_id": r.item_id,
-            "b_status": r.status,
-            "b_tracking": r.tracking_number if r.status == ItemStatus.SUCCESS else None,
-            "b_error_type": None if r.status == ItemStatus.SUCCESS else (r.error_type or ErrorType.UNKNOWN.value),
-            "b_error_message": None if r.status == ItemStatus.SUCCESS else r.error_message,
+            "id": r.item_id,
+            "status": r.status,
+            "tracking_number": r.tracking_number if r.status == ItemStatus.SUCCESS else None,
+            "error_type": None if r.status == ItemStatus.SUCCESS else (r.error_type or ErrorType.UNKNOWN.value),
+            "error_message": None if r.status == ItemStatus.SUCCESS else r.error_message,
+            "resolved_by": ResolvedBy.ROBOT.value,
+            "completed_at": now,
+            "updated_at": now,
         }
-        for r in results
-        if r.item_id in wanted
+        for r in expected
     ]
-    # executemany: psycopg pipelines it, so a 1,000-item batch is not 1,000 round trips.
-    result = session.connection().execute(statement, rows)
-    if session.get_bind().dialect.supports_sane_multi_rowcount and result.rowcount != len(rows):
+    changed = bulk_update(session, _ITEMS, rows, guard=_ADMISSIBLE)
+    if changed != len(rows):
         # The job's row lock makes the read above the truth; a mismatch is a broken invariant: roll back.
-        raise RuntimeError(f"guarded item update changed {result.rowcount} rows, expected {len(rows)}")
-    return expected
+        raise RuntimeError(f"guarded item update changed {changed} rows, expected {len(rows)}")
+    return [r.item_id for r in expected]
 
 
-def _ship_orders(session: Session, job_id: str, shipped: list[tuple[str, str, str | None]]) -> None:
-    """Tracking number and carrier through the order-update path, then one robot.coord.completed per order.
+def _ship_orders(session: Session, job_id: str, shipped: list[tuple[str, str, str | None]], now: datetime) -> None:
+    """Tracking number and carrier through the order-update path, then one robot.coord.completed per order; the
+    orders' unsent items in other jobs are withdrawn first.
 
     An order another item already shipped (a duplicate on the portal) keeps its first tracking number and fires
     no second trigger; the duplicate is shown to operators from the items themselves (domain.summary).
     """
-    item_ids = [item_id for item_id, _, _ in shipped]
     order_ids = [order_id for _, order_id, _ in shipped]
-    already = set(
-        session.exec(
-            select(RobotJobItem.order_id).where(
-                col(RobotJobItem.order_id).in_(order_ids),
-                RobotJobItem.status == ItemStatus.SUCCESS,
-                col(RobotJobItem.id).not_in(item_ids),
-            )
+    # Other jobs' items of these orders, read once: pending ones are withdrawn, successes mean "already shipped".
+    others = session.execute(
+        select(_ITEMS.c.job_id, _ITEMS.c.order_id, _ITEMS.c.status).where(
+            _ITEMS.c.order_id.in_(order_ids),
+            _ITEMS.c.job_id != job_id,
+            _ITEMS.c.status.in_([ItemStatus.PENDING.value, ItemStatus.SUCCESS.value]),
         )
-    )
+    ).all()
+    holders = sorted({holder for holder, _, status in others if status == ItemStatus.PENDING})
+    if holders:
+        withdraw_unsent_items(session, order_ids, job_id=job_id, now=now, holders=holders)
+    already = {order_id for _, order_id, status in others if status == ItemStatus.SUCCESS}
     first_time = [(item_id, order_id, tracking) for item_id, order_id, tracking in shipped if order_id not in already]
     if not first_time:
         return
-    update_orders(
+    _, contexts, events = apply_order_changes(
         session,
         {
             order_id: {"carrier": COORDINADORA, **({"tracking_number": tracking} if tracking else {})}
             for _, order_id, tracking in first_time
         },
+        now=now,
     )
-    orders = {o.id: o for o in session.exec(select(Order).where(col(Order.id).in_([o for _, o, _ in first_time])))}
-    contact_ids = {o.contact_id for o in orders.values() if o.contact_id}
-    contacts = {c.id: c for c in session.exec(select(Contact).where(col(Contact.id).in_(contact_ids)))}
     for item_id, order_id, tracking in first_time:
-        order = orders[order_id]
-        context = event_context(order, contacts.get(order.contact_id or ""))
-        context["order"]["tracking_number"] = tracking or ""  # empty, not stale: the pedido number is unknown
-        outbox.add_event(
-            session,
-            event_type=outbox.ROBOT_COORD_COMPLETED,
-            workspace_id=order.workspace_id,
-            aggregate_id=order.id,
-            payload={"job_id": job_id, "item_id": item_id, **context},
-            flush=False,
+        workspace_id, context = contexts[order_id]
+        order = {**context["order"], "tracking_number": tracking or ""}  # empty, not stale: the number is unknown
+        events.append(
+            {
+                "event_type": outbox.ROBOT_COORD_COMPLETED,
+                "workspace_id": workspace_id,
+                "aggregate_id": order_id,
+                "payload": {"job_id": job_id, "item_id": item_id, "order": order, "contact": context["contact"]},
+            }
         )
-    session.flush()
+    outbox.add_events(session, events)

@@ -176,14 +176,15 @@ def test_many_items_duplicates_and_reorders_at_once_keep_counters_exact(uow, dis
 
 def test_failure_between_item_write_and_event_write_leaves_nothing(uow, dispatched_job, monkeypatch):
     job_id, items = dispatched_job()
-    real_add = outbox.add_event
+    real_add = outbox.add_events
 
-    def failing_add(session, **kwargs):
-        if kwargs["event_type"] == outbox.ROBOT_COORD_COMPLETED:
+    def failing_add(session, events):
+        # The order's field.changed rows and robot.coord.completed are written by one INSERT: fail it.
+        if any(event["event_type"] == outbox.ROBOT_COORD_COMPLETED for event in events):
             raise RuntimeError("injected")
-        return real_add(session, **kwargs)
+        return real_add(session, events)
 
-    monkeypatch.setattr(outbox, "add_event", failing_add)
+    monkeypatch.setattr(outbox, "add_events", failing_add)
     with uow() as tx, pytest.raises(RuntimeError, match="injected"):
         record_item_result(tx.session, ok(items[0]))
         tx.commit()
