@@ -8,6 +8,7 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+from prefect.settings import get_current_settings
 from sqlalchemy import Engine
 
 from domain.db import UnitOfWork
@@ -28,6 +29,8 @@ def progress_description(done: int, total: int, success: int, error: int) -> str
 
 def publish_progress(engine: Engine, job_id: str) -> float | None:
     """Create or update the job's progress artifact from the database; the percentage, or None on any failure."""
+    if not get_current_settings().api.url:
+        return None  # no Prefect configured: nothing to publish to, and no database read for nothing
     try:
         with UnitOfWork(engine, readonly=True) as uow:
             job = get_job(uow.session, job_id)

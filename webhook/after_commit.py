@@ -20,26 +20,50 @@ Notifier = Callable[[str], Any]
 
 
 class AfterCommit:
-    """`submit("resume"|"progress", job_id)`; a duplicate of a task still waiting is dropped."""
+    """`submit("resume"|"progress", job_id)`; a duplicate of a task still waiting is dropped.
 
-    def __init__(self, notifiers: dict[str, Notifier], *, threads: int = 2):
+    Kinds in `coalesce_s` (progress: 1 s) run at most once per interval per job: a submit within the interval of the
+    last run is delayed to its end, and the submits meanwhile merge into that one run, which reads the latest state.
+    So a 10,000-order batch is not 10,000 Prefect API calls, and the last state is always published.
+    """
+
+    def __init__(self, notifiers: dict[str, Notifier], *, threads: int = 2, coalesce_s: dict[str, float] | None = None):
         self._notifiers = notifiers
         self._threads = threads
+        self._coalesce_s = {"progress": 1.0} if coalesce_s is None else coalesce_s
         self._queue: queue.Queue[tuple[str, str, dict[str, Any]]] = queue.Queue()
         self._waiting: set[tuple[str, str]] = set()
-        self._lock = threading.Lock()
+        self._last_run: dict[tuple[str, str], float] = {}
+        self._delayed = 0
+        self._lock = threading.Condition()
         self._started_in_pid: int | None = None
 
     def submit(self, kind: str, job_id: str, context: dict[str, Any] | None = None) -> None:
+        task = (kind, job_id, context or {})
         with self._lock:
             if (kind, job_id) in self._waiting:
                 return
             self._waiting.add((kind, job_id))
             self._start()
-        self._queue.put((kind, job_id, context or {}))
+            delay = self._last_run.get((kind, job_id), -1e9) + self._coalesce_s.get(kind, 0.0) - time.monotonic()
+            if delay > 0:
+                self._delayed += 1
+                timer = threading.Timer(delay, self._release, args=(task,))
+                timer.daemon = True
+                timer.start()
+                return
+        self._queue.put(task)
+
+    def _release(self, task: tuple[str, str, dict[str, Any]]) -> None:
+        self._queue.put(task)
+        with self._lock:
+            self._delayed -= 1
+            self._lock.notify_all()
 
     def join(self) -> None:
-        """Wait until every submitted task ran (tests, and an orderly shutdown)."""
+        """Wait until every submitted task ran, delayed ones included (tests, and an orderly shutdown)."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._delayed == 0)
         self._queue.join()
 
     def _start(self) -> None:
@@ -55,10 +79,13 @@ class AfterCommit:
     def _work(self) -> None:
         while True:
             kind, job_id, context = self._queue.get()
+            started = time.monotonic()
             with self._lock:
                 # Runs from now on: a result arriving meanwhile queues a fresh task with the newer state.
                 self._waiting.discard((kind, job_id))
-            started = time.monotonic()
+                self._last_run[(kind, job_id)] = started
+                if len(self._last_run) > 10_000:  # forget jobs idle for a minute
+                    self._last_run = {k: t for k, t in self._last_run.items() if started - t < 60}
             try:
                 self._notifiers[kind](job_id)
                 log("info", f"{kind}_notified", job_id=job_id, **context, ms=round(1000 * (time.monotonic() - started)))
