@@ -86,3 +86,13 @@ class StageNotInPipeline(DomainError):
 
 class InvalidField(DomainError):
     code = "invalid_field"
+
+
+class UnknownDeadLetter(NotFound):
+    code = "unknown_dead_letter"
+
+
+class DeadLetterAlreadyReplayed(DomainError):
+    """A dead letter is replayed at most once; a failed replay leaves it pending for another try."""
+
+    code = "dead_letter_already_replayed"
