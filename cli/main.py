@@ -1,5 +1,5 @@
 """`robotjobs`: lotes de envío al robot de Coordinadora — enviar, seguir, resumir y reintentar (y utilidades de
-puesta en marcha: migrate, seed-demo, load-coverage)."""
+puesta en marcha: migrate, seed-demo, load-coverage; y el buzón del webhook: dead-letters, spool)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,27 @@ def _parser() -> argparse.ArgumentParser:
     coverage.add_argument("csv_path", help="columnas: city_label, department_abbr, supports_cod[, active]")
     seed = command("seed-demo", "crear un workspace de demostración con pedidos por despachar")
     seed.add_argument("--name", default="Tienda Demo", help="nombre del workspace")
+
+    letters = command("dead-letters", "callbacks autenticados que no se pudieron aplicar (listar, ver, reproducir)")
+    letters.add_argument("--pending", action="store_true", help="solo las que aún no se reprodujeron")
+    letters.add_argument("--job", help="solo este lote")
+    letters.add_argument("--limit", type=int, default=50, help="cuántas mostrar")
+    letters_sub = letters.add_subparsers(dest="letters_command", title="órdenes", metavar="ORDEN")
+    show = _spanish(letters_sub.add_parser("show", help="una carta muerta con su cuerpo", add_help=False))
+    show.add_argument("letter_id", type=int)
+    replay = _spanish(letters_sub.add_parser(
+        "replay", help="aplicar una carta muerta ahora (una vez corregida la causa)", add_help=False))
+    replay.add_argument("letter_id", type=int)
+
+    spool = command("spool", "el buzón local del webhook en este host: callbacks que esperan a la base de datos")
+    spool.add_argument("--dir", help="carpeta del buzón (por defecto, WEBHOOK_SPOOL_DIR)")
+    spool_sub = spool.add_subparsers(dest="spool_command", title="órdenes", metavar="ORDEN")
+    _spanish(spool_sub.add_parser("status", help="en espera, bytes, antigüedad (por defecto)", add_help=False))
+    spool_replay = _spanish(spool_sub.add_parser(
+        "replay", help="reproducir el buzón ahora, en orden de llegada (espera a un worker que lo esté reproduciendo)",
+        add_help=False))
+    spool_replay.add_argument("--release-held", action="store_true",
+                              help="devolver antes a la cola las entradas apartadas tras fallar varias veces")
     return parser
 
 
@@ -160,6 +181,73 @@ class Cli:
         upgrade(self.settings.database_url)
         self.say("Esquema actualizado")
         return 0
+
+    def dead_letters(self, args: argparse.Namespace) -> int:
+        from domain import dead_letters
+
+        if args.letters_command == "replay":
+            from webhook.callbacks import REFUSALS, replay_dead_letter
+            from webhook.errors import refusal_of
+
+            try:
+                result = replay_dead_letter(self.engine, args.letter_id)
+            except DomainError:
+                raise
+            except REFUSALS as exc:
+                status, code, message, _ = refusal_of(exc)
+                print(f"error: sigue sin poder aplicarse ({status} {code}): {message}", file=sys.stderr)
+                return 2
+            self.say(f"Carta muerta {args.letter_id}: {result}")
+            return 0
+        with UnitOfWork(self.engine, readonly=True) as uow:
+            if args.letters_command == "show":
+                letter = dead_letters.get(uow.session, args.letter_id)
+                self.say(f"Carta muerta {letter.id}  recibida {letter.received_at:%Y-%m-%d %H:%M:%S}  "
+                         f"lote {letter.job_id or '-'}")
+                self.say(f"  motivo: {letter.reason}")
+                self.say(f"  cabeceras: {letter.headers}")
+                if letter.replayed_at:
+                    self.say(f"  reproducida {letter.replayed_at:%Y-%m-%d %H:%M:%S}: {letter.replay_result}")
+                elif letter.replay_result:
+                    self.say(f"  último intento: {letter.replay_result}")
+                self.say(letter.body)
+                return 0
+            rows = dead_letters.list_letters(uow.session, pending_only=args.pending, job_id=args.job, limit=args.limit)
+        if not rows:
+            self.say("Sin cartas muertas.")
+            return 0
+        self.say(f"{'id':>6}  {'recibida':<18}{'estado':<13}{'lote':<38}motivo")
+        for letter in rows:
+            state = "reproducida" if letter.replayed_at else "pendiente"
+            self.say(f"{letter.id:>6}  {letter.received_at:%Y-%m-%d %H:%M}  {state:<13}{letter.job_id or '-':<38}"
+                     f"{letter.reason[:100]}")
+        return 0
+
+    def spool(self, args: argparse.Namespace) -> int:
+        from webhook.spool import Spool
+
+        settings = self.settings.model_copy(update={"webhook_spool_dir": args.dir}) if args.dir else self.settings
+        if args.spool_command != "replay":
+            stats = Spool(settings.webhook_spool_dir, max_bytes=settings.webhook_spool_max_bytes).stats()
+            age = "-" if stats.oldest_age_s is None else f"{stats.oldest_age_s:.0f} s"
+            self.say(f"Buzón {settings.webhook_spool_dir}: {stats.entries} en espera, {stats.bytes} bytes, "
+                     f"el más antiguo hace {age}, {stats.held} apartadas")
+            return 0
+        from webhook import create_app
+
+        # The same app as a gunicorn worker's, so each entry goes through the live request's path. No resume or
+        # progress from here: the reconciler resumes finished batches from the outbox within a minute.
+        app = create_app(settings, engine=self.engine, replay_in_background=False, log_level="WARNING",
+                         resume_notifier=lambda job_id: None, progress_notifier=lambda job_id: None)
+        state = app.extensions["robotjobs"]
+        if args.release_held:
+            self.say(f"Devueltas a la cola: {state.inbox.spool.release_held()}")
+        report = state.inbox.replay(wait=True)
+        state.after_commit.join()
+        outcomes = ", ".join(f"{name} {count}" for name, count in sorted(report.outcomes.items())) or "nada"
+        note = {"database_unavailable": " (la base de datos no responde)", "error": " (un error: ver el registro)"}
+        self.say(f"Reproducidas: {outcomes}; quedan {report.remaining}{note.get(report.stopped_by or '', '')}")
+        return 0 if report.remaining == 0 else 1
 
     def load_coverage(self, args: argparse.Namespace) -> int:
         from pathlib import Path

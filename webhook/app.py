@@ -13,11 +13,13 @@ from sqlalchemy import Engine
 
 from domain.db import make_engine
 from domain.settings import Settings, get_settings
-from webhook import callbacks, health, jobs_api, openapi
+from webhook import callbacks, dead_letters_api, health, jobs_api, openapi
 from webhook.after_commit import AfterCommit, Notifier
 from webhook.auth import SecretChecker, SignatureVerifier
 from webhook.errors import register_error_handlers
+from webhook.inbox import Inbox
 from webhook.logs import configure_logging, correlate, correlation, log
+from webhook.spool import Spool
 
 @dataclass
 class AppState:
@@ -28,6 +30,7 @@ class AppState:
     verifier: SignatureVerifier
     secrets: SecretChecker
     after_commit: AfterCommit
+    inbox: Inbox | None = None  # set right after: its replay needs the app
     openapi: dict[str, Any] = field(default_factory=dict)
 
     def notify_after_commit(self, job_id: str, *, finished: bool) -> None:
@@ -58,8 +61,12 @@ def create_app(
     progress_notifier: Notifier | None = None,
     clock: Callable[[], float] = time.time,
     log_level: str = "INFO",
+    replay_in_background: bool = True,
 ) -> Flask:
-    """Build the webhook app. Tests pass an engine, fake notifiers and a clock; gunicorn calls it with nothing."""
+    """Build the webhook app. Tests pass an engine, fake notifiers and a clock; gunicorn calls it with nothing.
+
+    The spool's replayer thread starts after fork (gunicorn's post_worker_init, webhook/gunicorn.conf.py) or with
+    the first spooled request; `replay_in_background=False` leaves replay to explicit `inbox.replay()` calls."""
     settings = settings or get_settings()
     engine = engine or make_engine(settings.database_url)
     configure_logging(log_level)
@@ -82,6 +89,12 @@ def create_app(
             {"resume": resume_notifier or default_resume, "progress": progress_notifier or default_progress}
         ),
         openapi=openapi.build_openapi(settings.webhook_max_body_bytes),
+    )
+    state.inbox = Inbox(
+        Spool(settings.webhook_spool_dir, max_bytes=settings.webhook_spool_max_bytes),
+        lambda entry: callbacks.replay_spooled(app, entry),
+        max_body_bytes=settings.webhook_max_body_bytes,
+        background=replay_in_background,
     )
     app.extensions["robotjobs"] = state
 
@@ -109,8 +122,8 @@ def create_app(
         return response
 
     register_error_handlers(app)
-    for blueprint in (callbacks.bp, jobs_api.bp, health.bp, openapi.bp):
+    for blueprint in (callbacks.bp, jobs_api.bp, dead_letters_api.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
     log("info", "webhook_app_created", database=engine.dialect.name, signing_secrets=len(settings.webhook_signing_secrets),
-        legacy_secret_enabled=settings.webhook_legacy_secret is not None)
+        legacy_secret_enabled=settings.webhook_legacy_secret is not None, spool_dir=str(settings.webhook_spool_dir))
     return app

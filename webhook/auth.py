@@ -97,8 +97,8 @@ class SignatureVerifier:
     def enabled(self) -> bool:
         return bool(self._signers)
 
-    def verify(self, headers: Mapping[str, str], body: bytes) -> str:
-        """The verified webhook-id, or Unauthorized."""
+    def verify(self, headers: Mapping[str, str], body: bytes, *, now: float | None = None) -> str:
+        """The verified webhook-id, or Unauthorized. `now`: the arrival time of a spooled request at replay."""
         if not self._signers:
             raise Unauthorized("signed callbacks are not enabled (no webhook_signing_secrets)")
         msg_id = _ascii(headers.get("webhook-id"), "webhook-id")
@@ -108,7 +108,7 @@ class SignatureVerifier:
         signatures = _ascii(headers.get("webhook-signature"), "webhook-signature")
         if not _TIMESTAMP.fullmatch(timestamp.decode()):
             raise Unauthorized("webhook-timestamp is not integer seconds")
-        skew = self._clock() - int(timestamp)
+        skew = (self._clock() if now is None else now) - int(timestamp)
         if abs(skew) > self._tolerance_s:
             raise Unauthorized(f"webhook-timestamp outside tolerance (skew {skew:.0f}s)")
 
@@ -132,10 +132,13 @@ class SignatureVerifier:
         return msg_id.decode("ascii")
 
 
-def callback_credential(headers: Mapping[str, str], body: bytes, verifier: SignatureVerifier) -> CallbackCredential:
-    """Read the callback's credential. A signature, when any of its headers is present, is verified here."""
+def callback_credential(
+    headers: Mapping[str, str], body: bytes, verifier: SignatureVerifier, *, now: float | None = None
+) -> CallbackCredential:
+    """Read the callback's credential. A signature, when any of its headers is present, is verified here (against
+    the clock, or `now`: a spooled request is checked at replay as of its arrival)."""
     if any(headers.get(name) for name in SIGNATURE_HEADERS):
-        return CallbackCredential(method="signature", webhook_id=verifier.verify(headers, body))
+        return CallbackCredential(method="signature", webhook_id=verifier.verify(headers, body, now=now))
     return CallbackCredential(method="secret", secret=_ascii(headers.get(CALLBACK_SECRET_HEADER), CALLBACK_SECRET_HEADER))
 
 

@@ -8,7 +8,8 @@
 | unknown job/item once authenticated (signature, legacy secret, API token) | 404 |
 | body larger than `webhook_max_body_bytes` | 413 |
 | a field breaking the protocol (status, trackingNumber, errorType, sizes) | 422 |
-| database unreachable or locked | 503 + Retry-After |
+| database unreachable or locked (a callback: spooled instead, 202 — webhook/callbacks.py) | 503 + Retry-After |
+| the callback spool full or unwritable | 503 + Retry-After |
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ class Unprocessable(ApiError):
     status, code = 422, "validation_error"
 
 
+class Unavailable(ApiError):
+    """We cannot take the request now (the callback spool is full); answered with Retry-After."""
+
+    status, code = 503, "unavailable"
+
+
 # Domain refusals → HTTP. Order matters: the first matching class wins (subclasses before their bases).
 DOMAIN_STATUS: list[tuple[type[domain_errors.DomainError], int]] = [
     (domain_errors.ItemNotInJob, 403),
@@ -96,6 +103,17 @@ def validation_details(exc: ValidationError) -> list[ErrorDetail]:
     return details
 
 
+def refusal_of(exc: Exception) -> tuple[int, str, str, list[ErrorDetail]]:
+    """(status, code, message, details) of a refusal: an ApiError, a pydantic ValidationError or a DomainError."""
+    if isinstance(exc, ApiError):
+        return exc.status, exc.code, exc.message, exc.details
+    if isinstance(exc, ValidationError):
+        return 422, "validation_error", "El cuerpo no cumple el protocolo.", validation_details(exc)
+    if isinstance(exc, domain_errors.DomainError):
+        return next(s for cls, s in DOMAIN_STATUS if isinstance(exc, cls)), exc.code, exc.message, []
+    raise TypeError(f"not a refusal: {type(exc).__name__}")
+
+
 def _render(status: int, code: str, message: str, details=None, headers: dict[str, str] | None = None):
     body = ErrorBody(error=code, message=message, details=details or [])
     response = jsonify(body.model_dump(mode="json"))
@@ -110,21 +128,23 @@ def register_error_handlers(app: Flask) -> None:
         fields: dict[str, Any] = {"status": exc.status, "error": exc.code}
         if isinstance(exc, Unauthorized):
             fields["reason"] = exc.reason
-        log("warning", "request_refused", **fields)
+        log("critical" if exc.status == 503 else "warning", "request_refused", **fields)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        if exc.status == 503:
+            headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return _render(exc.status, exc.code, exc.message, exc.details, headers)
 
     @app.errorhandler(ValidationError)
     def _validation_error(exc: ValidationError):
-        details = validation_details(exc)
-        log("warning", "request_refused", status=422, error="validation_error", fields=[d.field for d in details])
-        return _render(422, "validation_error", "El cuerpo no cumple el protocolo.", details)
+        status, code, message, details = refusal_of(exc)
+        log("warning", "request_refused", status=status, error=code, fields=[d.field for d in details])
+        return _render(status, code, message, details)
 
     @app.errorhandler(domain_errors.DomainError)
     def _domain_error(exc: domain_errors.DomainError):
-        status = next(s for cls, s in DOMAIN_STATUS if isinstance(exc, cls))
-        log("warning", "request_refused", status=status, error=exc.code, message=exc.message)
-        return _render(status, exc.code, exc.message)
+        status, code, message, _ = refusal_of(exc)
+        log("warning", "request_refused", status=status, error=code, message=message)
+        return _render(status, code, message)
 
     def _database_down(exc: Exception):
         # Loud on purpose: while the database is down, robot results are being refused and the robot never retries.

@@ -34,3 +34,9 @@ limit_request_field_size = 8190
 control_socket_disable = os.environ.get("ROBOTJOBS_WEBHOOK_CONTROL_SOCKET", "") == ""
 if not control_socket_disable:
     control_socket = os.environ["ROBOTJOBS_WEBHOOK_CONTROL_SOCKET"]
+
+
+def post_worker_init(worker):
+    """Start the worker's spool replayer (a thread: it must start after fork), so a spool left by an earlier run
+    is replayed without waiting for the next callback."""
+    worker.wsgi.extensions["robotjobs"].inbox.start()

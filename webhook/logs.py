@@ -1,7 +1,8 @@
 """Structured JSON logs of the webhook app, each line carrying the request's correlation ids.
 
-Correlation ids (request, job, item, webhook-id, flow run) live in `flask.g` for the request and are added to every
-line logged through `log()`. Secrets never reach a log line: callers pass named fields, never headers or bodies.
+Correlation ids (request, job, item, webhook-id, flow run, spool entry) live in `flask.g` for the request (or for
+the app context a spool replay pushes per entry) and are added to every line logged through `log()`. Secrets never
+reach a log line: callers pass named fields, never headers or bodies.
 """
 
 from __future__ import annotations
@@ -12,24 +13,24 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import g, has_request_context
+from flask import g, has_app_context
 
 LOGGER_NAME = "robotjobs.webhook"
 logger = logging.getLogger(LOGGER_NAME)
 
-CORRELATION_KEYS = ("request_id", "job_id", "item_id", "webhook_id", "flow_run_id")
+CORRELATION_KEYS = ("request_id", "job_id", "item_id", "webhook_id", "flow_run_id", "spool_entry")
 
 
 def correlate(**ids: str | None) -> None:
     """Remember correlation ids for every later line of this request."""
-    if not has_request_context():
+    if not has_app_context():
         return
     current = g.setdefault("correlation", {})
     current.update({key: value for key, value in ids.items() if value})
 
 
 def correlation() -> dict[str, Any]:
-    if not has_request_context():
+    if not has_app_context():
         return {}
     return dict(g.get("correlation", {}))
 

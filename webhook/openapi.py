@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from webhook.callbacks import CALLBACK_PATH
+from webhook.inbox_schemas import DeadLetterList, Readiness, SpooledAck
 from webhook.schemas import BatchCallback, CallbackAck, CallbackResult, ErrorBody, Health, JobOut, SummaryOut
 
 bp = Blueprint("openapi", __name__)
@@ -21,6 +22,9 @@ _MODELS: list[tuple[type[BaseModel], str]] = [
     (CallbackAck, "serialization"),
     (ErrorBody, "serialization"),
     (Health, "serialization"),
+    (Readiness, "serialization"),
+    (SpooledAck, "serialization"),
+    (DeadLetterList, "serialization"),
     (JobOut, "serialization"),
     (SummaryOut, "serialization"),
 ]
@@ -74,7 +78,11 @@ def build_openapi(max_body_bytes: int) -> dict[str, Any]:
                     "description": (
                         "Authenticated by the job's X-Callback-Secret (the existing robot), the legacy global secret "
                         "when enabled, or Standard Webhooks signatures. Every result is committed in one "
-                        "transaction before the 200; duplicates are acknowledged with changed=false. "
+                        "transaction before the 200; duplicates are acknowledged with changed=false. When the "
+                        "database cannot take it (or this host's spool still holds earlier callbacks), the request is "
+                        "written to the host's durable spool and answered 202; it is recorded, in arrival order, once "
+                        "the database answers. An authenticated callback refused for any reason but the database is "
+                        "also kept as a dead letter (GET /api/dead-letters). "
                         f"Bodies above {max_body_bytes} bytes are refused with 413."
                     ),
                     "parameters": [
@@ -96,13 +104,20 @@ def build_openapi(max_body_bytes: int) -> dict[str, Any]:
                             "description": "Committed (or already recorded: see changed/unchanged).",
                             "content": {"application/json": {"schema": ref(CallbackAck, "serialization")}},
                         },
+                        "202": {
+                            "description": "Kept in this host's durable spool; recorded once the database answers.",
+                            "content": {"application/json": {"schema": ref(SpooledAck, "serialization")}},
+                        },
                         "400": _error("The body is not UTF-8 JSON."),
                         "401": _error("Missing, malformed or wrong credentials (also an unknown item under a secret)."),
                         "403": _error("A result names an item of another job; nothing was recorded."),
                         "404": _error("Unknown job or item (signed or legacy callers only)."),
                         "413": _error("The body is larger than the configured limit."),
                         "422": _error("A field breaks the protocol; `details` names it and says why."),
-                        "503": _DB_DOWN,
+                        "503": _error(
+                            "This host's spool is full (or unwritable) while the database cannot take the callback.",
+                            **{"Retry-After": _RETRY_AFTER},
+                        ),
                     },
                     "security": [{"callbackSecret": []}, {"standardWebhooks": []}],
                 }
@@ -145,6 +160,30 @@ def build_openapi(max_body_bytes: int) -> dict[str, Any]:
                     "security": [{"bearer": []}],
                 }
             },
+            "/api/dead-letters": {
+                "get": {
+                    "operationId": "listDeadLetters",
+                    "summary": "Authenticated callbacks that could not be applied, newest first",
+                    "parameters": [
+                        {"name": "pending", "in": "query", "required": False, "schema": {"type": "boolean"},
+                         "description": "Only the ones not replayed yet."},
+                        {"name": "job_id", "in": "query", "required": False,
+                         "schema": {"type": "string", "maxLength": 36, "pattern": "^[^\\x00]*$"}},
+                        {"name": "limit", "in": "query", "required": False,
+                         "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The dead letters.",
+                            "content": {"application/json": {"schema": ref(DeadLetterList, "serialization")}},
+                        },
+                        "400": _error("A bad query parameter."),
+                        "401": read_errors["401"],
+                        "503": _DB_DOWN,
+                    },
+                    "security": [{"bearer": []}],
+                }
+            },
             "/healthz": {
                 "get": {
                     "operationId": "healthz",
@@ -157,13 +196,16 @@ def build_openapi(max_body_bytes: int) -> dict[str, Any]:
             "/readyz": {
                 "get": {
                     "operationId": "readyz",
-                    "summary": "The database answers",
+                    "summary": "Callbacks can be taken: the database answers, or this host's spool has room",
                     "responses": {
-                        "200": {"description": "Ready.", "content": {"application/json": {"schema": ref(Health, "serialization")}}},
+                        "200": {
+                            "description": "Ready: status ok, or degraded (the database is down; callbacks are spooled).",
+                            "content": {"application/json": {"schema": ref(Readiness, "serialization")}},
+                        },
                         "503": {
-                            "description": "The database is unreachable.",
+                            "description": "The spool is full or unusable.",
                             "headers": {"Retry-After": _RETRY_AFTER},
-                            "content": {"application/json": {"schema": ref(Health, "serialization")}},
+                            "content": {"application/json": {"schema": ref(Readiness, "serialization")}},
                         },
                     },
                 }

@@ -29,13 +29,19 @@ def signing_secrets() -> list[str]:
 
 
 @pytest.fixture
-def settings(database_url, signing_secrets):
+def spool_dir(tmp_path):
+    return tmp_path / "spool"
+
+
+@pytest.fixture
+def settings(database_url, signing_secrets, spool_dir):
     return get_settings(
         database_url=database_url,
         webhook_signing_secrets=",".join(signing_secrets),
         webhook_legacy_secret=None,
         api_token=API_TOKEN,
         webhook_max_body_bytes=64 * 1024,
+        webhook_spool_dir=spool_dir,
     )
 
 
@@ -52,7 +58,8 @@ def progress():
 @pytest.fixture
 def make_app(settings, engine, resume, progress):
     def make(**overrides):
-        kwargs = dict(engine=engine, resume_notifier=resume, progress_notifier=progress)
+        # Replay runs when a test calls `inbox.replay()`, not on a thread of its own: tests stay deterministic.
+        kwargs = dict(engine=engine, resume_notifier=resume, progress_notifier=progress, replay_in_background=False)
         the_settings = overrides.pop("settings", settings)
         kwargs.update(overrides)
         app = create_app(the_settings, **kwargs)
@@ -101,3 +108,26 @@ def job(make_job) -> Job:
 @pytest.fixture
 def snapshot(engine):
     return lambda: db_state(engine)
+
+
+@pytest.fixture
+def down_engine(tmp_path):
+    """An engine of the session's kind whose database does not answer: PostgreSQL on a port nobody listens on, or a
+    SQLite file in a folder that does not exist."""
+    import socket
+
+    from sqlalchemy import create_engine
+
+    from domain.db import make_engine
+    from tests.conftest import TEST_DATABASE
+
+    if TEST_DATABASE == "sqlite":
+        engine = create_engine(f"sqlite:///{tmp_path / 'no-such-dir' / 'robotjobs.db'}")
+    else:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/robotjobs",
+                             connect_args={"connect_timeout": 2})
+    yield engine
+    engine.dispose()

@@ -30,6 +30,7 @@ def server(database_url, migrated_engine, signing_secrets, tmp_path_factory):
         "WEBHOOK_SIGNING_SECRETS": ",".join(signing_secrets),
         "API_TOKEN": API_TOKEN,
         "WEBHOOK_MAX_BODY_BYTES": str(MAX_BODY),
+        "WEBHOOK_SPOOL_DIR": str(tmp_path_factory.mktemp("spool")),
         # Prefect is down: nothing listens on this port. The after-commit resume must fail quietly.
         "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",
     }

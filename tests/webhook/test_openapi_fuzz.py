@@ -11,6 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from pydantic import SecretStr
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from tests.webhook.helpers import API_TOKEN, LEGACY_SECRET
 
@@ -32,14 +33,19 @@ def api_schema(make_app, settings, job):
 @pytest.mark.parametrize("headers", [None, AUTHENTICATED], ids=["as-generated", "authenticated"])
 def test_generated_requests_never_get_a_server_error(api_schema, mode, headers):
     operations = [result.ok() for result in api_schema.get_all_operations()]
-    assert len(operations) == 5  # every route but /openapi.json itself, which schemathesis skips
+    assert len(operations) == 6  # every route but /openapi.json itself, which schemathesis skips
     for operation in operations:
         if mode == GenerationMode.NEGATIVE and operation.path in ("/healthz", "/readyz"):
             continue  # no inputs: nothing can be made invalid
 
+        # A read operation with only optional query parameters: with our fixed Authorization header, schemathesis's
+        # "invalid" cases (the bearer removed, an extra query key it cannot send) arrive as valid requests, and the
+        # 200 is right. Every other check (no 5xx, responses conform) still runs.
+        excluded = [negative_data_rejection] if headers and operation.path == "/api/dead-letters" else []
+
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=50, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         def run(case):
-            case.call_and_validate(headers=headers)
+            case.call_and_validate(headers=headers, excluded_checks=excluded)
 
         run()

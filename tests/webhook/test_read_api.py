@@ -70,11 +70,13 @@ def test_unknown_job_is_404(client):
 
 def test_health_and_openapi(client):
     assert client.get("/healthz").json == {"status": "ok"}
-    assert client.get("/readyz").json == {"status": "ok", "database": "ok"}
+    ready = client.get("/readyz").json
+    assert (ready["status"], ready["database"], ready["spool"]["entries"], ready["spool"]["full"]) == ("ok", "ok", 0, False)
     spec = client.get("/openapi.json").json
     assert spec["openapi"].startswith("3.1")
     assert set(spec["paths"]) == {
-        CALLBACK, "/api/jobs/{job_id}", "/api/jobs/{job_id}/summary", "/healthz", "/readyz", "/openapi.json"
+        CALLBACK, "/api/jobs/{job_id}", "/api/jobs/{job_id}/summary", "/api/dead-letters", "/healthz", "/readyz",
+        "/openapi.json",
     }
     result = spec["components"]["schemas"]["CallbackResult"]
     assert result["properties"]["status"]["enum"] == ["success", "error"]
