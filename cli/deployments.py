@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from stack.prefect_auth import use_local_credential
+
 SUBMIT_DEPLOYMENT = "submit-robot-job/submit-robot-job"
 RETRY_DEPLOYMENT = "retry-failed-items/retry-failed-items"
 DEFAULT_API_URL = "http://127.0.0.1:4200/api"
@@ -32,6 +34,7 @@ class PrefectDeployments:
 
     def trigger(self, deployment: str, parameters: dict[str, Any]) -> TriggeredRun:
         os.environ.setdefault("PREFECT_API_URL", DEFAULT_API_URL)
+        use_local_credential(os.environ["PREFECT_API_URL"])  # the server's basic auth, when make up generated it
         from prefect.deployments import run_deployment  # imported late: no Prefect client work at import time
 
         run = run_deployment(deployment, parameters=parameters, timeout=0)

@@ -88,6 +88,13 @@ class Settings(BaseSettings):
         default=False, description="Let the automation 'webhook' action call loopback/private addresses."
     )
 
+    # Operators' alerts (flows/alerts.py): a Prefect automation posts here when a batch fails or ends with errors.
+    alert_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Slack-compatible incoming webhook URL for batch alerts; `make up` and `python -m flows.alerts` "
+        "create the Prefect automations only when it is set.",
+    )
+
     @field_validator("webhook_signing_secrets", mode="before")
     @classmethod
     def _split_secrets(cls, value: object) -> object:

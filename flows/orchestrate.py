@@ -17,6 +17,7 @@ from domain.db import UnitOfWork
 from domain.jobs import get_job, get_job_view, pending_item_count, start_job
 from domain.models import FINISHED_JOB_STATUSES, JobStatus
 from flows import runtime
+from flows.alerts import emit_batch_finished
 from flows.artifacts import publish_summary
 from flows.deployments import ORCHESTRATE
 from flows.dispatch import DispatchResult, dispatch_once
@@ -127,6 +128,7 @@ def orchestrate_robot_job(job_id: str) -> JobOutcome:
         logger.info("resumed: %s", completed.model_dump())
     # The database, not the run input, says how the job ended.
     outcome = finish_task(job_id)
+    emit_batch_finished(job_id)  # alerts: an event if the batch ended with orders in error (flows/alerts.py)
     if outcome.status == JobStatus.FAILED:
         raise JobFailed(f"Lote fallido: {outcome.failure_reason or 'sin motivo registrado'}")
     if outcome.status != JobStatus.COMPLETED:

@@ -25,7 +25,7 @@ from domain.models import FINISHED_JOB_STATUSES, Order, RobotJob
 from domain.seed import DemoWorkspace, seed_demo
 from domain.settings import VAR_DIR, get_settings
 from domain.summary import batch_summary, render_summary_text
-from stack.local import StackConfig, prefect_client_env, start_stack
+from stack.local import StackConfig, prefect_client, start_stack
 
 # The simulator's scenario for this demo: the courier does not know one city, and one order hits a portal error.
 UNKNOWN_CITY = "CHINCHINA (CDAS)"
@@ -140,91 +140,91 @@ def main() -> int:
     started_at = time.monotonic()
     stack = start_stack(StackConfig(state_dir=state_dir, simulator_args=SIMULATOR_ARGS))
     checks: list[Check] = []
-    try:
-        prefect_client_env(stack.api_url)
-        say(f"  stack ready in {time.monotonic() - started_at:.0f} s; logs in {stack.log_dir}")
-        engine = make_engine(stack.database_url)
-        demo = seed(engine, settings)
-        say(f"  demo workspace {demo.workspace_id}: {len(demo.order_ids)} orders in 'Por despachar'")
+    with prefect_client(stack.api_url, stack.auth_string):  # the server runs with basic auth
+        try:
+            say(f"  stack ready in {time.monotonic() - started_at:.0f} s; logs in {stack.log_dir}")
+            engine = make_engine(stack.database_url)
+            demo = seed(engine, settings)
+            say(f"  demo workspace {demo.workspace_id}: {len(demo.order_ids)} orders in 'Por despachar'")
 
-        submit_run = submit(demo.workspace_id)
-        say(f"submitted through the deployment submit-robot-job: flow run {submit_run}")
-        deadline = time.monotonic() + TIMEOUT_S
-        job = wait_for_job(engine, demo.workspace_id, deadline)
-        orchestration_state = flow_run_state(job.flow_run_id, deadline) if job.flow_run_id else "none"
-        with UnitOfWork(engine, readonly=True) as uow:
-            summary = batch_summary(uow.session, job.id)
-            job = get_job(uow.session, job.id)
-
-        say("")
-        say(render_summary_text(summary).rstrip("\n"))
-        say(f"Exitosos: {job.success_count}  Con error: {job.error_count}  Total: {job.total_items}")
-        say("")
-        say(f"Prefect UI (while the stack runs): {stack.ui_url}/runs/flow-run/{job.flow_run_id}")
-
-        rejected_messages = [line.error_message or "" for line in summary.rejected]
-        expected_rejected_before_dispatch = 5  # seed_demo: unknown/empty cities and COD-less cities
-        checks += [
-            Check("the job finished as completed", job.status == "completed", job.status),
-            Check(
-                "counts add up (success + error == total, none pending)",
-                job.success_count + job.error_count == job.total_items == len(demo.order_ids)
-                and summary.pending_count == 0,
-                f"{job.success_count} + {job.error_count} of {job.total_items}",
-            ),
-            Check(
-                "the counts equal the items",
-                (job.success_count, job.error_count) == (len(summary.successes), len(summary.rejected)),
-            ),
-            Check(
-                "errors: 5 rejected before dispatch, the unknown city and the portal error",
-                job.error_count == expected_rejected_before_dispatch + 2
-                and "No se encontró el municipio" in rejected_messages
-                and "Login fallido en el portal de Coordinadora" in rejected_messages,
-                f"{job.error_count} errors",
-            ),
-            Check("the orchestration flow run completed", orchestration_state == "Completed", orchestration_state),
-        ]
-        keys = wait_for(lambda: artifact_keys(job.flow_run_id), time.monotonic() + 20) if job.flow_run_id else set()
-        checks.append(
-            Check("the summary and items artifacts are published", any("summary" in k for k in keys)
-                  and any("items" in k for k in keys), ", ".join(sorted(keys)))
-        )
-
-        def reconciler_runs() -> int:
-            from prefect import get_client
-            from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
-
-            with get_client(sync_client=True) as client:
-                runs = client.read_flow_runs(
-                    deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["reconcile"]))
-                )
-            return len(runs)
-
-        scheduled = wait_for(reconciler_runs, time.monotonic() + 30)
-        checks.append(Check("the every-minute reconciler is scheduled on the server", scheduled > 0,
-                            f"{scheduled} reconcile runs"))
-
-        def shipped_and_messaged():
-            messages = httpx.get(f"{stack.whatsapp_url}/_fake/messages", timeout=5).json()
+            submit_run = submit(demo.workspace_id)
+            say(f"submitted through the deployment submit-robot-job: flow run {submit_run}")
+            deadline = time.monotonic() + TIMEOUT_S
+            job = wait_for_job(engine, demo.workspace_id, deadline)
+            orchestration_state = flow_run_state(job.flow_run_id, deadline) if job.flow_run_id else "none"
             with UnitOfWork(engine, readonly=True) as uow:
-                moved = sum(
-                    1 for order_id in demo.order_ids
-                    if uow.session.get(Order, order_id).stage_id == demo.stage_ids["Despachado"]
-                )
-            count = len(messages if isinstance(messages, list) else messages.get("messages", []))
-            return (moved, count) if moved == count == job.success_count else None
+                summary = batch_summary(uow.session, job.id)
+                job = get_job(uow.session, job.id)
 
-        automations = wait_for(shipped_and_messaged, time.monotonic() + 60)
-        checks.append(
-            Check("automations: every shipped order moved to Despachado and messaged once", automations is not None,
-                  f"{job.success_count} expected")
-        )
-    except Exception as exc:  # noqa: BLE001 - reported as a failed check, then the stack is stopped
-        checks.append(Check("the demo ran", False, f"{type(exc).__name__}: {exc}"))
-    finally:
-        say("stopping the stack...")
-        stack.stop()
+            say("")
+            say(render_summary_text(summary).rstrip("\n"))
+            say(f"Exitosos: {job.success_count}  Con error: {job.error_count}  Total: {job.total_items}")
+            say("")
+            say(f"Prefect UI (while the stack runs): {stack.ui_url}/runs/flow-run/{job.flow_run_id}")
+
+            rejected_messages = [line.error_message or "" for line in summary.rejected]
+            expected_rejected_before_dispatch = 5  # seed_demo: unknown/empty cities and COD-less cities
+            checks += [
+                Check("the job finished as completed", job.status == "completed", job.status),
+                Check(
+                    "counts add up (success + error == total, none pending)",
+                    job.success_count + job.error_count == job.total_items == len(demo.order_ids)
+                    and summary.pending_count == 0,
+                    f"{job.success_count} + {job.error_count} of {job.total_items}",
+                ),
+                Check(
+                    "the counts equal the items",
+                    (job.success_count, job.error_count) == (len(summary.successes), len(summary.rejected)),
+                ),
+                Check(
+                    "errors: 5 rejected before dispatch, the unknown city and the portal error",
+                    job.error_count == expected_rejected_before_dispatch + 2
+                    and "No se encontró el municipio" in rejected_messages
+                    and "Login fallido en el portal de Coordinadora" in rejected_messages,
+                    f"{job.error_count} errors",
+                ),
+                Check("the orchestration flow run completed", orchestration_state == "Completed", orchestration_state),
+            ]
+            keys = wait_for(lambda: artifact_keys(job.flow_run_id), time.monotonic() + 20) if job.flow_run_id else set()
+            checks.append(
+                Check("the summary and items artifacts are published", any("summary" in k for k in keys)
+                      and any("items" in k for k in keys), ", ".join(sorted(keys)))
+            )
+
+            def reconciler_runs() -> int:
+                from prefect import get_client
+                from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+                with get_client(sync_client=True) as client:
+                    runs = client.read_flow_runs(
+                        deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["reconcile"]))
+                    )
+                return len(runs)
+
+            scheduled = wait_for(reconciler_runs, time.monotonic() + 30)
+            checks.append(Check("the every-minute reconciler is scheduled on the server", scheduled > 0,
+                                f"{scheduled} reconcile runs"))
+
+            def shipped_and_messaged():
+                messages = httpx.get(f"{stack.whatsapp_url}/_fake/messages", timeout=5).json()
+                with UnitOfWork(engine, readonly=True) as uow:
+                    moved = sum(
+                        1 for order_id in demo.order_ids
+                        if uow.session.get(Order, order_id).stage_id == demo.stage_ids["Despachado"]
+                    )
+                count = len(messages if isinstance(messages, list) else messages.get("messages", []))
+                return (moved, count) if moved == count == job.success_count else None
+
+            automations = wait_for(shipped_and_messaged, time.monotonic() + 60)
+            checks.append(
+                Check("automations: every shipped order moved to Despachado and messaged once", automations is not None,
+                      f"{job.success_count} expected")
+            )
+        except Exception as exc:  # noqa: BLE001 - reported as a failed check, then the stack is stopped
+            checks.append(Check("the demo ran", False, f"{type(exc).__name__}: {exc}"))
+        finally:
+            say("stopping the stack...")
+            stack.stop()
 
     say("")
     for check in checks:

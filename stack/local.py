@@ -4,12 +4,14 @@ provider and automation runner, wired together through their settings. Used by `
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from domain.migrate import upgrade
 from domain.settings import VAR_DIR, get_settings
+from stack.prefect_auth import client_env, local_auth_string
 from stack.private_postgres import PrivatePostgres
 from stack.processes import (
     PYTHON,
@@ -38,6 +40,9 @@ class StackConfig:
     simulator_args: list[str] = field(default_factory=list)
     automation_runners: int = 1
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The Prefect server's basic auth (user:password). None: Prefect's own setting if configured, else the
+    # credential in var/prefect-auth (stack/prefect_auth.py). The stack never runs an open server.
+    auth_string: str | None = None
 
 
 @dataclass
@@ -52,6 +57,8 @@ class RunningStack:
     database_url: str
     log_dir: Path
     processes: list[ManagedProcess | PrivatePostgres]
+    auth_string: str = field(repr=False)  # never in describe() / pids.json
+    alerts: str = ""  # what became of the alert automations (flows/alerts.py)
 
     def describe(self) -> dict:
         return {
@@ -75,6 +82,7 @@ def start_stack(config: StackConfig) -> RunningStack:
     """Start every process; if one fails, stop those already started and raise."""
     settings = get_settings()
     database_url = config.database_url or settings.database_url
+    auth_string = config.auth_string or local_auth_string()
     log_dir = config.state_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     started: list[ManagedProcess | PrivatePostgres] = []
@@ -91,9 +99,11 @@ def start_stack(config: StackConfig) -> RunningStack:
             config.state_dir / "prefect", port=config.prefect_port, log_dir=log_dir, ui=config.ui,
             # Schedule the every-minute reconciler within seconds of its deployment appearing, not a minute later.
             PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
+            auth_string=auth_string,
             **prefect_database,
         )
         started.append(server)
+        alerts = ensure_stack_alerts(api_url, auth_string)
         simulator, simulator_url = start_simulator_process(
             log_dir=log_dir, port=config.simulator_port, args=config.simulator_args
         )
@@ -113,7 +123,7 @@ def start_stack(config: StackConfig) -> RunningStack:
             "DATABASE_URL": database_url,
             "ROBOT_URL": simulator_url,
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{webhook_port}",
-            "PREFECT_API_URL": api_url,
+            **client_env(api_url, auth_string),  # URL and basic auth: the webhook's relay, the flows, the runner
             "WHATSAPP_BASE_URL": whatsapp_url,
             **config.extra_env,
         }
@@ -145,6 +155,8 @@ def start_stack(config: StackConfig) -> RunningStack:
         database_url=database_url,
         log_dir=log_dir,
         processes=started,
+        auth_string=auth_string,
+        alerts=alerts,
     )
 
 
@@ -157,6 +169,19 @@ def write_pids(stack: RunningStack, state_dir: Path) -> None:
     pids_file(state_dir).write_text(json.dumps(record, indent=2))
 
 
-def prefect_client_env(api_url: str) -> None:
-    """Point this process's Prefect client at our server (before any Prefect client is created)."""
-    os.environ["PREFECT_API_URL"] = api_url
+@contextmanager
+def prefect_client(api_url: str, auth_string: str | None) -> Iterator[None]:
+    """This process's Prefect client pointed at our server, with its credential. Prefect reads its settings from the
+    environment once, at import (stack start-up has imported it), so a settings context, not os.environ."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth_string}):
+        yield
+
+
+def ensure_stack_alerts(api_url: str, auth_string: str | None) -> str:
+    """Create or update the alert automations on the stack's server (ALERT_WEBHOOK_URL), or say why not."""
+    from flows.alerts import ensure_alerts
+
+    with prefect_client(api_url, auth_string):
+        return ensure_alerts()

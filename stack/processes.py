@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from stack.prefect_auth import CLIENT_VAR, SERVER_VAR, auth_header
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
@@ -110,8 +112,10 @@ def base_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def prefect_env(prefect_home: Path, api_url: str | None = None, **extra: str) -> dict[str, str]:
-    """Environment of a process talking to (or being) our Prefect server; never the user's profile."""
+def prefect_env(prefect_home: Path, api_url: str | None = None, *, auth_string: str | None = None,
+                **extra: str) -> dict[str, str]:
+    """Environment of a process talking to (or being) our Prefect server; never the user's profile. With
+    `auth_string` (user:password) the process's Prefect client sends it as basic auth."""
     env = base_env(
         PREFECT_HOME=str(prefect_home),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
@@ -124,15 +128,24 @@ def prefect_env(prefect_home: Path, api_url: str | None = None, **extra: str) ->
         env["PREFECT_API_URL"] = api_url
     else:
         env.pop("PREFECT_API_URL", None)
+    if auth_string:
+        env[CLIENT_VAR] = auth_string
     return env
 
 
 def start_prefect_server(prefect_home: Path, *, port: int | None = None, log_dir: Path, timeout_s: float = 90,
-                         ui: bool = False, **extra_env: str) -> tuple[ManagedProcess, str]:
-    """`prefect server start` on 127.0.0.1 with its own SQLite under `prefect_home`; returns (process, api_url)."""
+                         ui: bool = False, auth_string: str | None = None,
+                         **extra_env: str) -> tuple[ManagedProcess, str]:
+    """`prefect server start` on 127.0.0.1 with its own SQLite under `prefect_home`; returns (process, api_url).
+
+    With `auth_string` (user:password) the server refuses every API request without that basic auth (401), except
+    its health probe; the UI asks for it once. Its own services (automations' actions) use the same credential.
+    """
     port = port or free_port()
     prefect_home.mkdir(parents=True, exist_ok=True)
-    env = prefect_env(prefect_home, **extra_env)
+    env = prefect_env(prefect_home, auth_string=auth_string, **extra_env)
+    if auth_string:
+        env[SERVER_VAR] = auth_string
     if ui:  # the operators' stack serves the Prefect UI; tests and the demo do not need it
         env.update(PREFECT_UI_ENABLED="true", PREFECT_SERVER_UI_ENABLED="true")
     process = ManagedProcess(
@@ -151,8 +164,9 @@ def start_prefect_server(prefect_home: Path, *, port: int | None = None, log_dir
     return process, api_url
 
 
-def deployment_names(api_url: str) -> set[str]:
-    response = httpx.post(f"{api_url}/deployments/filter", json={"limit": 200}, timeout=5)
+def deployment_names(api_url: str, auth_string: str | None = None) -> set[str]:
+    response = httpx.post(f"{api_url}/deployments/filter", json={"limit": 200}, timeout=5,
+                          headers=auth_header(auth_string))
     response.raise_for_status()
     return {d["name"] for d in response.json()}
 
@@ -163,14 +177,13 @@ def start_flow_runner(prefect_home: Path, api_url: str, *, env: Mapping[str, str
     from flows.deployments import ORCHESTRATE, RECONCILE, RETRY, SUBMIT
 
     expected = expected or {SUBMIT, ORCHESTRATE, RETRY, RECONCILE}
-    process = ManagedProcess(
-        "flows-serve",
-        [PYTHON, "-m", "flows.serve"],
-        env=prefect_env(prefect_home, api_url, PREFECT_RUNNER_POLL_FREQUENCY="1", **dict(env)),
-        log_path=log_dir / "flows-serve.log",
-    ).start()
+    runner_env = prefect_env(prefect_home, api_url, PREFECT_RUNNER_POLL_FREQUENCY="1", **dict(env))
+    auth_string = runner_env.get(CLIENT_VAR)  # the server's basic auth, when on: passed in `env` (or inherited)
+    process = ManagedProcess("flows-serve", [PYTHON, "-m", "flows.serve"], env=runner_env,
+                             log_path=log_dir / "flows-serve.log").start()
     try:
-        process.wait_until(lambda: expected <= deployment_names(api_url), timeout_s=timeout_s, what="deployments")
+        process.wait_until(lambda: expected <= deployment_names(api_url, auth_string), timeout_s=timeout_s,
+                           what="deployments")
     except Exception:
         process.stop()
         raise

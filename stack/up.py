@@ -20,6 +20,7 @@ from domain.seed import seed_demo
 from domain.settings import VAR_DIR, get_settings
 from stack.down import stop_recorded
 from stack.local import StackConfig, pids_file, start_stack, write_pids
+from stack.prefect_auth import AUTH_FILE, configured_auth_string
 
 STATE_DIR = VAR_DIR / "stack"
 POSTGRES_DIR = VAR_DIR / "postgres"
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seeded a demo workspace: {demo.workspace_id}")
     print(json.dumps(stack.describe(), indent=2))
     print(f"\nPrefect UI: {stack.ui_url}   (deployments: submit-robot-job, retry-failed-items, reconcile)")
+    print(login_help())
+    print(stack.alerts)
     if args.postgres == "private":
         print(f"PostgreSQL: {stack.database_url.rsplit('/', 1)[0]}  (databases robotjobs and prefect, data in "
               f"{POSTGRES_DIR.relative_to(VAR_DIR.parent)})")
@@ -58,6 +61,20 @@ def main(argv: list[str] | None = None) -> int:
         print("CLI: PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/robotjobs workspaces")
     print("stop with: make down")
     return 0
+
+
+def login_help() -> str:
+    """How an operator logs in to the UI and points a shell at the server (the credential itself is not printed)."""
+    if configured_auth_string():
+        where, export = "PREFECT_SERVER_API_AUTH_STRING (environment or .env)", "the same value"
+    else:
+        where = f"{AUTH_FILE.relative_to(VAR_DIR.parent)} (generated, mode 0600)"
+        export = f'"$(cat {AUTH_FILE.relative_to(VAR_DIR.parent)})"'
+    return (
+        f"The Prefect server asks for basic auth. UI login: paste user:password from {where}.\n"
+        f"CLI and workers: export PREFECT_API_AUTH_STRING={export} "
+        "(.venv/bin/robotjobs reads var/prefect-auth by itself when it talks to this machine's server)"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ its own workspace, so tests share the stack without sharing data.
 from __future__ import annotations
 
 import os
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
-from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from sqlalchemy.engine import make_url
 
 from domain.db import make_engine
@@ -43,6 +44,7 @@ class Stack:
     engine: object
     credentials_key: str
     log_dir: Path
+    auth_string: str = ""  # the Prefect server's basic auth (user:password): the whole suite runs with it on
 
     def restart_simulator(self) -> None:
         """Bring the simulator back on the same port (after a test stopped it to make the robot unreachable)."""
@@ -87,11 +89,13 @@ def stack(tmp_path_factory):
     simulator = proxy = None
     try:
         simulator = start_simulator(port=0, delay=0.1)
-        server, api_url = start_prefect_server(prefect_home, log_dir=log_dir)
+        auth_string = f"e2e:{secrets.token_urlsafe(16)}"
+        server, api_url = start_prefect_server(prefect_home, log_dir=log_dir, auth_string=auth_string)
         started.append(server)
         host_port = api_url.split("//", 1)[1].split("/", 1)[0]
         proxy = CuttableProxy("127.0.0.1", int(host_port.rsplit(":", 1)[1]))
-        domain_env = {"DATABASE_URL": database_url, "CREDENTIALS_KEY": credentials_key}
+        domain_env = {"DATABASE_URL": database_url, "CREDENTIALS_KEY": credentials_key,
+                      "PREFECT_API_AUTH_STRING": auth_string}
         webhook, webhook_url = start_webhook(
             env={
                 **domain_env,
@@ -121,8 +125,10 @@ def stack(tmp_path_factory):
             log_dir=log_dir,
         )
         started.append(serve)
-        with temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_CLIENT_MAX_RETRIES: 2}):
-            yield Stack(api_url, webhook_url, simulator, serve, webhook, proxy, engine, credentials_key, log_dir)
+        with temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth_string,
+                                         PREFECT_CLIENT_MAX_RETRIES: 2}):
+            yield Stack(api_url, webhook_url, simulator, serve, webhook, proxy, engine, credentials_key, log_dir,
+                        auth_string)
     finally:
         for process in reversed(started):
             process.stop()

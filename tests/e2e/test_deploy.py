@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import httpx
 import pytest
 
+from stack.prefect_auth import auth_header
 from stack.processes import BIN, PROJECT_ROOT, ManagedProcess, prefect_env, start_prefect_server
 
 pytestmark = pytest.mark.e2e
@@ -18,16 +20,19 @@ def _prefect(env, *args: str, timeout: float = 180) -> subprocess.CompletedProce
 
 
 def test_prefect_deploy_all_and_a_process_worker(tmp_path):
-    server, api_url = start_prefect_server(tmp_path / "home", log_dir=tmp_path)
+    # The production topology: the server with basic auth, `prefect deploy` and the worker passing it.
+    auth_string = "robotjobs:deploy-test"
+    server, api_url = start_prefect_server(tmp_path / "home", log_dir=tmp_path, auth_string=auth_string)
     worker = None
+    api = httpx.Client(headers=auth_header(auth_string), timeout=10)
     try:
-        env = prefect_env(tmp_path / "home", api_url, ROBOTJOBS_HOME=str(PROJECT_ROOT))
+        env = prefect_env(tmp_path / "home", api_url, auth_string=auth_string, ROBOTJOBS_HOME=str(PROJECT_ROOT))
         created = _prefect(env, "work-pool", "create", "robotjobs", "--type", "process")
         assert created.returncode == 0, created.stdout + created.stderr
         deployed = _prefect(env, "deploy", "--all")
         assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
 
-        found = {d["name"]: d for d in httpx.post(f"{api_url}/deployments/filter", json={}).json()}
+        found = {d["name"]: d for d in api.post(f"{api_url}/deployments/filter", json={}).json()}
         assert set(found) == {"submit-robot-job", "retry-failed-items", "orchestrate-robot-job", "reconcile"}
         assert {d["work_pool_name"] for d in found.values()} == {"robotjobs"}
         reconcile = found["reconcile"]
@@ -38,6 +43,14 @@ def test_prefect_deploy_all_and_a_process_worker(tmp_path):
         assert "request" in schema["properties"] and "SubmitRobotJob" in schema["definitions"]
         assert "workspace" in schema["definitions"]["SubmitRobotJob"]["properties"]["workspace_id"]["description"]
 
+        # The deploy's alert step (README): the automations and their notification block, by name, twice.
+        for _ in range(2):
+            alerts = subprocess.run([sys.executable, "-m", "flows.alerts"], cwd=PROJECT_ROOT, capture_output=True,
+                                    text=True, timeout=120, env={**env, "ALERT_WEBHOOK_URL": "http://127.0.0.1:9/hook"})
+            assert alerts.returncode == 0, alerts.stdout + alerts.stderr
+        automations = api.post(f"{api_url}/automations/filter", json={}).json()
+        assert sorted(a["name"] for a in automations) == ["robotjobs: lote con errores", "robotjobs: lote fallido"]
+
         # A process worker runs a deployed flow: the reconciler, switched off by its settings flag.
         worker = ManagedProcess(
             "worker",
@@ -46,14 +59,15 @@ def test_prefect_deploy_all_and_a_process_worker(tmp_path):
                  "DATABASE_URL": f"sqlite:///{tmp_path / 'unused.db'}"},
             log_path=tmp_path / "worker.log",
         ).start()
-        run = httpx.post(f"{api_url}/deployments/{reconcile['id']}/create_flow_run", json={}).json()
+        run = api.post(f"{api_url}/deployments/{reconcile['id']}/create_flow_run", json={}).json()
         worker.wait_until(
-            lambda: httpx.get(f"{api_url}/flow_runs/{run['id']}").json()["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED"),
+            lambda: api.get(f"{api_url}/flow_runs/{run['id']}").json()["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED"),
             timeout_s=90, what="the deployed run to finish",
         )
-        final = httpx.get(f"{api_url}/flow_runs/{run['id']}").json()["state"]
+        final = api.get(f"{api_url}/flow_runs/{run['id']}").json()["state"]
         assert final["type"] == "COMPLETED", (final, worker.log_tail())
     finally:
         if worker is not None:
             worker.stop()
+        api.close()
         server.stop()

@@ -175,7 +175,10 @@ def test_retry_failed_items_creates_a_new_job(stack, sim):
 def test_served_reconciler_follows_the_scheduling_contract(stack):
     import httpx
 
-    found = {d["name"]: d for d in httpx.post(f"{stack.api_url}/deployments/filter", json={}).json()}
+    from stack.prefect_auth import auth_header
+
+    found = {d["name"]: d for d in httpx.post(f"{stack.api_url}/deployments/filter", json={},
+                                              headers=auth_header(stack.auth_string)).json()}
     reconcile_deployment = found["reconcile"]
     assert reconcile_deployment["global_concurrency_limit"]["limit"] == 1
     # This stack serves it unscheduled (see conftest); what `python -m flows.serve` serves by default is every 60 s.
