@@ -201,6 +201,10 @@ def main() -> int:
                     )
                 return len(runs)
 
+            refused = httpx.post(f"{stack.api_url}/flow_runs/filter", json={"limit": 1}, timeout=10).status_code
+            checks.append(Check("the Prefect API refuses a request without the credential", refused == 401,
+                                f"HTTP {refused}"))
+
             scheduled = wait_for(reconciler_runs, time.monotonic() + 30)
             checks.append(Check("the every-minute reconciler is scheduled on the server", scheduled > 0,
                                 f"{scheduled} reconcile runs"))
