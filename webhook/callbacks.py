@@ -270,7 +270,8 @@ def handle_callback(
             if spool_entry and not _receipt_is_new(uow.session, SPOOL_RECEIPT_PREFIX + spool_entry, None):
                 return Handled(spool_duplicate=True, attribution=attribution)
             recorded = _record(uow.session, body, credential, attribution)
-            flow_run_id = get_job(uow.session, recorded.job_id).flow_run_id if recorded.outcomes else None
+            # Read under the job's row lock by the use case: no second read of the job.
+            flow_run_id = recorded.outcomes[0].flow_run_id if recorded.outcomes else None
             uow.commit()
     except Unauthorized:
         raise
