@@ -26,6 +26,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, SimCo
     parser.add_argument("--early-callbacks", type=int, default=0, help="callbacks sent before the 200")
     parser.add_argument("--fatal-after", type=int, default=1, help="successes before the fatal path")
     parser.add_argument("--dispatch-status", type=int, help="answer every dispatch with this status")
+    parser.add_argument("--answer-delay", type=float, default=0.0, help="seconds the 200 comes after processing starts")
+    parser.add_argument("--drop-answer", action="store_true", help="process, but reset the dispatch connection")
     parser.add_argument("--report", choices=[r.value for r in Report], default="per_order")
     parser.add_argument("--webhook-secret", help="whsec_... secret for the signed batch report")
     parser.add_argument("--order-scenario", action="append", type=_order_scenario, default=[],
@@ -36,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, SimCo
     config = SimConfig(
         scenario=args.scenario, delay=args.delay, duplicate_callbacks=args.duplicate_callbacks,
         early_callbacks=args.early_callbacks, fatal_after=args.fatal_after, dispatch_status=args.dispatch_status,
+        answer_delay=args.answer_delay, drop_answer=args.drop_answer,
         report=args.report, webhook_secret=args.webhook_secret, order_scenarios=dict(args.order_scenario),
         unknown_cities=args.unknown_city, callback_timeout=args.callback_timeout,
     )

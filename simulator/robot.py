@@ -52,11 +52,12 @@ class MissingField(Exception):
 
 @dataclass
 class Answer:
-    """An HTTP answer of the simulated robot."""
+    """An HTTP answer of the simulated robot (`drop`: reset the connection instead of answering)."""
 
     status: int
     body: bytes
     content_type: str = "application/json; charset=utf-8"
+    drop: bool = False
 
     @classmethod
     def json(cls, status: int, data: dict) -> "Answer":
@@ -109,11 +110,21 @@ class SimRobot:
         self.config = config
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._released = threading.Event()
+        self._generation = 0
         self.reset()
 
+    def release(self) -> None:
+        """Let every held order (scenario `held`) report its result now."""
+        self._released.set()
+
     def reset(self) -> None:
-        """Forget every batch, the jobId cache and the records (the configuration stays)."""
+        """Forget every batch, the jobId cache and the records (the configuration stays); batches still held are
+        dropped without calling back."""
         with self._lock:
+            self._generation += 1
+            self._released.set()  # wake the held batches of the old generation: they see it changed and stop
+            self._released = threading.Event()
             self._accepted: dict[str, dict] = {}
             self._busy: set[str] = set()
             self.posts: Counter[str] = Counter()
@@ -188,6 +199,11 @@ class SimRobot:
                 self._deliver(body, empty_city_result(order["itemId"]), config)
         elif start:
             self._start(body, config)
+            # A cold start: the robot works while its answer is late, maybe later than the caller waits.
+            if config.answer_delay:
+                self._stopping.wait(config.answer_delay)
+            if config.drop_answer:
+                return Answer(answer.status, answer.body, drop=True)
         return answer
 
     def _forced_answer(self, status: int) -> Answer:
@@ -227,6 +243,8 @@ class SimRobot:
     def _process(self, body: dict, config: SimConfig, early: threading.Event) -> None:
         """Process the batch's orders one by one, calling back after each, then the signed report if asked."""
         job_id, orders = body["jobId"], body["orders"]
+        with self._lock:
+            generation, released = self._generation, self._released
         first: dict[str, dict] = {}  # the first result per item: what the signed batch report carries
         sent = 0
 
@@ -252,6 +270,12 @@ class SimRobot:
                 if self._stopping.wait(config.delay):
                     return
                 scenario = order_scenario(config, order)
+                if scenario == OrderScenario.held:
+                    while not released.wait(0.1):
+                        if self._stopping.is_set():
+                            return
+                    if generation != self._generation:  # reset meanwhile: this batch belongs to an old test
+                        return
                 result = order_result(scenario, order["itemId"])
                 if result is None:
                     continue
@@ -272,7 +296,8 @@ class SimRobot:
             early.set()
             with self._lock:
                 self._busy.discard(body["workspaceId"])
-                self.batches[job_id]["state"] = "done"
+                if job_id in self.batches:  # not forgotten by a reset meanwhile
+                    self.batches[job_id]["state"] = "done"
 
     def _deliver(self, body: dict, result: dict, config: SimConfig) -> None:
         delivery = callbacks.send_order_result(

@@ -19,6 +19,23 @@ UNKNOWN_CITY = "No se encontró el municipio"
 LOGIN_FAILED = "Login fallido en el portal de Coordinadora"
 FATAL = "Error fatal en el procesamiento del batch"
 IN_PROCESS = "Pedido ya en proceso"
+# Unusual but honest fields the production robot can send (robot-protocol.md §2).
+CAPTCHA_ERROR_TYPE = "captcha"
+CAPTCHA = "No se pudo resolver el captcha del portal"
+
+
+def playwright_error(length: int = 5000) -> str:
+    """A multi-line Playwright error with its call log, `length` characters long, as the robot's catch sends it."""
+    head = (
+        "page.click: Timeout 30000ms exceeded.\n"
+        "Call log:\n"
+        "  - waiting for locator('#btnGuardarPedido')\n"
+    )
+    line = "  -   locator resolved to <button disabled id=\"btnGuardarPedido\">Guardar</button>\n"
+    text = head
+    while len(text) < length:
+        text += line
+    return text[:length]
 
 
 class Scenario(str, Enum):
@@ -40,6 +57,10 @@ class OrderScenario(str, Enum):
     in_process = "in_process"  # validation "Pedido ya en proceso"
     silent = "silent"  # no callback for this order
     duplicate = "duplicate"  # success, and its callback is sent twice
+    held = "held"  # success, sent only after `release()` (POST /_sim/release): e.g. past the job's deadline
+    unknown_error_type = "unknown_error_type"  # error with an errorType outside the protocol ("captcha")
+    long_error = "long_error"  # portal error with a 5,000-character multi-line Playwright message
+    no_tracking = "no_tracking"  # success without trackingNumber (the robot could not read the pedido number)
 
 
 class Report(str, Enum):
@@ -62,6 +83,13 @@ class SimConfig(BaseModel):
     fatal_after: int = Field(default=1, ge=0, description="Successes before the fatal path (scenario fatal).")
     dispatch_status: int | None = Field(
         default=None, description="Answer every dispatch with this status and process nothing (500: HTML page)."
+    )
+    answer_delay: float = Field(
+        default=0.0, ge=0,
+        description="Seconds the robot holds its 200 while it already processes the batch (a cold start).",
+    )
+    drop_answer: bool = Field(
+        default=False, description="Process the batch but reset the connection instead of answering the dispatch."
     )
     report: Report = Field(default=Report.per_order, description="per_order, batch (signed) or both.")
     webhook_secret: str | None = Field(default=None, description="whsec_... secret signing the batch report.")
@@ -127,8 +155,14 @@ def order_scenario(config: SimConfig, order: dict) -> OrderScenario:
 
 def order_result(scenario: OrderScenario, item_id: str) -> dict | None:
     """The callback body for one processed order, or None when the robot stays silent about it."""
-    if scenario in (OrderScenario.success, OrderScenario.duplicate):
+    if scenario in (OrderScenario.success, OrderScenario.duplicate, OrderScenario.held):
         return result(item_id, "success", trackingNumber=new_tracking_number())
+    if scenario == OrderScenario.no_tracking:
+        return result(item_id, "success")
+    if scenario == OrderScenario.unknown_error_type:
+        return result(item_id, "error", errorType=CAPTCHA_ERROR_TYPE, errorMessage=CAPTCHA)
+    if scenario == OrderScenario.long_error:
+        return result(item_id, "error", errorType="portal", errorMessage=playwright_error())
     if scenario == OrderScenario.invalid_city:
         return result(item_id, "error", errorType="portal", errorMessage=UNKNOWN_CITY)
     if scenario == OrderScenario.login_failure:

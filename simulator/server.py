@@ -1,7 +1,8 @@
 """The simulator's HTTP surface (stdlib ThreadingHTTPServer on loopback) and `start_simulator` for tests.
 
 Routes: `POST /api/crear-pedidos-batch` (the robot protocol), `GET /_sim/state`, `GET|POST /_sim/config`
-(POST merges a partial JSON object of `SimConfig` fields) and `POST /_sim/reset` (forget batches and records).
+(POST merges a partial JSON object of `SimConfig` fields), `POST /_sim/release` (held orders report now) and
+`POST /_sim/reset` (forget batches and records).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -47,6 +49,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(Answer.json(200, robot.configure(changes).public()))
             except (ValueError, ValidationError) as exc:  # pydantic's ValidationError is a ValueError
                 self._send(Answer.json(400, {"success": False, "error": str(exc)}))
+        elif self.path == "/_sim/release":
+            robot.release()
+            self._send(Answer.json(200, {"success": True}))
         elif self.path == "/_sim/reset":
             robot.reset()
             self._send(Answer.json(200, {"success": True}))
@@ -54,11 +59,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(Answer.json(404, {"success": False, "error": "Not found"}))
 
     def _send(self, answer: Answer) -> None:
-        self.send_response(answer.status)
-        self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
-        self.end_headers()
-        self.wfile.write(answer.body)
+        if answer.drop:  # a reset: RST instead of an answer (SO_LINGER 0)
+            self.close_connection = True
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            return
+        try:
+            self.send_response(answer.status)
+            self.send_header("Content-Type", answer.content_type)
+            self.send_header("Content-Length", str(len(answer.body)))
+            self.end_headers()
+            self.wfile.write(answer.body)
+        except OSError as exc:  # the caller stopped waiting (its timeout came before this late answer)
+            self.close_connection = True
+            log.info("answer not delivered: %s", exc)
 
     def log_message(self, format: str, *args: object) -> None:  # request lines only; bodies hold credentials
         log.info("%s %s", self.address_string(), format % args)
@@ -89,6 +103,9 @@ class SimulatorHandle:
 
     def reset(self) -> None:
         self.robot.reset()
+
+    def release(self) -> None:
+        self.robot.release()
 
     def stop(self) -> None:
         self.robot.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -124,3 +126,51 @@ def test_config_endpoint_rejects_unknown_fields_and_reset_forgets_jobs(simulator
     assert simulator.state()["posts"] == {}
     dispatch(simulator, body)  # the cache was forgotten too: processed again
     receiver.wait_for(2)
+
+
+def test_held_orders_report_only_after_release(simulator, receiver):
+    simulator.configure(order_scenarios={"order-0": "held"})
+    body = make_batch(receiver.url, 2)
+    assert dispatch(simulator, body).status_code == 200
+    time.sleep(0.3)
+    assert receiver.received == [] and simulator.state()["busyWorkspaces"] == ["ws-1"]  # still working on it
+    assert httpx.post(simulator.url + "/_sim/release").status_code == 200
+    receiver.wait_for(2)
+    assert [r["status"] for r in receiver.bodies()] == ["success", "success"]
+
+
+def test_a_reset_drops_held_batches_without_calling_back(simulator, receiver):
+    simulator.configure(order_scenarios={"order-0": "held"})
+    dispatch(simulator, make_batch(receiver.url, 1))
+    simulator.reset()
+    time.sleep(0.3)
+    assert receiver.received == [] and simulator.state()["callbacks"] == []
+
+
+def test_unusual_but_honest_fields(simulator, receiver):
+    simulator.configure(order_scenarios={"order-0": "unknown_error_type", "order-1": "long_error",
+                                         "order-2": "no_tracking"})
+    body = make_batch(receiver.url, 3)
+    dispatch(simulator, body)
+    unknown, long, no_tracking = (r.json for r in receiver.wait_for(3))
+    assert (unknown["errorType"], unknown["errorMessage"]) == ("captcha", "No se pudo resolver el captcha del portal")
+    assert long["errorType"] == "portal" and len(long["errorMessage"]) == 5000 and long["errorMessage"].count("\n") > 50
+    assert no_tracking == {"itemId": body["orders"][2]["itemId"], "status": "success"}
+
+
+def test_a_cold_start_answers_late_while_results_already_flow(receiver):
+    with start_simulator(delay=0.05, answer_delay=1.0) as simulator:
+        body = make_batch(receiver.url, 2)
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(simulator.url + DISPATCH, json=body, timeout=0.5)
+        receiver.wait_for(2)  # the batch went on without its answer
+        assert simulator.state()["posts"] == {body["jobId"]: 1}
+
+
+def test_a_dropped_answer_resets_the_connection_after_taking_the_batch(simulator, receiver):
+    simulator.configure(drop_answer=True)
+    body = make_batch(receiver.url, 1)
+    with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+        dispatch(simulator, body)
+    receiver.wait_for(1)
+    assert simulator.state()["batches"][0]["jobId"] == body["jobId"]
