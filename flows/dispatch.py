@@ -1,4 +1,8 @@
-"""The one dispatch of a job to the robot: claim in its own committed transaction, then send, at most once per job."""
+"""The one dispatch of a job to the robot: claim in its own committed transaction, then send, at most once per job.
+
+Three outcomes: accepted; refused (a definite "no": the job fails fast); unknown (sent, but no answer reached us:
+the job stays `processing` and waits for results until its deadline, as an accepted one does). Never re-sent.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,10 @@ from domain.credentials import load_credentials_key
 from domain.db import UnitOfWork
 from domain.dispatch import build_dispatch_request, hash_callback_secret, new_callback_secret
 from domain.errors import DomainError
-from domain.jobs import claim_dispatch, fail_job, mark_dispatch_accepted
+from domain.jobs import claim_dispatch, fail_job, mark_dispatch_accepted, mark_dispatch_unknown
 from domain.models import ErrorType
 from domain.settings import Settings
-from flows.robot_client import DispatchRefused, dispatch_batch
+from flows.robot_client import DispatchOutcomeUnknown, DispatchRefused, dispatch_batch
 
 log = logging.getLogger("flows.dispatch")
 
@@ -23,8 +27,13 @@ class DispatchResult(BaseModel):
 
     sent: bool = Field(description="This run sent the batch to the robot (False: another run had claimed it).")
     accepted: bool = Field(default=False, description="The robot answered 2xx.")
+    outcome_unknown: bool = Field(
+        default=False, description="Sent, but no answer reached us: the job waits for results until its deadline."
+    )
     status_code: int | None = Field(default=None, description="HTTP status of the robot's answer.")
-    reason: str | None = Field(default=None, description="Why the job failed at dispatch.")
+    reason: str | None = Field(
+        default=None, description="Why the job failed at dispatch, or why its outcome is unknown."
+    )
 
 
 def _fail(engine, job_id: str, reason: str) -> None:
@@ -61,6 +70,14 @@ def dispatch_once(engine, settings: Settings, job_id: str) -> DispatchResult:
         log.warning("job %s: the robot did not take the batch: %s", job_id, exc.reason)
         _fail(engine, job_id, exc.reason)
         return DispatchResult(sent=True, status_code=exc.status_code, reason=exc.reason)
+    except DispatchOutcomeUnknown as exc:
+        # Not a refusal: the robot starts before it answers. Results are recorded as they come; the deadline
+        # closes whatever never comes.
+        log.warning("job %s: dispatch outcome unknown: %s", job_id, exc.reason)
+        with UnitOfWork(engine) as uow:
+            mark_dispatch_unknown(uow.session, job_id)
+            uow.commit()
+        return DispatchResult(sent=True, outcome_unknown=True, reason=exc.reason)
     finally:
         del request  # it holds the portal password: keep it no longer than the POST
     with UnitOfWork(engine) as uow:

@@ -1,7 +1,11 @@
 """The robot's HTTP client: one dispatch, no retries (a retry risks duplicate shipments on the courier portal).
 
-Every way the robot can refuse a batch becomes a `DispatchRefused` with a reason in Spanish that operators read
-on each item of the failed job. The request body carries the portal password: it is sent, never logged or kept.
+Two kinds of failure, because the robot starts working before it answers (robot-protocol.md §2):
+- `DispatchRefused`: a definite "no" — the connection was never made (refused, DNS, connect timeout) or the robot
+  answered non-2xx. Nothing is being processed; the job fails fast with a Spanish reason on each item.
+- `DispatchOutcomeUnknown`: the request went out but no answer came back (read or write timeout, connection reset
+  or closed mid-answer). The robot may well be processing the batch: the job waits for its results.
+The request body carries the portal password: it is sent, never logged or kept.
 """
 
 from __future__ import annotations
@@ -15,12 +19,29 @@ DISPATCH_PATH = "/api/crear-pedidos-batch"
 
 
 class DispatchRefused(Exception):
-    """The robot did not take the batch: unreachable, timed out, busy (409) or any non-2xx answer."""
+    """A definite refusal: the robot was never reached (refused, DNS, connect timeout), or answered non-2xx."""
 
     def __init__(self, reason: str, *, status_code: int | None = None):
         super().__init__(reason)
         self.reason = reason
         self.status_code = status_code
+
+
+class DispatchOutcomeUnknown(Exception):
+    """The batch was sent but no answer reached us: the robot may be processing it. Never re-send."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+# After these the request may have reached the robot whole: only its answer is missing.
+UNKNOWN_OUTCOME_ERRORS: tuple[type[httpx.HTTPError], ...] = (
+    httpx.ReadTimeout,
+    httpx.WriteTimeout,
+    httpx.ReadError,
+    httpx.RemoteProtocolError,
+)
 
 
 class DispatchAccepted(BaseModel):
@@ -30,40 +51,50 @@ class DispatchAccepted(BaseModel):
     message: str | None = Field(default=None, description="The robot's message, e.g. 'Batch aceptado, procesando...'.")
 
 
-def _error_of(response: httpx.Response) -> str | None:
-    """The robot's `error` text when it answered JSON (its 500 is an HTML page: never echoed)."""
+def _json_field(response: httpx.Response, name: str) -> str | None:
+    """A text field of the robot's JSON answer (its 500 is an HTML page: never echoed); None when unreadable."""
     if "json" not in response.headers.get("content-type", ""):
         return None
     try:
         body = response.json()
     except ValueError:
         return None
-    error = body.get("error") if isinstance(body, dict) else None
-    return str(error)[:300] if error else None
+    value = body.get(name) if isinstance(body, dict) else None
+    return str(value)[:300] if value else None
 
 
-def dispatch_batch(robot_url: str, request: dict[str, Any], *, timeout_s: float) -> DispatchAccepted:
-    """POST the batch once. Raises DispatchRefused with the operators' reason on anything but 2xx."""
+def dispatch_batch(
+    robot_url: str, request: dict[str, Any], *, timeout_s: float, transport: httpx.BaseTransport | None = None
+) -> DispatchAccepted:
+    """POST the batch once. DispatchRefused on a definite refusal, DispatchOutcomeUnknown when no answer came.
+
+    `transport` is for tests (a fake that raises the transport error under test); production passes none.
+    """
     url = f"{robot_url.rstrip('/')}{DISPATCH_PATH}"
     try:
         # No retries, and no redirects: a 3xx is not an acceptance.
-        with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
+        with httpx.Client(timeout=timeout_s, follow_redirects=False, transport=transport) as client:
             response = client.post(url, json=request)
-    except httpx.TimeoutException:
-        raise DispatchRefused(
-            f"El servicio del robot no respondió en {timeout_s:g} s al envío del lote; no se reintenta para no "
-            "duplicar pedidos. Revise el robot y reintente los pedidos fallidos."
+    except UNKNOWN_OUTCOME_ERRORS as exc:
+        raise DispatchOutcomeUnknown(
+            f"El robot no respondió al envío del lote ({type(exc).__name__}, plazo {timeout_s:g} s); puede estar "
+            "procesándolo. No se reenvía: se esperan sus resultados hasta el plazo del lote."
         ) from None
-    except httpx.HTTPError as exc:
+    except httpx.TimeoutException:  # connect or pool timeout: the request never left
+        raise DispatchRefused(
+            f"El servicio del robot no aceptó la conexión en {timeout_s:g} s; el lote no se envió. "
+            "Revise que el robot esté en línea y reintente los pedidos fallidos."
+        ) from None
+    except httpx.HTTPError as exc:  # refused connection, DNS failure, a body that could not be written
         raise DispatchRefused(
             f"No se pudo conectar con el servicio del robot ({type(exc).__name__}); el lote no se envió. "
             "Revise que el robot esté en línea y reintente los pedidos fallidos."
         ) from None
     status = response.status_code
     if 200 <= status < 300:
-        body = response.json() if "json" in response.headers.get("content-type", "") else {}
-        return DispatchAccepted(status_code=status, message=(body or {}).get("message"))
-    error = _error_of(response)
+        # The robot took the batch; an unreadable body does not change that.
+        return DispatchAccepted(status_code=status, message=_json_field(response, "message"))
+    error = _json_field(response, "error")
     if status == 409:
         reason = (
             "El robot ya tiene un lote en proceso para este workspace (HTTP 409); el lote no se envió. "

@@ -1,16 +1,18 @@
-"""The dispatch step against the simulator on loopback: claimed once, sent once, fail fast, no secret returned."""
+"""The dispatch step against the simulator on loopback: claimed once, sent once, fail fast on a definite refusal,
+wait on an unknown outcome, no secret returned."""
 
 from __future__ import annotations
 
 import logging
 import socket
 
+import httpx
 import pytest
 
 from domain.db import UnitOfWork
 from domain.jobs import get_job, get_job_view
 from flows.dispatch import dispatch_once
-from flows.robot_client import DispatchRefused, dispatch_batch
+from flows.robot_client import DispatchOutcomeUnknown, DispatchRefused, dispatch_batch
 from simulator.server import unused_loopback_url
 
 
@@ -52,10 +54,62 @@ def test_refusal_fails_the_job_with_a_reason_on_every_item(engine, settings, sim
     assert simulator.state()["posts"].get(started_job, 0) == (0 if status == "unreachable" else 1)
 
 
-def test_robot_client_timeout_is_a_refusal():
-    # A robot that takes the connection and never answers.
+def test_a_robot_that_takes_the_connection_and_never_answers_is_unknown_not_refused():
     with socket.create_server(("127.0.0.1", 0)) as silent:
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        with pytest.raises(DispatchRefused) as refused:
+        with pytest.raises(DispatchOutcomeUnknown) as unknown:
             dispatch_batch(url, {"jobId": "j"}, timeout_s=0.5)
-    assert "no respondió en 0.5 s" in refused.value.reason
+    assert "ReadTimeout" in unknown.value.reason and "No se reenvía" in unknown.value.reason
+
+
+def _raising(error: type[httpx.TransportError]) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise error("injected", request=request)
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize("error", [httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError, httpx.RemoteProtocolError])
+def test_no_answer_after_sending_is_an_unknown_outcome(error):
+    with pytest.raises(DispatchOutcomeUnknown):
+        dispatch_batch("http://robot.invalid", {"jobId": "j"}, timeout_s=1, transport=_raising(error))
+
+
+@pytest.mark.parametrize("error", [httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError])
+def test_a_request_that_never_reached_the_robot_is_a_refusal(error):
+    with pytest.raises(DispatchRefused) as refused:
+        dispatch_batch("http://robot.invalid", {"jobId": "j"}, timeout_s=1, transport=_raising(error))
+    assert "el lote no se envió" in refused.value.reason
+
+
+def test_dns_failure_is_a_refusal():
+    with pytest.raises(DispatchRefused):
+        dispatch_batch("http://no-such-robot.invalid", {"jobId": "j"}, timeout_s=2)
+
+
+def test_a_2xx_with_an_unreadable_body_is_still_accepted():
+    transport = httpx.MockTransport(lambda request: httpx.Response(
+        200, content=b"{not json", headers={"content-type": "application/json"}))
+    answer = dispatch_batch("http://robot.invalid", {"jobId": "j"}, timeout_s=1, transport=transport)
+    assert (answer.status_code, answer.message) == (200, None)
+
+
+@pytest.mark.parametrize("how", ["late_answer", "reset"])
+def test_unknown_outcome_keeps_the_job_waiting_and_never_resends(engine, settings, simulator, started_job, how):
+    # The robot starts working before it answers: here its 200 comes after our timeout, or never (reset).
+    if how == "late_answer":
+        simulator.configure(answer_delay=settings.robot_dispatch_timeout_s + 1)
+    else:
+        simulator.configure(drop_answer=True)
+
+    result = dispatch_once(engine, settings, started_job)
+
+    assert (result.sent, result.accepted, result.outcome_unknown) == (True, False, True)
+    assert "puede estar procesándolo" in result.reason
+    with UnitOfWork(engine, readonly=True) as uow:
+        view = get_job_view(uow.session, started_job)
+    assert (view.job.status, view.job.dispatch_state) == ("processing", "unknown")
+    assert view.job.failure_reason is None and {e.item.status for e in view.items} == {"pending"}
+    assert dispatch_once(engine, settings, started_job).sent is False  # a rerun never sends it again
+    assert simulator.state()["posts"] == {started_job: 1}
+    assert simulator.state()["batches"][0]["jobId"] == started_job  # the robot did take it
