@@ -1,9 +1,15 @@
-"""Resume a job's suspended flow run once its batch completed: the consumer of outbox events "resume".
+"""The consumer of outbox events "resume": resume a job's suspended flow run once its batch completed, and carry a
+late correction of a finished job to the Prefect UI.
 
 Every `robot.batch.completed` event is delivered until Prefect confirms the run left `Suspended`:
 - resumed now, or resumed before, or the run already finished (or there is no run) → delivered;
 - the run has not suspended yet (still running, or its input schema not saved yet) → retried within seconds;
 - Prefect unreachable → retried later (the reconciler redelivers every minute).
+
+Every `robot.batch.corrected` event (a robot success overturned a closure of ours after the job finished) is
+delivered once the job's run has ended, its summary artifacts are republished and its final state agrees with the
+job (relay.settle: a `Failed` run of a now `completed` job becomes `Completed`). A run still suspended is resumed
+(it then finishes from the database); a run still running is waited for.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
@@ -26,10 +33,12 @@ from sqlalchemy import Engine
 from domain import outbox
 from domain.db import UnitOfWork
 from domain.errors import UnknownJob
-from domain.jobs import get_job
-from domain.models import FINISHED_JOB_STATUSES
+from domain.jobs import get_job, get_job_view
+from domain.models import FINISHED_JOB_STATUSES, ErrorType, ResolvedBy, RobotJob
+from relay.artifacts import publish_summary
 from relay.prefect_api import TRANSPORT_ERRORS, PrefectUnavailable, is_server_error, prefect_calls
 from relay.run_input import BatchCompleted, response_key
+from relay.settle import agree_run_state, read_run_state
 
 log = logging.getLogger("relay.resume")
 
@@ -43,10 +52,16 @@ class Outcome(StrEnum):
     ALREADY_DONE = "already_done"  # resumed before, finished, or nothing to resume: the event is delivered
     NOT_SUSPENDED_YET = "not_suspended_yet"  # the run is still before its suspend: retry within seconds
     UNREACHABLE = "unreachable"  # Prefect did not answer: retry later
+    CORRECTED = "corrected"  # a correction reached the UI: summary republished, run state agrees
+    RUN_NOT_FINISHED = "run_not_finished"  # a correction waits for the job's run to end: retry within seconds
 
     @property
     def delivered(self) -> bool:
-        return self in (Outcome.RESUMED, Outcome.ALREADY_DONE)
+        return self in (Outcome.RESUMED, Outcome.ALREADY_DONE, Outcome.CORRECTED)
+
+    @property
+    def retry_soon(self) -> bool:
+        return self in (Outcome.NOT_SUSPENDED_YET, Outcome.RUN_NOT_FINISHED)
 
 
 @dataclass
@@ -56,6 +71,8 @@ class ResumeStats:
     already_done: int = 0
     not_suspended_yet: int = 0
     unreachable: int = 0
+    corrected: int = 0
+    run_not_finished: int = 0
 
     def count(self, outcome: Outcome) -> None:
         setattr(self, outcome.value, getattr(self, outcome.value) + 1)
@@ -69,19 +86,24 @@ class ResumeStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def resume_run(flow_run_id: str | None, run_input: BatchCompleted) -> tuple[Outcome, str]:
-    """Try to resume one flow run with its run input; (outcome, why)."""
-    if not flow_run_id:
-        return Outcome.ALREADY_DONE, "the job has no flow run"
+def _with_prefect(work: Callable[[Any], tuple[Outcome, str]]) -> tuple[Outcome, str]:
+    """`work(client)` against Prefect; a Prefect that does not answer (or answers 5xx) is UNREACHABLE."""
     try:
         with prefect_calls(), get_client(sync_client=True) as client:
-            return _resume(client, UUID(flow_run_id), run_input)
+            return work(client)
     except PrefectUnavailable as exc:
         return Outcome.UNREACHABLE, str(exc)
     except Exception as exc:
         if isinstance(exc, TRANSPORT_ERRORS) or is_server_error(exc):
             return Outcome.UNREACHABLE, f"{type(exc).__name__}: {exc}"
         raise
+
+
+def resume_run(flow_run_id: str | None, run_input: BatchCompleted) -> tuple[Outcome, str]:
+    """Try to resume one flow run with its run input; (outcome, why)."""
+    if not flow_run_id:
+        return Outcome.ALREADY_DONE, "the job has no flow run"
+    return _with_prefect(lambda client: _resume(client, UUID(flow_run_id), run_input))
 
 
 def _resume(client, run_id: UUID, run_input: BatchCompleted) -> tuple[Outcome, str]:
@@ -123,22 +145,57 @@ def _resumed_before(client, run_id: UUID, job_id: str) -> bool:
     return True
 
 
+def run_input_of(session, job: RobotJob) -> BatchCompleted:
+    """The run input of a finished job, from its row (and which items our deadline closed)."""
+    timed_out = sum(
+        1
+        for entry in get_job_view(session, job.id).items
+        if entry.item.error_type == ErrorType.TIMEOUT and entry.item.resolved_by == ResolvedBy.ROBOTJOBS
+    )
+    return BatchCompleted(
+        job_id=job.id,
+        status=job.status,
+        success_count=job.success_count,
+        error_count=job.error_count,
+        total_items=job.total_items,
+        timed_out=timed_out > 0,
+        timed_out_items=timed_out,
+    )
+
+
 def _target(engine: Engine, payload: dict[str, Any]) -> tuple[str | None, BatchCompleted]:
     """The job's current flow run and run input, read from the database (a crashed run's rerun replaces it)."""
     try:
         with UnitOfWork(engine, readonly=True) as uow:
             job = get_job(uow.session, payload["job_id"])
-            flow_run_id = job.flow_run_id or payload.get("flow_run_id")
-            run_input = BatchCompleted(
-                job_id=job.id,
-                status=job.status,
-                success_count=job.success_count,
-                error_count=job.error_count,
-                total_items=job.total_items,
-            )
+            return job.flow_run_id or payload.get("flow_run_id"), run_input_of(uow.session, job)
     except UnknownJob:
         return payload.get("flow_run_id"), BatchCompleted.from_payload(payload)
-    return flow_run_id, run_input
+
+
+def correct_run(engine: Engine, job_id: str) -> tuple[Outcome, str]:
+    """Carry a finished job's correction to Prefect once its run has ended: summary, then the run's final state."""
+    try:
+        with UnitOfWork(engine, readonly=True) as uow:
+            job = get_job(uow.session, job_id)
+            flow_run_id, status, reason = job.flow_run_id, job.status, job.failure_reason
+            run_input = run_input_of(uow.session, job)
+    except UnknownJob:
+        return Outcome.ALREADY_DONE, "unknown job"
+
+    def correct(client) -> tuple[Outcome, str]:
+        state = read_run_state(client, flow_run_id)
+        if state is not None and state.is_paused():
+            # The run never got its resume: resume it now; it finishes from the (corrected) database.
+            outcome, why = _resume(client, UUID(flow_run_id), run_input)
+            return Outcome.RUN_NOT_FINISHED, f"the run was suspended, resume: {outcome.value}: {why}"
+        if state is not None and not state.is_final():
+            return Outcome.RUN_NOT_FINISHED, f"the run is {state.name}; its own end publishes first"
+        publish_summary(engine, job_id)
+        changed = agree_run_state(client, flow_run_id, state, status, reason) if state is not None else None
+        return Outcome.CORRECTED, f"summary republished; run {'set ' + changed if changed else 'already agreed'}"
+
+    return _with_prefect(correct)
 
 
 def deliver_resume_events(
@@ -150,32 +207,36 @@ def deliver_resume_events(
         events = outbox.claim_events(
             uow.session, consumer=outbox.RESUME, worker_id=worker_id, limit=limit, lease_seconds=LEASE_S
         )
-        claimed = [(event.event_id, dict(event.payload)) for event in events]
+        claimed = [(event.event_id, event.event_type, dict(event.payload)) for event in events]
         uow.commit()
     stats.claimed = len(claimed)
-    for event_id, payload in claimed:
+    for event_id, event_type, payload in claimed:
         try:
-            flow_run_id, run_input = _target(engine, payload)
-            outcome, why = resume_run(flow_run_id, run_input)
+            if event_type == outbox.BATCH_CORRECTED:
+                outcome, why = correct_run(engine, payload["job_id"])
+            else:
+                flow_run_id, run_input = _target(engine, payload)
+                outcome, why = resume_run(flow_run_id, run_input)
         except Exception as exc:  # an unexpected answer must not lose the event: retry later
-            log.exception("resume of job %s failed", payload.get("job_id"))
+            log.exception("%s of job %s failed", event_type, payload.get("job_id"))
             outcome, why = Outcome.UNREACHABLE, f"{type(exc).__name__}: {exc}"
         stats.count(outcome)
-        # Anything but a resume now is worth a warning: it is retried or needs no resume at all.
-        log.log(logging.INFO if outcome == Outcome.RESUMED else logging.WARNING, "resume event %s (job %s): %s: %s",
-                event_id, payload.get("job_id"), outcome.value, why)
+        # Anything but a resume or a correction now is worth a warning: it is retried or needs nothing at all.
+        level = logging.INFO if outcome in (Outcome.RESUMED, Outcome.CORRECTED) else logging.WARNING
+        log.log(level, "%s event %s (job %s): %s: %s", event_type, event_id, payload.get("job_id"), outcome.value, why)
         with UnitOfWork(engine) as uow:
             if outcome.delivered:
                 outbox.mark_delivered(uow.session, event_id)
             else:
-                retry = NOT_SUSPENDED_RETRY_S if outcome == Outcome.NOT_SUSPENDED_YET else unreachable_retry_s
+                retry = NOT_SUSPENDED_RETRY_S if outcome.retry_soon else unreachable_retry_s
                 outbox.mark_failed(uow.session, event_id, error=f"{outcome.value}: {why}", retry_in_seconds=retry)
             uow.commit()
     return stats
 
 
 def resume_after_commit(engine: Engine, job_id: str, *, patience_s: float = 5.0) -> ResumeStats | None:
-    """Best effort, right after a callback committed: progress, then resume if the job just finished. Never raises.
+    """Best effort, right after a callback committed: progress, then the job's resume events if it is finished (it
+    just finished, or a late result corrected it). Never raises.
 
     A run still before its suspend, or a Prefect API that did not answer (a busy SQLite server answers 503), is
     retried every second for `patience_s`; whatever is left stays in the outbox for the reconciler.
@@ -195,7 +256,7 @@ def resume_after_commit(engine: Engine, job_id: str, *, patience_s: float = 5.0)
                 engine, worker_id=f"after-commit-{os.getpid()}", limit=10, unreachable_retry_s=NOT_SUSPENDED_RETRY_S
             )
             total += stats
-            retry = stats.not_suspended_yet + stats.unreachable
+            retry = stats.not_suspended_yet + stats.run_not_finished + stats.unreachable
             if not retry or time.monotonic() + NOT_SUSPENDED_RETRY_S > deadline:
                 return total
             time.sleep(NOT_SUSPENDED_RETRY_S)

@@ -16,6 +16,11 @@ class BatchCompleted(RunInput):
     success_count: int = Field(default=0, description="Pedidos creados por el robot.")
     error_count: int = Field(default=0, description="Pedidos con error.")
     total_items: int = Field(default=0, description="Pedidos del lote.")
+    timed_out: bool = Field(
+        default=False,
+        description="El plazo del lote venció: el reconciliador cerró como error (timeout) los pedidos sin resultado.",
+    )
+    timed_out_items: int = Field(default=0, description="Pedidos cerrados por el plazo, sin resultado del robot.")
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> "BatchCompleted":

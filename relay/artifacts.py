@@ -1,0 +1,104 @@
+"""The batch summary as Prefect artifacts, keyed per job: the operators' text (markdown) and a table of items.
+
+Published by the job's own flow run when it finishes, by the resume consumer when a late robot result corrects a
+finished job, and by the reconciler for any finished job whose published summary is older than the job
+(`summary_published_at`). A new version under the same key replaces the old one in the UI. The artifacts are
+attached to the job's flow run, whoever publishes them.
+
+Artifacts carry order, recipient and result data only; never credentials or the callback secret.
+"""
+
+from __future__ import annotations
+
+import json
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactCreate
+from prefect.utilities.context import get_flow_run_id
+from sqlalchemy import Engine
+
+from domain.db import UnitOfWork
+from domain.jobs import get_job, mark_summary_published
+from domain.summary import BatchSummary, batch_summary, render_summary_text
+
+STATUS_LABEL = {"pending": "pendiente", "processing": "en proceso", "completed": "completado", "failed": "fallido",
+                "success": "creado", "error": "error"}
+
+
+def summary_key(job_id: str) -> str:
+    return f"robot-job-{job_id.lower()}-summary"
+
+
+def items_key(job_id: str) -> str:
+    return f"robot-job-{job_id.lower()}-items"
+
+
+def render_markdown(summary: BatchSummary) -> str:
+    """The reference text format (domain.summary), fenced so its spacing and bullets survive rendering."""
+    header = (
+        f"### Lote `{summary.job_id}` — {STATUS_LABEL.get(summary.job_status, summary.job_status)}\n\n"
+        f"Creados: **{summary.success_count}** · Con error: **{summary.error_count}** · "
+        f"Total: **{summary.total_items}**\n"
+    )
+    if summary.failure_reason:
+        header += f"\nMotivo: {summary.failure_reason}\n"
+    return f"{header}\n```text\n{render_summary_text(summary)}\n```\n"
+
+
+def render_items(summary: BatchSummary) -> list[dict[str, object]]:
+    """One row per item, from the same summary lines as the text (pedido number label, possible duplicates)."""
+    return [
+        {
+            "pedido": line.order_name,
+            "destinatario": line.recipient,
+            "direccion": line.address,
+            "ciudad": line.city,
+            "telefono": line.phone,
+            "valor": line.total,
+            "estado": STATUS_LABEL.get(line.status, line.status),
+            "guia": line.pedido if line.status == "success" else "",
+            "tipo_error": line.error_type or "",
+            "mensaje": line.error_message or "",
+            "posible_duplicado": line.possible_duplicate or "",
+            "item_id": line.item_id,
+        }
+        for line in summary.lines
+    ]
+
+
+def publish_summary(engine: Engine, job_id: str) -> None:
+    """Publish (a new version of) the job's summary and items artifacts, then record what they show.
+
+    `updated_at` is read before the summary: a result committed in between makes the summary newer than the mark,
+    never older, so the worst case is one more publication by the reconciler. Raises if Prefect does not answer
+    (the mark is then not written and the summary stays due).
+    """
+    with UnitOfWork(engine, readonly=True) as uow:
+        job = get_job(uow.session, job_id)
+        as_of, flow_run_id = job.updated_at, job.flow_run_id
+        summary = batch_summary(uow.session, job_id)
+    # The job's run (a reconciler or the webhook publishes for it); a job that never had one: the current run.
+    run_id = UUID(flow_run_id) if flow_run_id else get_flow_run_id()
+    with get_client(sync_client=True) as client:
+        client.create_artifact(
+            ArtifactCreate(
+                key=summary_key(job_id),
+                type="markdown",
+                data=render_markdown(summary),
+                description="Resumen del lote de envíos (formato de los operadores)",
+                flow_run_id=run_id,
+            )
+        )
+        client.create_artifact(
+            ArtifactCreate(
+                key=items_key(job_id),
+                type="table",
+                data=json.dumps(render_items(summary), ensure_ascii=False, default=str),
+                description="Pedidos del lote y su resultado",
+                flow_run_id=run_id,
+            )
+        )
+    with UnitOfWork(engine) as uow:
+        mark_summary_published(uow.session, job_id, as_of=as_of)
+        uow.commit()
