@@ -51,6 +51,9 @@ from domain.robot_input import build_pedido_input, is_cash_on_delivery
 ALL_REJECTED_REASON = "Ningún pedido pasó la validación de cobertura"
 ALL_FAILED_REASON = "Ningún pedido fue creado por el robot"
 TIMEOUT_MESSAGE = "Tiempo de espera agotado. El servicio del robot no respondio a tiempo."
+NEVER_STARTED_MESSAGE = (
+    "El lote no se envió al robot: su ejecución no pudo iniciarse. Ningún pedido se envió; puede enviarlos de nuevo."
+)
 WITHDRAWN_MESSAGE = (
     "Retirado del lote sin enviarlo: el robot ya creó este pedido en el portal desde otro lote "
     "(se evita un envío duplicado)."
@@ -433,6 +436,24 @@ def processing_jobs(session: Session) -> list[tuple[str, str | None]]:
             select(RobotJob.id, RobotJob.flow_run_id).where(RobotJob.status == JobStatus.PROCESSING)
         )
     ]
+
+
+def fail_unstarted_job(session: Session, job_id: str, *, now: datetime | None = None) -> bool:
+    """A job still `pending` (never started, so never sent) is failed with NEVER_STARTED_MESSAGE; False otherwise.
+
+    The row is locked while still `pending` (on SQLite the writer's BEGIN IMMEDIATE does the same), so a run that
+    starts the job concurrently either waits and then finds it failed, or has started it and this is a no-op:
+    a job being dispatched is never failed as "never sent".
+    """
+    unstarted = session.exec(
+        select(RobotJob.id).where(RobotJob.id == job_id, RobotJob.status == JobStatus.PENDING).with_for_update()
+    ).first()
+    if unstarted is None:
+        return False
+    return fail_job(
+        session, job_id, reason=NEVER_STARTED_MESSAGE, error_type=ErrorType.DISPATCH,
+        error_message=NEVER_STARTED_MESSAGE, now=now,
+    )
 
 
 def fail_job(

@@ -74,6 +74,16 @@ class Settings(BaseSettings):
 
     # Scheduled maintenance.
     reconciler_enabled: bool = Field(default=True, description="Turns the every-minute reconciler off without a deploy.")
+    pending_orphan_after_s: int = Field(
+        default=120,
+        description="A job still `pending` this long after its creation (its orchestration run never started: "
+        "Prefect answered 5xx, or the submit run died) gets its orchestration started by the reconciler.",
+    )
+    pending_give_up_after_s: int = Field(
+        default=600,
+        description="A job still `pending` this long after its creation is failed as never sent, so the "
+        "workspace can submit again.",
+    )
     automations_enabled: bool = Field(default=True, description="Turns the automation runner off without a deploy.")
 
     # Automations.

@@ -2,10 +2,17 @@
 then finish from the database and publish the summary.
 
 A resumed (or crashed and rerun) flow run executes this body again from the top; every step is idempotent and
-the dispatch is claimed in the database, so the robot receives each job at most once.
+the dispatch is claimed in the database, so the robot receives each job at most once. A recovery run the
+reconciler starts for a job whose run died runs the same body: it finds the dispatch claimed and only waits.
+
+Our clock decides, not Prefect's: the suspend timeout outlasts the job's deadline by a reconciler interval and a
+margin, so the reconciler closes an overdue job first and resumes the run, which then ends `Failed` with the
+Spanish reason and publishes the summary.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -15,11 +22,11 @@ from pydantic import BaseModel, Field
 
 from domain.db import UnitOfWork
 from domain.jobs import get_job, get_job_view, pending_item_count, start_job
-from domain.models import FINISHED_JOB_STATUSES, JobStatus
+from domain.models import FINISHED_JOB_STATUSES, JobStatus, utcnow
 from flows import runtime
 from flows.alerts import emit_batch_finished
 from flows.artifacts import publish_summary
-from flows.deployments import ORCHESTRATE
+from flows.deployments import ORCHESTRATE, RECONCILE_INTERVAL_S, SUSPEND_MARGIN_S
 from flows.dispatch import DispatchResult, dispatch_once
 from relay.progress import publish_progress
 from relay.run_input import BatchCompleted, pause_key
@@ -41,7 +48,7 @@ class JobOutcome(BaseModel):
 class JobSnapshot(BaseModel):
     status: str
     pending_items: int
-    dispatched_items: int
+    deadline_at: datetime | None = None
 
 
 # Side effects live in tasks; none is retried (retries 0 for dispatch) and none is cached: a rerun must
@@ -95,13 +102,18 @@ def snapshot(job_id: str) -> JobSnapshot:
         return JobSnapshot(
             status=view.job.status,
             pending_items=pending_item_count(uow.session, job_id),
-            dispatched_items=sum(1 for entry in view.items if entry.item.robot_input is not None),
+            deadline_at=view.job.deadline_at,
         )
 
 
-def suspend_timeout_s(dispatched_items: int) -> int:
-    settings = runtime.settings()
-    return dispatched_items * settings.callback_seconds_per_item + settings.callback_base_seconds
+def suspend_timeout_s(deadline_at: datetime | None, *, now: datetime | None = None) -> int:
+    """The one rule: time left to the job's deadline, plus the reconciler's interval, plus a margin.
+
+    The reconciler runs every RECONCILE_INTERVAL_S, so it closes an overdue job and resumes its run before this
+    timeout expires; a deadline already past (a recovery run) still leaves it that long.
+    """
+    left = 0.0 if deadline_at is None else max(0.0, (deadline_at - (now or utcnow())).total_seconds())
+    return int(left) + 1 + RECONCILE_INTERVAL_S + SUSPEND_MARGIN_S
 
 
 @flow(name=ORCHESTRATE, retries=0, persist_result=False)
@@ -117,20 +129,35 @@ def orchestrate_robot_job(job_id: str) -> JobOutcome:
         dispatch = dispatch_task(job_id)
         logger.info("dispatch: %s", dispatch.model_dump(exclude_none=True))
         job = snapshot_task(job_id)
+        if dispatch.outcome_unknown:
+            logger.warning(
+                "Envío sin respuesta del robot: %s Plazo del lote: %s UTC.",
+                dispatch.reason,
+                f"{job.deadline_at:%Y-%m-%d %H:%M:%S}" if job.deadline_at else "sin plazo",
+            )
+        elif not dispatch.sent and dispatch.reason is None:
+            logger.info("El lote ya había sido enviado (o reclamado) por otra ejecución: no se reenvía; se espera.")
     # Callbacks can beat the robot's 200: suspend only if some item is still waiting for its result.
     if job.status not in FINISHED_JOB_STATUSES and job.pending_items > 0:
         # The process exits here; the resume (outbox "resume" event) runs this body again from the top.
         completed = suspend_flow_run(
             wait_for_input=BatchCompleted,
-            timeout=suspend_timeout_s(job.dispatched_items),
+            timeout=suspend_timeout_s(job.deadline_at),
             key=pause_key(job_id),
         )
         logger.info("resumed: %s", completed.model_dump())
+        if completed.timed_out:
+            logger.warning(
+                "Plazo del lote vencido: %s pedido(s) sin resultado del robot se cerraron como error (timeout).",
+                completed.timed_out_items,
+            )
     # The database, not the run input, says how the job ended.
     outcome = finish_task(job_id)
     emit_batch_finished(job_id)  # alerts: an event if the batch ended with orders in error (flows/alerts.py)
     if outcome.status == JobStatus.FAILED:
         raise JobFailed(f"Lote fallido: {outcome.failure_reason or 'sin motivo registrado'}")
     if outcome.status != JobStatus.COMPLETED:
-        raise JobFailed(f"El lote sigue {outcome.status} tras reanudar; el reconciliador lo cerrará al vencer el plazo")
+        # Not expected (a resume comes when the job finished); the reconciler starts a run that waits for it.
+        raise JobFailed(f"El lote sigue {outcome.status} tras reanudar; el reconciliador iniciará una ejecución que "
+                        "espere sus resultados (sin reenviarlo)")
     return outcome

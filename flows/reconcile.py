@@ -1,14 +1,25 @@
-"""Flow `reconcile` (every minute): close jobs past their deadline, redeliver undelivered resume events, and resume
-suspended runs whose job already finished but never got its resume.
+"""Flow `reconcile` (every minute): nothing stays stuck, and what Prefect shows agrees with the database.
 
-The suspend timeout fails a flow run on the Prefect server without running any hook, so this flow is where
-overdue jobs and their pending items are closed. Scheduling contract: one run per UTC-minute bucket (key
-`reconcile:<minute>`, the work is cached under it), deployment concurrency 1, flow retries 3, and
-`settings.reconciler_enabled` turns it off without a deploy.
+In order, each step idempotent:
+1. close jobs past their deadline (our clock decides: the suspend timeout outlasts the deadline by an interval and a
+   margin, so this runs before Prefect's own timer, which would fail the run with no hook);
+2. redeliver undelivered "resume" events: resume the runs of finished jobs (a timed-out job's run resumes with
+   `timed_out` and ends `Failed`), and carry corrections of finished jobs to their runs;
+3. resume suspended runs whose job finished but whose resume event was lost;
+4. start the orchestration of jobs left `pending` (Prefect answered 5xx, or the submit run died), with the submit's
+   own idempotency key so an existing run is reused; past a limit, fail them as never sent;
+5. give a job still `processing` whose run died (crashed, failed, cancelled) a recovery run that only waits: the
+   dispatch is claimed once per job, so it is never sent again;
+6. republish the summary of every finished job whose published summary is older than the job (Prefect was down,
+   a run died before publishing), and make an ended run's state agree with its job.
+
+Scheduling contract: one run per UTC-minute bucket (key `reconcile:<minute>`, the work is cached under it),
+deployment concurrency 1, flow retries 3, and `settings.reconciler_enabled` turns it off without a deploy.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta, timezone
 from uuid import UUID
 
@@ -18,6 +29,7 @@ from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
     FlowRunFilter,
+    FlowRunFilterId,
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
@@ -27,14 +39,31 @@ from pydantic import BaseModel, Field
 
 from domain.db import UnitOfWork
 from domain.errors import UnknownJob
-from domain.jobs import TIMEOUT_MESSAGE, fail_job, get_job, jobs_past_deadline
+from domain.jobs import (
+    TIMEOUT_MESSAGE,
+    fail_job,
+    fail_unstarted_job,
+    get_job,
+    jobs_past_deadline,
+    jobs_with_stale_summary,
+    pending_jobs_older_than,
+    processing_jobs,
+)
 from domain.models import FINISHED_JOB_STATUSES, ErrorType
+from domain.settings import Settings
 from flows import runtime
-from flows.artifacts import publish_summary
-from flows.deployments import ORCHESTRATE, RECONCILE
+from flows.deployments import ORCHESTRATE, RECONCILE, start_orchestration
+from relay.artifacts import publish_summary
 from relay.prefect_api import prefect_calls
-from relay.resume import Outcome, deliver_resume_events, resume_run
-from relay.run_input import BatchCompleted
+from relay.resume import Outcome, deliver_resume_events, resume_run, run_input_of
+from relay.settle import agree_run_state, read_run_state
+
+log = logging.getLogger("flows.reconcile")
+
+# A job's orchestration runs along its idempotency keys (flows.deployments.orchestrate_key): the submit's, then one
+# per recovery. Past this many runs something is wrong with the code, not the moment: stop and let the deadline close
+# the job.
+MAX_RUNS_PER_JOB = 5
 
 
 class ReconcileReport(BaseModel):
@@ -43,6 +72,19 @@ class ReconcileReport(BaseModel):
     timed_out_jobs: list[str] = Field(default_factory=list)
     redelivered: dict[str, int] = Field(default_factory=dict, description="Outcomes of resume events redelivered.")
     resumed_stranded: list[str] = Field(default_factory=list, description="Suspended runs resumed from the job row.")
+    started_pending: list[str] = Field(
+        default_factory=list, description="Jobs left pending whose orchestration run was started (or found alive)."
+    )
+    abandoned_pending: list[str] = Field(
+        default_factory=list, description="Jobs left pending past the limit, failed as never sent."
+    )
+    recovered: list[str] = Field(
+        default_factory=list, description="Processing jobs whose run had ended: a recovery run waits for them."
+    )
+    republished: list[str] = Field(default_factory=list, description="Jobs whose summary was republished.")
+    runs_settled: dict[str, str] = Field(
+        default_factory=dict, description="Ended runs whose state was set to agree with their job (job → state)."
+    )
 
 
 def bucket_key(now: datetime | None = None) -> str:
@@ -52,6 +94,7 @@ def bucket_key(now: datetime | None = None) -> str:
 
 
 def fail_overdue_jobs(engine) -> list[str]:
+    """Close every job past its deadline; its run is resumed by the BATCH_COMPLETED event this writes (step 2)."""
     failed = []
     with UnitOfWork(engine, readonly=True) as uow:
         overdue = jobs_past_deadline(uow.session)
@@ -61,9 +104,6 @@ def fail_overdue_jobs(engine) -> list[str]:
                         error_message=TIMEOUT_MESSAGE):
                 failed.append(job_id)
             uow.commit()
-    for job_id in failed:
-        # The job's own run may already be failed by the suspend timeout and never publish: publish here too.
-        publish_summary(engine, job_id)
     return failed
 
 
@@ -85,16 +125,95 @@ def resume_stranded_runs(engine) -> list[str]:
         try:
             with UnitOfWork(engine, readonly=True) as uow:
                 job = get_job(uow.session, job_id)
+                if job.status not in FINISHED_JOB_STATUSES:
+                    continue
+                run_input = run_input_of(uow.session, job)
         except UnknownJob:
             continue
-        if job.status not in FINISHED_JOB_STATUSES:
-            continue
-        run_input = BatchCompleted(job_id=job.id, status=job.status, success_count=job.success_count,
-                                   error_count=job.error_count, total_items=job.total_items)
         outcome, _why = resume_run(str(run.id), run_input)
         if outcome == Outcome.RESUMED:
             resumed.append(job_id)
     return resumed
+
+
+def ensure_orchestration(job_id: str) -> str | None:
+    """The id of a live orchestration run of the job: the first run along its keys that has not ended, created
+    where the chain ends (`orchestrate:<job>` reuses the submit's run). None past MAX_RUNS_PER_JOB."""
+    for recovery in range(MAX_RUNS_PER_JOB):
+        run = start_orchestration(job_id, recovery=recovery)
+        if not (run.state and run.state.is_final()):
+            return str(run.id)
+    log.error("job %s: %s orchestration runs ended without finishing it; no more are started", job_id,
+              MAX_RUNS_PER_JOB)
+    return None
+
+
+def start_pending_jobs(engine, settings: Settings) -> tuple[list[str], list[str]]:
+    """Jobs left `pending`: start their orchestration; past the give-up limit, fail them as never sent."""
+    with UnitOfWork(engine, readonly=True) as uow:
+        orphans = pending_jobs_older_than(uow.session, settings.pending_orphan_after_s)
+        expired = set(pending_jobs_older_than(uow.session, settings.pending_give_up_after_s))
+    started, abandoned = [], []
+    for job_id in orphans:
+        if job_id in expired:
+            with UnitOfWork(engine) as uow:
+                if fail_unstarted_job(uow.session, job_id):
+                    abandoned.append(job_id)
+                uow.commit()
+            continue
+        try:
+            if ensure_orchestration(job_id):
+                started.append(job_id)
+        except Exception as exc:  # Prefect refused (5xx) or did not answer: try again next minute, until the limit
+            log.warning("job %s: orchestration not started: %s: %s", job_id, type(exc).__name__, exc)
+    return started, abandoned
+
+
+def recover_dead_runs(engine) -> list[str]:
+    """Jobs still `processing` whose flow run has ended (or is unknown to Prefect): a recovery run waits for them."""
+    with UnitOfWork(engine, readonly=True) as uow:
+        waiting = processing_jobs(uow.session)
+    if not waiting:
+        return []
+    run_ids = [UUID(run_id) for _, run_id in waiting if run_id]
+    with prefect_calls(), get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids)),
+                                     limit=len(run_ids)) if run_ids else []
+    alive = {str(run.id) for run in runs if not (run.state and run.state.is_final())}
+    recovered = []
+    for job_id, run_id in waiting:
+        if run_id in alive:
+            continue
+        try:
+            new_run = ensure_orchestration(job_id)
+        except Exception as exc:
+            log.warning("job %s: no recovery run: %s: %s", job_id, type(exc).__name__, exc)
+            continue
+        if new_run and new_run != run_id:
+            recovered.append(job_id)
+    return recovered
+
+
+def republish_stale_summaries(engine) -> tuple[list[str], dict[str, str]]:
+    """Finished jobs whose summary is missing or older than the job: publish it; an ended run is made to agree."""
+    with UnitOfWork(engine, readonly=True) as uow:
+        stale = jobs_with_stale_summary(uow.session)
+    republished, settled = [], {}
+    for job_id in stale:
+        try:
+            with UnitOfWork(engine, readonly=True) as uow:
+                job = get_job(uow.session, job_id)
+                flow_run_id, status, reason = job.flow_run_id, job.status, job.failure_reason
+            with prefect_calls(), get_client(sync_client=True) as client:
+                publish_summary(engine, job_id)
+                republished.append(job_id)
+                state = read_run_state(client, flow_run_id)
+                if state is not None and state.is_final():
+                    if changed := agree_run_state(client, flow_run_id, state, status, reason):
+                        settled[job_id] = changed
+        except Exception as exc:  # one job's trouble must not hold the others; it stays due
+            log.warning("job %s: summary not republished: %s: %s", job_id, type(exc).__name__, exc)
+    return republished, settled
 
 
 # Cached under the bucket key: a second run in the same minute (schedule overlap, manual trigger, flow retry
@@ -106,16 +225,30 @@ def resume_stranded_runs(engine) -> list[str]:
     persist_result=True,
 )
 def reconcile_bucket(key: str) -> ReconcileReport:
-    engine = runtime.engine()
+    settings, engine = runtime.settings(), runtime.engine()
     timed_out = fail_overdue_jobs(engine)
     stats = deliver_resume_events(engine, worker_id=f"reconciler-{flow_run.get_id()}", limit=100)
     stranded = resume_stranded_runs(engine)
-    return ReconcileReport(key=key, timed_out_jobs=timed_out, redelivered=stats.as_dict(), resumed_stranded=stranded)
+    started, abandoned = start_pending_jobs(engine, settings)
+    recovered = recover_dead_runs(engine)
+    republished, settled = republish_stale_summaries(engine)
+    return ReconcileReport(
+        key=key,
+        timed_out_jobs=timed_out,
+        redelivered=stats.as_dict(),
+        resumed_stranded=stranded,
+        started_pending=started,
+        abandoned_pending=abandoned,
+        recovered=recovered,
+        republished=republished,
+        runs_settled=settled,
+    )
 
 
 @flow(name=RECONCILE, retries=3, retry_delay_seconds=5, persist_result=False)
 def reconcile(idempotency_key: str | None = None) -> ReconcileReport:
-    """Mantenimiento cada minuto: cierra lotes vencidos y reanuda ejecuciones que quedaron esperando.
+    """Mantenimiento cada minuto: cierra lotes vencidos, reanuda ejecuciones que quedaron esperando, inicia lotes
+    que quedaron pendientes, recupera ejecuciones caídas y republica resúmenes corregidos.
 
     Args:
         idempotency_key: Opcional. Por defecto 'reconcile:<minuto UTC>': dos ejecuciones del mismo minuto hacen el trabajo una vez.

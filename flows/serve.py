@@ -19,8 +19,9 @@ from flows.reconcile import reconcile
 from flows.submit import retry_failed_items, submit_robot_job
 
 POLL_SECONDS = int(os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY", "1"))
-# 0 serves the reconciler without its schedule: the end-to-end tests trigger it by hand, at moments they choose.
-RECONCILE_EVERY_S = int(os.environ.get("ROBOTJOBS_RECONCILE_INTERVAL_S", str(RECONCILE_INTERVAL_S)))
+# "false" serves the reconciler without its schedule: the end-to-end tests trigger it by hand, at moments they
+# choose. Its interval is not a knob: the orchestration's suspend timeout counts on RECONCILE_INTERVAL_S.
+RECONCILE_SCHEDULED = os.environ.get("ROBOTJOBS_RECONCILE_SCHEDULED", "true").lower() != "false"
 
 
 def deployments() -> list:
@@ -30,8 +31,9 @@ def deployments() -> list:
         orchestrate_robot_job.to_deployment(name=ORCHESTRATE, description="Un lote: envío, espera y resumen"),
         reconcile.to_deployment(
             name=RECONCILE,
-            description="Mantenimiento cada minuto: lotes vencidos y reanudaciones perdidas",
-            interval=RECONCILE_EVERY_S or None,
+            description="Mantenimiento cada minuto: lotes vencidos, reanudaciones perdidas, lotes pendientes, "
+            "ejecuciones caídas y resúmenes corregidos",
+            interval=RECONCILE_INTERVAL_S if RECONCILE_SCHEDULED else None,
             concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
         ),
     ]

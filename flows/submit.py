@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.deployments import run_deployment
 from pydantic import BaseModel, Field
 
 from domain.db import UnitOfWork
@@ -14,7 +13,7 @@ from domain.jobs import retry_failed_items as retry_failed_items_use_case
 from domain.models import JobStatus
 from flows import runtime
 from flows.artifacts import publish_rejected, publish_summary
-from flows.deployments import ORCHESTRATE_DEPLOYMENT, RETRY, SUBMIT
+from flows.deployments import RETRY, SUBMIT, start_orchestration
 from flows.orchestrate import JobFailed
 from flows.parameters import RetryFailedItems, SubmitRobotJob
 
@@ -79,16 +78,9 @@ def _orchestrate(submitted: SubmittedJob) -> SubmittedJob:
     if submitted.status == JobStatus.FAILED:
         publish_summary(runtime.engine(), submitted.job_id)
         raise JobFailed(f"Lote {submitted.job_id} fallido: ningún pedido pasó la validación de cobertura")
-    # The idempotency key makes a repeated submit (same job) reuse the one orchestration run of that job.
-    # Not a subflow: Prefect cannot suspend subflows, and the job's run must outlive this one.
-    run = run_deployment(
-        ORCHESTRATE_DEPLOYMENT,
-        parameters={"job_id": submitted.job_id},
-        timeout=0,
-        idempotency_key=f"orchestrate:{submitted.job_id}",
-        as_subflow=False,
-        tags=[f"job:{submitted.job_id}"],
-    )
+    # The idempotency key makes a repeated submit (same job) reuse the one orchestration run of that job. If this
+    # fails (Prefect answered 5xx, this run died), the job stays `pending` and the reconciler starts it.
+    run = start_orchestration(submitted.job_id)
     logger.info("lote %s: ejecución de orquestación %s", submitted.job_id, run.id)
     return submitted.model_copy(update={"orchestration_flow_run_id": str(run.id)})
 

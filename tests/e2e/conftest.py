@@ -26,11 +26,20 @@ from stack.processes import PROJECT_ROOT, ManagedProcess, start_flow_runner, sta
 from tests.conftest import TEST_DATABASE
 from tests.e2e.proxy import CuttableProxy
 
-# Short callback deadlines so "the robot never calls back" ends in well under a minute: N × 2 s + 90 s. The base
-# must outlast the slowest suspended-then-recovered test on a loaded 2-core CI machine (the lost-resume test waits
-# out the webhook's retries before reconciling, ~20-30 s): shorter, and Prefect fails the pause first.
+# Short callback deadlines so "the robot never calls back" and "results after the deadline" take seconds: N × 2 s
+# + 15 s, still far above a simulated batch (0.1 s per order; the cold-start test's 3 orders × 3 s). Prefect's pause
+# timeout cannot overtake a test any more: it is the deadline plus the reconciler's interval and a margin
+# (flows.orchestrate.suspend_timeout_s), so a suspended run waits minutes past its deadline for the reconcile a
+# test triggers by hand.
 SECONDS_PER_ITEM = 2
-BASE_SECONDS = 90
+BASE_SECONDS = 15
+# The dispatch timeout: above the slowest 200 the ordinary tests provoke (two callbacks first, ~3 s), below the
+# cold-start test's late 200 (COLD_START_ANSWER_S).
+DISPATCH_TIMEOUT_S = 8
+COLD_START_ANSWER_S = 11
+# Jobs left pending this long are the reconciler's to start (production: 2 min); the give-up limit stays at its
+# default, and the test that needs it ages its job instead.
+PENDING_ORPHAN_AFTER_S = 2
 
 
 @dataclass
@@ -114,13 +123,14 @@ def stack(tmp_path_factory):
                 **domain_env,
                 "ROBOT_URL": simulator.url,
                 "PUBLIC_BASE_URL": webhook_url,
-                "ROBOT_DISPATCH_TIMEOUT_S": "15",
+                "ROBOT_DISPATCH_TIMEOUT_S": str(DISPATCH_TIMEOUT_S),
+                "PENDING_ORPHAN_AFTER_S": str(PENDING_ORPHAN_AFTER_S),
                 "CALLBACK_SECONDS_PER_ITEM": str(SECONDS_PER_ITEM),
                 "CALLBACK_BASE_SECONDS": str(BASE_SECONDS),
                 "RECONCILER_ENABLED": "true",
                 # No schedule here: a scheduled reconcile racing the tests' own would make them flaky. The
                 # schedule is checked in test_deploy (prefect.yaml) and by `make demo` (served).
-                "ROBOTJOBS_RECONCILE_INTERVAL_S": "0",
+                "ROBOTJOBS_RECONCILE_SCHEDULED": "false",
             },
             log_dir=log_dir,
         )
@@ -146,13 +156,13 @@ def stack(tmp_path_factory):
 
 @pytest.fixture
 def sim(stack):
-    """The simulator reset to a fast, successful robot for each test."""
+    """The simulator reset to a fast, successful robot for each test (a batch a test left held is dropped)."""
     if not stack.simulator._thread.is_alive():
         stack.restart_simulator()
     stack.simulator.reset()
     stack.simulator.configure(
         scenario="success", delay=0.1, duplicate_callbacks=False, early_callbacks=0, fatal_after=1,
-        dispatch_status=None, order_scenarios={}, unknown_cities=[],
+        dispatch_status=None, order_scenarios={}, unknown_cities=[], answer_delay=0.0, drop_answer=False,
     )
     yield stack.simulator
     stack.prefect_proxy.cut = False
