@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -11,14 +12,17 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
+from sqlalchemy import update
 from sqlmodel import select
 
 from domain import outbox
 from domain.db import UnitOfWork
+from domain.jobs import create_robot_job
 from domain.models import OutboxEvent, RobotJob, RobotJobItem
 from domain.seed import DEMO_ORDERS, seed_demo
 from flows.artifacts import items_key, rejected_key, summary_key
 from flows.deployments import RECONCILE_DEPLOYMENT, RETRY, SUBMIT
+from stack.processes import child_pids
 
 # Orders whose cities are in the coverage sample (Manizales, Medellín, Cali, Barranquilla).
 GOOD_ORDERS = [o for o in DEMO_ORDERS if o[5] in ("Manizales", "Medellín", "Cali", "Barranquilla")]
@@ -150,3 +154,43 @@ def table_rows(collection) -> list[dict]:
 
     data = collection.data
     return json.loads(data) if isinstance(data, str) else data
+
+
+def coord_completed(stack, job_id: str) -> list[OutboxEvent]:
+    """The robot.coord.completed triggers one job fired (one per order the robot created)."""
+    return events(stack, outbox.ROBOT_COORD_COMPLETED, job_id)
+
+
+def create_pending_job(stack, workspace_id: str, order_ids: list[str]) -> str:
+    """A job created as the submit flow creates it, whose orchestration run was never started."""
+    with UnitOfWork(stack.engine) as uow:
+        job_id = create_robot_job(uow.session, workspace_id=workspace_id, order_ids=order_ids).job.id
+        uow.commit()
+    return job_id
+
+
+def age_job(stack, job_id: str, seconds: float) -> None:
+    """Arrange a job created `seconds` ago (a test cannot wait the production limits out)."""
+    with UnitOfWork(stack.engine) as uow:
+        created_at = uow.session.get(RobotJob, job_id).created_at
+        uow.session.execute(update(RobotJob).where(RobotJob.id == job_id)
+                            .values(created_at=created_at - timedelta(seconds=seconds)))
+        uow.commit()
+
+
+def flow_run_process(stack, run_id: str) -> int | None:
+    """The PID of the flow-run subprocess the stack's runner started for `run_id` (None while there is none)."""
+    for pid in child_pids(stack.serve.pid):
+        try:
+            environ = open(f"/proc/{pid}/environ", "rb").read()
+        except FileNotFoundError:
+            continue
+        if f"PREFECT__FLOW_RUN_ID={run_id}".encode() in environ:
+            return pid
+    return None
+
+
+def record_figure(stack, name: str, seconds: float) -> None:
+    """A measured duration, kept beside the stack's logs (figures.txt) for the README's figures."""
+    with open(stack.log_dir / "figures.txt", "a", encoding="utf-8") as out:
+        out.write(f"{name}\t{seconds:.1f} s\n")

@@ -1,5 +1,5 @@
-"""Recovery, end to end: a robot that never calls back, a lost resume, a flow process killed after dispatch, and
-the operator's retry of failed orders."""
+"""Recovery, end to end: a robot that never calls back, a lost resume, a flow process killed after dispatch (rerun by
+the operator, or recovered by the reconciler), jobs left pending, and the operator's retry of failed orders."""
 
 from __future__ import annotations
 
@@ -15,11 +15,16 @@ from prefect.states import Scheduled
 
 from domain import outbox
 from domain.db import UnitOfWork
-from domain.jobs import TIMEOUT_MESSAGE
-from stack.processes import child_pids
+from domain.jobs import NEVER_STARTED_MESSAGE, TIMEOUT_MESSAGE
+from relay.settle import INTERRUPTED_MESSAGE
+from tests.e2e.conftest import DISPATCH_TIMEOUT_S, PENDING_ORPHAN_AFTER_S
 from tests.e2e.helpers import (
+    age_job,
+    coord_completed,
+    create_pending_job,
     events,
     flow_run,
+    flow_run_process,
     items,
     items_artifact,
     job,
@@ -27,6 +32,7 @@ from tests.e2e.helpers import (
     jobs_of,
     orchestration_run_of,
     reconcile,
+    record_figure,
     retry,
     seed_workspace,
     submit,
@@ -60,7 +66,10 @@ def test_robot_that_never_calls_back_times_out(stack, sim):
         ("error", "timeout", TIMEOUT_MESSAGE)
     }
     run = wait_flow_final(run_id, timeout_s=30)
-    assert run.state.is_failed()
+    record_figure(stack, "deadline → run Failed (robot silent, reconcile triggered at the deadline)",
+                  (run.state.timestamp - deadline).total_seconds())
+    # The run ended on our clock, not Prefect's: resumed by the reconciler, failed with the operators' reason.
+    assert run.state.is_failed() and TIMEOUT_MESSAGE in run.state.message, run.state
     assert TIMEOUT_MESSAGE in summary_artifact(the_job.id).data
     assert {r["tipo_error"] for r in table_rows(items_artifact(the_job.id))} == {"timeout"}
 
@@ -105,17 +114,6 @@ def test_lost_resume_is_completed_by_the_reconciler(stack, sim):
     assert "✅ 2 pedido(s) creado(s):" in summary_artifact(the_job.id).data
 
 
-def _flow_run_process(stack, run_id: str) -> int | None:
-    for pid in child_pids(stack.serve.pid):
-        try:
-            environ = open(f"/proc/{pid}/environ", "rb").read()
-        except FileNotFoundError:
-            continue
-        if f"PREFECT__FLOW_RUN_ID={run_id}".encode() in environ:
-            return pid
-    return None
-
-
 def test_flow_killed_after_dispatch_is_rerun_without_dispatching_again(stack, sim):
     # The robot answers its 200 only after two callbacks (≈ 2 × 1.5 s): the flow is killed while waiting for it.
     sim.configure(delay=1.5, early_callbacks=2)
@@ -124,7 +122,7 @@ def test_flow_killed_after_dispatch_is_rerun_without_dispatching_again(stack, si
     the_job = job_of(stack, workspace_id)
     run_id = orchestration_run_of(stack, the_job.id)
     wait_for(lambda: sim.state()["posts"].get(the_job.id), timeout_s=30, what="the dispatch")
-    pid = wait_for(lambda: _flow_run_process(stack, run_id), timeout_s=5, what="the flow-run process")
+    pid = wait_for(lambda: flow_run_process(stack, run_id), timeout_s=5, what="the flow-run process")
     os.kill(pid, signal.SIGKILL)
     crashed = wait_flow_final(run_id, timeout_s=30)
     assert crashed.state.is_crashed(), crashed.state
@@ -140,6 +138,89 @@ def test_flow_killed_after_dispatch_is_rerun_without_dispatching_again(stack, si
     assert (the_job.status, the_job.success_count) == ("completed", 3)
     assert run.state.is_completed(), run.state
     assert "✅ 3 pedido(s) creado(s):" in summary_artifact(the_job.id).data
+
+
+def _kill_while_it_waits_for_the_200(stack, sim, count: int) -> tuple[str, str, list[str]]:
+    """Submit a batch whose results the robot holds, and kill its run while it waits for the (late) 200."""
+    workspace_id, order_ids = seed_workspace(stack, count)
+    sim.configure(answer_delay=DISPATCH_TIMEOUT_S - 2, order_scenarios={order_id: "held" for order_id in order_ids})
+    submit(workspace_id, order_ids)
+    the_job = job_of(stack, workspace_id)
+    run_id = orchestration_run_of(stack, the_job.id)
+    wait_for(lambda: sim.state()["posts"].get(the_job.id), timeout_s=30, what="the dispatch")
+    pid = wait_for(lambda: flow_run_process(stack, run_id), timeout_s=5, what="the flow-run process")
+    os.kill(pid, signal.SIGKILL)  # only the flow-run subprocess this test's stack started for this run
+    crashed = wait_flow_final(run_id, timeout_s=30)
+    assert crashed.state.is_crashed(), crashed.state
+    assert (job(stack, the_job.id).status, job(stack, the_job.id).dispatch_state) == ("processing", "claimed")
+    return the_job.id, run_id, order_ids
+
+
+def test_killed_run_gets_a_recovery_run_from_the_reconciler_that_only_waits(stack, sim):
+    job_id, crashed_id, _ = _kill_while_it_waits_for_the_200(stack, sim, 2)
+
+    assert reconcile().state.is_completed()
+    recovery_id = wait_for(lambda: (j := job(stack, job_id)).flow_run_id != crashed_id and j.flow_run_id,
+                           timeout_s=60, what="the recovery run to take the job")
+    wait_flow_state(recovery_id, "Suspended", timeout_s=60)
+    sim.release()
+    run = wait_flow_final(recovery_id, timeout_s=60)
+
+    the_job = wait_job_finished(stack, job_id, timeout_s=5)
+    assert (the_job.status, the_job.success_count, the_job.error_count) == ("completed", 2, 0)
+    assert len(coord_completed(stack, job_id)) == 2
+    assert sim.state()["posts"] == {job_id: 1}  # the recovery run found the dispatch claimed: never re-sent
+    assert run.state.is_completed(), run.state
+    assert flow_run(crashed_id).state.is_crashed()  # history stays; the job's run is the recovery run
+    assert the_job.summary_published_at >= the_job.updated_at
+    assert "✅ 2 pedido(s) creado(s):" in summary_artifact(job_id).data
+
+
+def test_killed_run_whose_job_completes_meanwhile_is_closed_by_the_reconciler(stack, sim):
+    job_id, crashed_id, _ = _kill_while_it_waits_for_the_200(stack, sim, 2)
+    sim.release()  # the robot finishes the batch while no run waits for it
+    the_job = wait_job_finished(stack, job_id, timeout_s=30)
+    assert the_job.status == "completed" and the_job.summary_published_at is None
+
+    assert reconcile().state.is_completed()
+    the_job = job(stack, job_id)
+    assert the_job.flow_run_id == crashed_id and the_job.summary_published_at >= the_job.updated_at
+    assert "✅ 2 pedido(s) creado(s):" in summary_artifact(job_id).data
+    closed = flow_run(crashed_id)
+    assert closed.state.is_completed() and closed.state.message == INTERRUPTED_MESSAGE
+    assert len(coord_completed(stack, job_id)) == 2 and sim.state()["posts"] == {job_id: 1}
+
+
+def test_pending_jobs_are_started_or_given_up_by_the_reconciler(stack, sim):
+    # Two jobs whose submit died before it started their orchestration; one of them long ago.
+    started_ws, started_orders = seed_workspace(stack, 2)
+    stuck_ws, stuck_orders = seed_workspace(stack, 2)
+    started = create_pending_job(stack, started_ws, started_orders)
+    stuck = create_pending_job(stack, stuck_ws, stuck_orders)
+    age_job(stack, stuck, 11 * 60)  # past the give-up limit (10 min)
+    time.sleep(PENDING_ORPHAN_AFTER_S + 0.5)
+
+    assert reconcile().state.is_completed()
+    run = wait_flow_final(orchestration_run_of(stack, started), timeout_s=60)
+    the_job = wait_job_finished(stack, started, timeout_s=5)
+    assert (the_job.status, the_job.success_count) == ("completed", 2) and run.state.is_completed()
+    assert len(coord_completed(stack, started)) == 2
+    assert "✅ 2 pedido(s) creado(s):" in summary_artifact(started).data
+
+    given_up = job(stack, stuck)
+    assert (given_up.status, given_up.failure_reason, given_up.dispatch_state) == (
+        "failed", NEVER_STARTED_MESSAGE, "not_dispatched")
+    assert {(i.status, i.error_type) for i in items(stack, stuck)} == {("error", "dispatch")}
+    assert given_up.summary_published_at >= given_up.updated_at
+    assert NEVER_STARTED_MESSAGE in summary_artifact(stuck).data
+    assert stuck not in sim.state()["posts"]
+
+    # The workspace can submit again: the orders that were never sent go now.
+    submit(stuck_ws, stuck_orders)
+    again = job_of(stack, stuck_ws)
+    assert again.id != stuck
+    wait_flow_final(orchestration_run_of(stack, again.id))
+    assert (wait_job_finished(stack, again.id, timeout_s=5).success_count, sim.state()["posts"].get(again.id)) == (2, 1)
 
 
 def test_retry_failed_items_creates_a_new_job(stack, sim):
