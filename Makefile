@@ -13,7 +13,7 @@ PG_TEST := $(or $(PG_TEST_URL),private)
 # (started by `make up`, stopped by `make down`). Empty (the default): SQLite, as `make demo` uses.
 PG ?=
 
-.PHONY: install test test-sqlite test-postgres demo up down status clean
+.PHONY: install test test-sqlite test-postgres demo up down status clean bench
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,10 @@ test-postgres: install
 
 demo: install
 	$(PY) -m stack.demo
+
+# Every benchmark (BENCHMARKS.md); PG_TEST_URL=... uses that PostgreSQL server instead of a private one.
+bench: install
+	$(PY) -m benchmarks.all $(if $(PG_TEST_URL),--database-url "$(PG_TEST_URL)")
 
 up: install
 	$(PY) -m stack.up $(if $(PG),--postgres "$(PG)")
