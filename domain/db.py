@@ -21,6 +21,14 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
         # the request uses it); a disconnect seen on any statement invalidates the whole pool (SQLAlchemy's default),
         # and connections older than `pool_recycle` are replaced.
         kwargs.setdefault("pool_recycle", 1800)
+        # A server that does not answer (a dropped link, not a refused port) must fail fast, not hang a webhook worker
+        # past gunicorn's timeout: the callback is then spooled (webhook/callbacks.py) instead of lost with a reset.
+        # connect_timeout bounds connecting; TCP keepalives (~11 s) and tcp_user_timeout (10 s of unacknowledged
+        # data) end a statement whose server vanished. A busy server still answers keepalive probes.
+        connect_args = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
+                        "keepalives_count": 3, "tcp_user_timeout": 10_000}
+        if url.get_driver_name() == "psycopg":
+            kwargs["connect_args"] = {**connect_args, **kwargs.get("connect_args", {})}
         engine = create_engine(url, **kwargs)
         _ping_when_idle(engine)
         return engine

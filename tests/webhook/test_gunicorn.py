@@ -34,7 +34,9 @@ def server(database_url, migrated_engine, signing_secrets, tmp_path_factory):
         # Prefect is down: nothing listens on this port. The after-commit resume must fail quietly.
         "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",
     }
-    with GunicornServer(env=env, log_path=tmp_path_factory.mktemp("gunicorn") / "gunicorn.log") as running:
+    # Up to 2 min to boot: each worker imports Prefect (the relay), 30 s and more on a loaded 2-core machine.
+    with GunicornServer(env=env, log_path=tmp_path_factory.mktemp("gunicorn") / "gunicorn.log",
+                        ready_timeout_s=120) as running:
         yield running
 
 

@@ -229,3 +229,25 @@ def test_the_background_replayer_drains_the_spool_once_the_database_answers(make
     assert entries(spool_dir) == []
     with uow() as tx:
         assert get_job(tx.session, job.id).success_count == len(job.items)
+
+
+def test_a_database_that_hangs_instead_of_refusing_is_spooled_in_seconds(make_app, job, spool_dir):
+    """A server that takes the connection and never answers (a dead link, not a refused port): connect_timeout
+    (domain/db.py) turns it into a spooled callback well within gunicorn's 60 s worker timeout."""
+    import socket
+
+    from domain.db import make_engine
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
+        engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{silent.getsockname()[1]}/robotjobs")
+        try:
+            started = time.monotonic()
+            response = make_app(engine=engine).test_client().post(CALLBACK, data=ok(job.items[0]),
+                                                                  headers=robot_headers(job.secret))
+            elapsed = time.monotonic() - started
+        finally:
+            engine.dispose()
+    assert response.status_code == 202 and 4 <= elapsed < 15, elapsed
+    assert len(entries(spool_dir)) == 1
