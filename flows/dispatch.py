@@ -10,13 +10,13 @@ import logging
 
 from pydantic import BaseModel, Field
 
-from domain.credentials import load_credentials_key
 from domain.db import UnitOfWork
 from domain.dispatch import build_dispatch_request, hash_callback_secret, new_callback_secret
 from domain.errors import DomainError
 from domain.jobs import claim_dispatch, fail_job, mark_dispatch_accepted, mark_dispatch_unknown
 from domain.models import ErrorType
 from domain.settings import Settings
+from flows import runtime
 from flows.robot_client import DispatchOutcomeUnknown, DispatchRefused, dispatch_batch
 
 log = logging.getLogger("flows.dispatch")
@@ -58,7 +58,7 @@ def dispatch_once(engine, settings: Settings, job_id: str) -> DispatchResult:
                 job_id,
                 callback_url=settings.callback_url,
                 callback_secret=secret,
-                credentials_key=load_credentials_key(settings),
+                credentials_key=runtime.credentials_key(settings),
             )
     except DomainError as exc:  # e.g. unreadable credentials: nothing was sent, and nothing will be
         reason = f"No se pudo preparar el lote para el robot: {exc.message}"

@@ -25,10 +25,10 @@ def engine() -> Engine:
     return engine_for(settings().database_url)
 
 
-def credentials_key() -> str:
+def credentials_key(current: Settings | None = None) -> str:
     """The Fernet key of portal passwords: CREDENTIALS_KEY, else the Prefect Secret block named in
     CREDENTIALS_KEY_SECRET_BLOCK (the production path), else the local stack's generated key, else a clear error."""
-    current = settings()
+    current = current or settings()
     if current.credentials_key is None and current.credentials_key_secret_block:
         from prefect.blocks.system import Secret
 

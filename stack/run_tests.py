@@ -20,6 +20,8 @@ import os
 import signal
 import subprocess
 import sys
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -113,7 +115,13 @@ def main() -> int:
         with server_for(database) as (test_database, label):
             print(f"\n=== robotjobs test suite on {label} ===", flush=True)
             started = time.monotonic()
-            code = runner.pytest(args.pytest_args, {**os.environ, "ROBOTJOBS_TEST_DATABASE": test_database})
+            # Each pass keeps its webhook spool apart: callbacks spooled in one pass are never replayed into the next.
+            spool = tempfile.mkdtemp(prefix="robotjobs-spool-")
+            try:
+                code = runner.pytest(args.pytest_args, {**os.environ, "ROBOTJOBS_TEST_DATABASE": test_database,
+                                                        "WEBHOOK_SPOOL_DIR": spool})
+            finally:
+                shutil.rmtree(spool, ignore_errors=True)
             if code is not None:
                 print(f"=== {label}: pytest exit code {code} in {time.monotonic() - started:.0f} s ===", flush=True)
         if code == 5:
