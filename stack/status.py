@@ -13,7 +13,7 @@ from stack.down import is_ours
 from stack.local import pids_file
 
 STATE_DIR = VAR_DIR / "stack"
-HEALTH = {"api_url": "/health", "webhook_url": "/readyz", "simulator_url": "/healthz", "whatsapp_url": "/healthz"}
+HEALTH = {"api_url": "/health", "webhook_url": "/readyz", "simulator_url": "/_sim/state", "whatsapp_url": "/healthz"}
 
 
 def _answers(url: str) -> str:
