@@ -22,6 +22,8 @@ POLL_SECONDS = int(os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY", "1"))
 # "false" serves the reconciler without its schedule: the end-to-end tests trigger it by hand, at moments they
 # choose. Its interval is not a knob: the orchestration's suspend timeout counts on RECONCILE_INTERVAL_S.
 RECONCILE_SCHEDULED = os.environ.get("ROBOTJOBS_RECONCILE_SCHEDULED", "true").lower() != "false"
+# "true" also serves Prefect's floor (flows/floor.py): the latency benchmark measures it in the same runner.
+SERVE_FLOOR = os.environ.get("ROBOTJOBS_SERVE_FLOOR", "false").lower() == "true"
 
 
 def deployments() -> list:
@@ -36,7 +38,14 @@ def deployments() -> list:
             interval=RECONCILE_INTERVAL_S if RECONCILE_SCHEDULED else None,
             concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
         ),
+        *(_floor_deployments() if SERVE_FLOOR else []),
     ]
+
+
+def _floor_deployments() -> list:
+    from flows.floor import FLOOR_RESUME, FLOOR_START, floor_resume, floor_start
+
+    return [floor_start.to_deployment(name=FLOOR_START), floor_resume.to_deployment(name=FLOOR_RESUME)]
 
 
 def main() -> None:

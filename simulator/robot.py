@@ -10,6 +10,7 @@ import html
 import json
 import logging
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -224,6 +225,7 @@ class SimRobot:
                 "workspaceId": body.get("workspaceId") if isinstance(body, dict) else None,
                 "orders": len(orders) if isinstance(orders, list) else None,
                 "status": answer.status,
+                "at": time.time(),  # when the robot received it (latency benchmark: click → robot)
             })
         return answer
 
@@ -313,4 +315,5 @@ class SimRobot:
                 "itemId": result["itemId"] if result else None,
                 "status": result["status"] if result else None,
                 "httpStatus": delivery.status, "error": delivery.error,
+                "at": time.time(),  # once the webhook answered (latency benchmark: last result → Completed)
             })

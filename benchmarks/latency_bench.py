@@ -1,0 +1,198 @@
+"""Click to robot, and last result to Completed, against Prefect's own floor measured in the same run.
+
+Starts its own stack on 127.0.0.1 as the end-to-end tests do (a Prefect server with basic auth on its own SQLite,
+`python -m flows.serve` polling every second and also serving the trivial floor flows of flows/floor.py, the
+webhook under gunicorn, the robot simulator, a SQLite domain database), then, N times each:
+
+- floor start: create a run of `floor-start` (a flow that does nothing) → its `Running` state;
+- floor resume: a `floor-resume` run suspended with a keyed input → resumed through the client's resume call (the
+  relay's own) → its `Completed` state;
+- click → robot: `create_flow_run_from_deployment` of `submit-robot-job` → the simulator received the dispatch;
+- result → Completed: the simulator's last callback answered → the batch's run (the job's `flow_run_id`) `Completed`.
+
+Prints the median and spread of each, and the ratios of the medians (targets: ≤ 1.3 each).
+
+    .venv/bin/python -m benchmarks.latency_bench [--runs 5] [--orders 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from uuid import UUID
+
+from cryptography.fernet import Fernet
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+from sqlmodel import select
+
+from domain.db import UnitOfWork, make_engine
+from domain.migrate import upgrade
+from domain.models import RobotJob
+from domain.seed import DEMO_ORDERS, seed_demo
+from flows.deployments import ORCHESTRATE, RECONCILE, RETRY, SUBMIT
+from flows.floor import FLOOR_RESUME, FLOOR_START
+from simulator.server import start_simulator
+from stack.processes import start_flow_runner, start_prefect_server, start_webhook
+
+COMMAND = ".venv/bin/python -m benchmarks.latency_bench"
+
+
+def _state_time(client, run_id: UUID, state_type: str, *, timeout_s: float = 120) -> float:
+    """The server's timestamp (epoch seconds) of the run's first state of `state_type`, once it has one."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for state in client.read_flow_run_states(run_id):
+            if state.type.value == state_type:
+                return state.timestamp.timestamp()
+        time.sleep(0.05)
+    raise TimeoutError(f"run {run_id}: no {state_type} within {timeout_s:.0f} s")
+
+
+def _wait_state(client, run_id: UUID, state_type: str, *, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = client.read_flow_run(run_id).state
+        if state and state.type.value == state_type:
+            return
+        if state and state.is_final():
+            raise RuntimeError(f"run {run_id} ended {state.type.value}: {state.message}")
+        time.sleep(0.05)
+    raise TimeoutError(f"run {run_id}: not {state_type} within {timeout_s:.0f} s")
+
+
+def _deployment_id(client, name: str) -> UUID:
+    return client.read_deployment_by_name(f"{name}/{name}").id
+
+
+def floor_start(client) -> float:
+    t0 = time.time()
+    run = client.create_flow_run_from_deployment(_deployment_id(client, FLOOR_START))
+    return _state_time(client, run.id, "RUNNING") - t0
+
+
+def floor_resume(client) -> float:
+    run = client.create_flow_run_from_deployment(_deployment_id(client, FLOOR_RESUME))
+    _wait_state(client, run.id, "PAUSED")
+    time.sleep(1.5)  # the suspended run's process has exited, as a batch's has when its last result comes
+    t0 = time.time()
+    client.resume_flow_run(run.id, run_input={"note": "resume"})
+    _wait_state(client, run.id, "COMPLETED")
+    return _state_time(client, run.id, "COMPLETED") - t0
+
+
+def _submit_parameters(client, workspace_id: str, order_ids: list[str]) -> dict:
+    """The submit's parameters for the code deployed: the nested `request` form (before #11) or the flat one."""
+    schema = client.read_deployment_by_name(f"{SUBMIT}/{SUBMIT}").parameter_openapi_schema or {}
+    if "request" in schema.get("properties", {}):
+        return {"request": {"workspace_id": workspace_id, "orders": {"order_ids": order_ids}}}
+    return {"workspace": workspace_id, "order_ids": order_ids}
+
+
+def batch(client, engine, simulator, credentials_key: str, orders: list[tuple]) -> tuple[float, float]:
+    """(click → the robot received the dispatch, last result answered → the batch's run Completed)."""
+    with UnitOfWork(engine) as uow:
+        demo = seed_demo(uow.session, credentials_key=credentials_key, name=f"Bench {uuid.uuid4().hex[:6]}",
+                         orders=orders)
+        uow.commit()
+    parameters = _submit_parameters(client, demo.workspace_id, demo.order_ids)
+    t0 = time.time()
+    client.create_flow_run_from_deployment(_deployment_id(client, SUBMIT), parameters=parameters)
+    deadline = time.monotonic() + 120
+    job = None
+    while time.monotonic() < deadline:
+        with UnitOfWork(engine, readonly=True) as uow:
+            job = uow.session.exec(select(RobotJob).where(RobotJob.workspace_id == demo.workspace_id)).first()
+        if job and job.status in ("completed", "failed") and job.flow_run_id:
+            break
+        time.sleep(0.1)
+    assert job is not None and job.status == "completed", f"batch did not complete: {job}"
+    run_id = UUID(job.flow_run_id)
+    _wait_state(client, run_id, "COMPLETED")
+    state = simulator.state()
+    dispatched = [d["at"] for d in state["dispatches"] if d["jobId"] == job.id]
+    answered = [c["at"] for c in state["callbacks"] if c["jobId"] == job.id]
+    completed = _state_time(client, run_id, "COMPLETED")
+    return dispatched[0] - t0, completed - max(answered)
+
+
+def _spread(values: list[float]) -> str:
+    return (f"median {statistics.median(values):5.2f} s  (min {min(values):5.2f}, max {max(values):5.2f}; "
+            + ", ".join(f"{v:.2f}" for v in values) + ")")
+
+
+def _commit() -> str:
+    found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                           cwd=Path(__file__).resolve().parent.parent)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                           cwd=Path(__file__).resolve().parent.parent).stdout.strip()
+    return found.stdout.strip() + (" (+ uncommitted changes)" if dirty else "")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--orders", type=int, default=32, help="orders per batch (demo orders, up to 32)")
+    args = parser.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix="robotjobs-latency-"))
+    database_url = f"sqlite:///{tmp / 'robotjobs.db'}"
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    credentials_key = Fernet.generate_key().decode()
+    auth_string = f"bench:{secrets.token_urlsafe(12)}"
+    started = []
+    simulator = start_simulator(port=0, delay=0.02)
+    try:
+        server, api_url = start_prefect_server(tmp / "prefect-home", log_dir=tmp, auth_string=auth_string)
+        started.append(server)
+        domain_env = {"DATABASE_URL": database_url, "CREDENTIALS_KEY": credentials_key,
+                      "PREFECT_API_AUTH_STRING": auth_string}
+        webhook, webhook_url = start_webhook(
+            env={**domain_env, "PREFECT_HOME": str(tmp / "prefect-home"), "PREFECT_API_URL": api_url}, log_dir=tmp)
+        started.append(webhook)
+        started.append(start_flow_runner(
+            tmp / "prefect-home", api_url, log_dir=tmp,
+            expected={SUBMIT, RETRY, ORCHESTRATE, RECONCILE, FLOOR_START, FLOOR_RESUME},
+            env={**domain_env, "ROBOT_URL": simulator.url, "PUBLIC_BASE_URL": webhook_url,
+                 "ROBOTJOBS_RECONCILE_SCHEDULED": "false", "ROBOTJOBS_SERVE_FLOOR": "true"},
+        ))
+        orders = DEMO_ORDERS[: args.orders]
+        starts, resumes, clicks, finishes = [], [], [], []
+        with temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth_string}), \
+                get_client(sync_client=True) as client:
+            floor_start(client)  # warm-up: the runner's first run imports more than the next ones
+            for n in range(args.runs):  # interleaved, so load on the machine hits floor and robotjobs alike
+                starts.append(floor_start(client))
+                resumes.append(floor_resume(client))
+                click, finish = batch(client, engine, simulator, credentials_key, orders)
+                clicks.append(click)
+                finishes.append(finish)
+                print(f"run {n + 1}/{args.runs}: floor start {starts[-1]:.2f} s, floor resume {resumes[-1]:.2f} s, "
+                      f"click→robot {click:.2f} s, result→Completed {finish:.2f} s", flush=True)
+        print(f"\nlatency ({args.runs} runs, {len(orders)}-order batches, commit {_commit()})")
+        print(f"  floor: creation → Running         {_spread(starts)}")
+        print(f"  floor: resume → Completed         {_spread(resumes)}")
+        print(f"  robotjobs: click → robot          {_spread(clicks)}")
+        print(f"  robotjobs: last result → Completed {_spread(finishes)}")
+        print(f"  ratio click→robot / floor start        {statistics.median(clicks) / statistics.median(starts):.2f}×"
+              " (target ≤ 1.3)")
+        print(f"  ratio result→Completed / floor resume  "
+              f"{statistics.median(finishes) / statistics.median(resumes):.2f}× (target ≤ 1.3)")
+        print(f"rerun: {COMMAND} --runs {args.runs} --orders {args.orders}")
+    finally:
+        for process in reversed(started):
+            process.stop()
+        simulator.stop()
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,27 @@
+"""Prefect's own floor for the latency benchmark (benchmarks/latency_bench.py): two trivial flows served by the same
+runner as robotjobs' flows when ROBOTJOBS_SERVE_FLOOR=true. They import nothing of robotjobs, so their start-up and
+resume are what Prefect alone costs on this machine and server."""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.flow_runs import suspend_flow_run
+from prefect.input import RunInput
+
+FLOOR_START = "floor-start"
+FLOOR_RESUME = "floor-resume"
+
+
+class FloorInput(RunInput):
+    note: str = "resume"
+
+
+@flow(name=FLOOR_START, persist_result=False)
+def floor_start() -> None:
+    """A run that starts and ends: its creation → Running is Prefect's start-up floor."""
+
+
+@flow(name=FLOOR_RESUME, persist_result=False)
+def floor_resume() -> None:
+    """A run that suspends once: its resume → Completed is Prefect's resume floor."""
+    suspend_flow_run(wait_for_input=FloorInput, timeout=600, key="floor")
