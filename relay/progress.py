@@ -1,4 +1,5 @@
-"""A job's progress as a Prefect progress artifact on its flow run, keyed per job. Best effort, never raises."""
+"""A job's progress on its flow run: a Prefect progress artifact keyed per job, and (from the webhook) log lines
+saying which results arrived and why orders failed. Best effort, never raises."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
 from prefect.settings import get_current_settings
 from sqlalchemy import Engine
+from sqlmodel import select
 
 from domain.db import UnitOfWork
 from domain.jobs import get_job
+from domain.models import ItemStatus, Order, RobotJobItem
 from relay.prefect_api import prefect_calls
+from relay.run_log import send_run_logs
 
 log = logging.getLogger("relay.progress")
 
@@ -25,6 +29,55 @@ def progress_key(job_id: str) -> str:
 
 def progress_description(done: int, total: int, success: int, error: int) -> str:
     return f"Pedidos procesados: {done} de {total} ({success} creados, {error} con error)"
+
+
+# Per flush of one job's results: error lines beyond this are counted, not listed (the summary lists them all).
+MAX_ERROR_LINES = 20
+
+
+def results_lines(job_id: str, *, total: int, success: int, error: int,
+                  errors: list[tuple[str, str | None, str | None]]) -> list[tuple[int, str]]:
+    """The run-log lines of one flush: the counts, then each new error (order, type, Spanish reason), bounded."""
+    done = min(success + error, total)
+    lines = [(logging.INFO, f"Lote {job_id}: resultados recibidos: {done} de {total} "
+                            f"({success} creados, {error} con error)")]
+    for order_name, error_type, message in errors[:MAX_ERROR_LINES]:
+        kind = f" ({error_type})" if error_type else ""
+        lines.append((logging.WARNING, f"Lote {job_id}: pedido {order_name} con error{kind}: "
+                                       f"{(message or 'sin detalle')[:500]}"))
+    if len(errors) > MAX_ERROR_LINES:
+        lines.append((logging.WARNING, f"Lote {job_id}: y {len(errors) - MAX_ERROR_LINES} pedido(s) más con error "
+                                       "(el resumen del lote los lista todos)"))
+    return lines
+
+
+def log_results(engine: Engine, job_id: str, item_ids: list[str]) -> bool:
+    """Write, in one API call, the job's counts and the errors among `item_ids` (results this process just
+    recorded) into the job's flow run logs. False when nothing was written."""
+    if not get_current_settings().api.url:
+        return False
+    try:
+        with UnitOfWork(engine, readonly=True) as uow:
+            job = get_job(uow.session, job_id)
+            flow_run_id, total = job.flow_run_id, job.total_items
+            success, error = job.success_count, job.error_count
+            errors = [
+                (name, error_type, message)
+                for name, error_type, message in uow.session.exec(
+                    select(Order.name, RobotJobItem.error_type, RobotJobItem.error_message)
+                    .join(Order, Order.id == RobotJobItem.order_id)
+                    .where(RobotJobItem.job_id == job_id, RobotJobItem.id.in_(item_ids[:1000]),
+                           RobotJobItem.status == ItemStatus.ERROR)
+                    .order_by(Order.name)
+                ).all()
+            ] if item_ids else []
+    except Exception as exc:
+        log.warning("results of job %s not logged: %s", job_id, exc)
+        return False
+    if not flow_run_id:
+        return False
+    lines = results_lines(job_id, total=total, success=success, error=error, errors=errors)
+    return send_run_logs(flow_run_id, lines, logger_name="robotjobs.webhook")
 
 
 def publish_progress(engine: Engine, job_id: str) -> float | None:

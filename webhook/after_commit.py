@@ -1,4 +1,5 @@
-"""Work that follows a committed callback (resume the flow run, publish progress), off the request's worker.
+"""Work that follows a committed callback (resume the flow run, publish progress, log results in the run), off the
+request's worker.
 
 Measured (benchmarks/webhook_bench.py): one progress publication against a failing Prefect costs ~2 s; done on the
 request's worker, it cut throughput from ~100 to ~4 req/s with sync workers. So a small per-process pool runs it,
@@ -16,31 +17,42 @@ from typing import Any
 
 from webhook.logs import log
 
-Notifier = Callable[[str], Any]
+Notifier = Callable[..., Any]  # (job_id) -> Any; kinds submitted with `items`: (job_id, items) -> Any
+
+# Items remembered per waiting task: a flush reports at most this many (the counts in its line stay exact).
+MAX_ITEMS_PER_TASK = 1000
 
 
 class AfterCommit:
-    """`submit("resume"|"progress", job_id)`; a duplicate of a task still waiting is dropped.
+    """`submit("resume"|"progress"|"results", job_id[, items=...])`; a duplicate of a task still waiting merges
+    into it (its `items` are added to the waiting task's).
 
-    Kinds in `coalesce_s` (progress: 1 s) run at most once per interval per job: a submit within the interval of the
-    last run is delayed to its end, and the submits meanwhile merge into that one run, which reads the latest state.
-    So a 10,000-order batch is not 10,000 Prefect API calls, and the last state is always published.
+    Kinds in `coalesce_s` (progress and results: 1 s) run at most once per interval per job: a submit within the
+    interval of the last run is delayed to its end, and the submits meanwhile merge into that one run, which reads
+    the latest state. So a 10,000-order batch is not 10,000 Prefect API calls, and the last state is always published.
     """
 
     def __init__(self, notifiers: dict[str, Notifier], *, threads: int = 2, coalesce_s: dict[str, float] | None = None):
         self._notifiers = notifiers
         self._threads = threads
-        self._coalesce_s = {"progress": 1.0} if coalesce_s is None else coalesce_s
+        self._coalesce_s = {"progress": 1.0, "results": 1.0} if coalesce_s is None else coalesce_s
         self._queue: queue.Queue[tuple[str, str, dict[str, Any]]] = queue.Queue()
         self._waiting: set[tuple[str, str]] = set()
+        self._items: dict[tuple[str, str], list[str]] = {}
         self._last_run: dict[tuple[str, str], float] = {}
         self._delayed = 0
         self._lock = threading.Condition()
         self._started_in_pid: int | None = None
 
-    def submit(self, kind: str, job_id: str, context: dict[str, Any] | None = None) -> None:
+    def submit(self, kind: str, job_id: str, context: dict[str, Any] | None = None,
+               *, items: list[str] | None = None) -> None:
+        if kind not in self._notifiers:
+            return  # e.g. "results" in an app built with test notifiers only
         task = (kind, job_id, context or {})
         with self._lock:
+            if items is not None:
+                kept = self._items.setdefault((kind, job_id), [])
+                kept.extend(items[: MAX_ITEMS_PER_TASK - len(kept)])
             if (kind, job_id) in self._waiting:
                 return
             self._waiting.add((kind, job_id))
@@ -83,11 +95,15 @@ class AfterCommit:
             with self._lock:
                 # Runs from now on: a result arriving meanwhile queues a fresh task with the newer state.
                 self._waiting.discard((kind, job_id))
+                items = self._items.pop((kind, job_id), None)
                 self._last_run[(kind, job_id)] = started
                 if len(self._last_run) > 10_000:  # forget jobs idle for a minute
                     self._last_run = {k: t for k, t in self._last_run.items() if started - t < 60}
             try:
-                self._notifiers[kind](job_id)
+                if items is None:
+                    self._notifiers[kind](job_id)
+                else:
+                    self._notifiers[kind](job_id, items)
                 log("info", f"{kind}_notified", job_id=job_id, **context, ms=round(1000 * (time.monotonic() - started)))
             except Exception as exc:
                 # The result is committed; robot.batch.completed stays in the outbox and is redelivered.

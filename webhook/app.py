@@ -33,24 +33,32 @@ class AppState:
     inbox: Inbox | None = None  # set right after: its replay needs the app
     openapi: dict[str, Any] = field(default_factory=dict)
 
-    def notify_after_commit(self, job_id: str, *, finished: bool) -> None:
-        """Queue the resume when the job finished (the relay's includes progress), else a progress update."""
+    def notify_after_commit(self, job_id: str, *, finished: bool, changed_items: list[str] | None = None) -> None:
+        """Queue the resume when the job finished (the relay's includes progress), else a progress update; and the
+        results this callback changed, for the job's run logs (coalesced per job)."""
         context = {key: value for key, value in correlation().items() if key != "job_id"}
         self.after_commit.submit("resume" if finished else "progress", job_id, context)
+        if changed_items:
+            self.after_commit.submit("results", job_id, context, items=changed_items)
 
 
 def _no_op(job_id: str) -> None:
     return None
 
 
-def _relay_notifiers(engine: Engine) -> tuple[Notifier, Notifier]:
-    """The relay's after-commit resume (progress included) and progress artifact; no-ops if relay is absent."""
+def _relay_notifiers(engine: Engine) -> dict[str, Notifier]:
+    """The relay's after-commit resume (progress included), progress artifact and results lines in the job's run
+    logs; none if relay is absent (a webhook deployed without Prefect: the reconciler resumes from the outbox)."""
     try:
-        from relay.progress import publish_progress
+        from relay.progress import log_results, publish_progress
         from relay.resume import resume_after_commit
-    except ImportError:  # a webhook deployed without Prefect: the reconciler resumes from the outbox
-        return _no_op, _no_op
-    return (lambda job_id: resume_after_commit(engine, job_id)), (lambda job_id: publish_progress(engine, job_id))
+    except ImportError:
+        return {}
+    return {
+        "resume": lambda job_id: resume_after_commit(engine, job_id),
+        "progress": lambda job_id: publish_progress(engine, job_id),
+        "results": lambda job_id, items: log_results(engine, job_id, items),
+    }
 
 
 def create_app(
@@ -70,9 +78,7 @@ def create_app(
     settings = settings or get_settings()
     engine = engine or make_engine(settings.database_url)
     configure_logging(log_level)
-    default_resume, default_progress = (
-        _relay_notifiers(engine) if resume_notifier is None or progress_notifier is None else (_no_op, _no_op)
-    )
+    relay_notifiers = _relay_notifiers(engine) if resume_notifier is None or progress_notifier is None else {}
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
@@ -85,9 +91,11 @@ def create_app(
             settings.webhook_signing_secrets, tolerance_s=settings.webhook_timestamp_tolerance_s, clock=clock
         ),
         secrets=SecretChecker(settings.webhook_legacy_secret),
-        after_commit=AfterCommit(
-            {"resume": resume_notifier or default_resume, "progress": progress_notifier or default_progress}
-        ),
+        after_commit=AfterCommit({
+            **relay_notifiers,
+            "resume": resume_notifier or relay_notifiers.get("resume", _no_op),
+            "progress": progress_notifier or relay_notifiers.get("progress", _no_op),
+        }),
         openapi=openapi.build_openapi(settings.webhook_max_body_bytes),
     )
     state.inbox = Inbox(

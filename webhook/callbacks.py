@@ -294,7 +294,8 @@ def handle_callback(
     # A finished job corrected by a late result has a "resume" event too (robot.batch.corrected): deliver it now.
     corrected = any(o.job_corrected for o in recorded.outcomes)
     if recorded.job_id and (changed or recorded.job_finished):
-        state.notify_after_commit(recorded.job_id, finished=recorded.job_finished or corrected)
+        state.notify_after_commit(recorded.job_id, finished=recorded.job_finished or corrected,
+                                  changed_items=[o.item_id for o in recorded.outcomes if o.changed])
     return Handled(recorded=recorded, attribution=attribution)
 
 

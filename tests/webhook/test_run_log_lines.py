@@ -1,0 +1,43 @@
+"""Results for the job's run logs: merged per job while waiting (one flush, every item), and bounded lines."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from relay.progress import MAX_ERROR_LINES, results_lines
+from webhook.after_commit import AfterCommit
+
+
+def test_results_of_many_callbacks_merge_into_one_flush_per_job():
+    running, busy, flushes = threading.Event(), threading.Event(), []
+
+    def results(job_id, items):
+        flushes.append((job_id, list(items)))
+        running.set()
+        busy.wait(5)
+
+    pool = AfterCommit({"results": results}, threads=1, coalesce_s={})
+    pool.submit("results", "job-a", items=["i1"])  # runs now and blocks the only thread
+    assert running.wait(5)
+    for n in range(2, 6):
+        pool.submit("results", "job-a", items=[f"i{n}"])  # waiting: merged into one task
+    pool.submit("results", "job-b", items=["j1"])
+    busy.set()
+    pool.join()
+    assert flushes == [("job-a", ["i1"]), ("job-a", ["i2", "i3", "i4", "i5"]), ("job-b", ["j1"])]
+
+
+def test_a_kind_without_notifier_is_ignored():
+    pool = AfterCommit({"progress": lambda job_id: None}, threads=1)
+    pool.submit("results", "job-a", items=["i1"])
+    pool.join()
+
+
+def test_results_lines_say_the_counts_and_each_error_bounded():
+    errors = [(f"Pedido {n}", "portal", "No se encontró el municipio") for n in range(MAX_ERROR_LINES + 3)]
+    lines = results_lines("job-1", total=32, success=10, error=23, errors=errors)
+    assert lines[0] == (logging.INFO, "Lote job-1: resultados recibidos: 32 de 32 (10 creados, 23 con error)")
+    assert lines[1] == (logging.WARNING, "Lote job-1: pedido Pedido 0 con error (portal): No se encontró el municipio")
+    assert len(lines) == 1 + MAX_ERROR_LINES + 1
+    assert lines[-1][1] == "Lote job-1: y 3 pedido(s) más con error (el resumen del lote los lista todos)"
