@@ -7,7 +7,9 @@ the job stays `processing` and waits for results until its deadline, as an accep
 from __future__ import annotations
 
 import logging
+import time
 
+import httpx
 from pydantic import BaseModel, Field
 
 from domain.db import UnitOfWork
@@ -18,8 +20,20 @@ from domain.models import ErrorType
 from domain.settings import Settings
 from flows import runtime
 from flows.robot_client import DispatchOutcomeUnknown, DispatchRefused, dispatch_batch
+from relay.run_log import log_in_run
 
 log = logging.getLogger("flows.dispatch")
+
+
+def _say(level: int, job_id: str, message: str) -> None:
+    """A line for operators in the run's logs (Spanish, with the job id; never the request: it holds secrets)."""
+    log_in_run(log, level, f"Lote {job_id}: {message}")
+
+
+def robot_address(robot_url: str) -> str:
+    """Scheme, host and port only: a URL's user, password, path or query never reach a log line."""
+    url = httpx.URL(robot_url)
+    return f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
 
 
 class DispatchResult(BaseModel):
@@ -50,6 +64,7 @@ def dispatch_once(engine, settings: Settings, job_id: str) -> DispatchResult:
         claimed = claim_dispatch(uow.session, job_id, callback_secret_hash=hash_callback_secret(secret))
         uow.commit()
     if not claimed:
+        _say(logging.INFO, job_id, "el envío ya lo reclamó otra ejecución; no se reenvía (se esperan sus resultados)")
         return DispatchResult(sent=False)
     try:
         with UnitOfWork(engine, readonly=True) as uow:
@@ -62,18 +77,23 @@ def dispatch_once(engine, settings: Settings, job_id: str) -> DispatchResult:
             )
     except DomainError as exc:  # e.g. unreadable credentials: nothing was sent, and nothing will be
         reason = f"No se pudo preparar el lote para el robot: {exc.message}"
+        _say(logging.ERROR, job_id, reason)
         _fail(engine, job_id, reason)
         return DispatchResult(sent=False, reason=reason)
+    orders = len(request.get("orders") or [])
+    _say(logging.INFO, job_id, f"enviando {orders} pedido(s) al robot en {robot_address(settings.robot_url)} "
+                               f"(una sola vez; plazo de respuesta {settings.robot_dispatch_timeout_s:g} s)")
+    started = time.monotonic()
     try:
         answer = dispatch_batch(settings.robot_url, request, timeout_s=settings.robot_dispatch_timeout_s)
     except DispatchRefused as exc:
-        log.warning("job %s: the robot did not take the batch: %s", job_id, exc.reason)
+        _say(logging.ERROR, job_id, f"el robot no recibió el lote: {exc.reason}")
         _fail(engine, job_id, exc.reason)
         return DispatchResult(sent=True, status_code=exc.status_code, reason=exc.reason)
     except DispatchOutcomeUnknown as exc:
         # Not a refusal: the robot starts before it answers. Results are recorded as they come; the deadline
         # closes whatever never comes.
-        log.warning("job %s: dispatch outcome unknown: %s", job_id, exc.reason)
+        _say(logging.WARNING, job_id, f"envío sin respuesta: {exc.reason}")
         with UnitOfWork(engine) as uow:
             mark_dispatch_unknown(uow.session, job_id)
             uow.commit()
@@ -83,4 +103,7 @@ def dispatch_once(engine, settings: Settings, job_id: str) -> DispatchResult:
     with UnitOfWork(engine) as uow:
         mark_dispatch_accepted(uow.session, job_id)
         uow.commit()
+    said = f": «{answer.message}»" if answer.message else ""
+    _say(logging.INFO, job_id, f"el robot aceptó el lote (HTTP {answer.status_code}, "
+                               f"{1000 * (time.monotonic() - started):.0f} ms){said}; se esperan los resultados")
     return DispatchResult(sent=True, accepted=True, status_code=answer.status_code)
