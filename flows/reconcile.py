@@ -56,6 +56,7 @@ from flows.deployments import ORCHESTRATE, RECONCILE, start_orchestration
 from relay.artifacts import publish_summary
 from relay.prefect_api import prefect_calls
 from relay.resume import Outcome, deliver_resume_events, resume_run, run_input_of
+from relay.run_log import log_in_job_run, log_in_run
 from relay.settle import agree_run_state, read_run_state
 
 log = logging.getLogger("flows.reconcile")
@@ -104,6 +105,9 @@ def fail_overdue_jobs(engine) -> list[str]:
                         error_message=TIMEOUT_MESSAGE):
                 failed.append(job_id)
             uow.commit()
+        if job_id in failed:
+            log_in_job_run(engine, log, logging.WARNING, job_id, f"Lote {job_id}: plazo vencido (reconciliador); los "
+                           "pedidos sin resultado se cerraron como error (timeout) y se reanuda la ejecución")
     return failed
 
 
@@ -133,6 +137,8 @@ def resume_stranded_runs(engine) -> list[str]:
         outcome, _why = resume_run(str(run.id), run_input)
         if outcome == Outcome.RESUMED:
             resumed.append(job_id)
+            log_in_run(log, logging.INFO, f"Lote {job_id}: el reconciliador reanudó la ejecución (el lote terminó y "
+                       "su aviso de reanudación se había perdido)", flow_run_id=str(run.id))
     return resumed
 
 
@@ -160,12 +166,18 @@ def start_pending_jobs(engine, settings: Settings) -> tuple[list[str], list[str]
                 if fail_unstarted_job(uow.session, job_id):
                     abandoned.append(job_id)
                 uow.commit()
+            if job_id in abandoned:
+                log_in_job_run(engine, log, logging.ERROR, job_id, f"Lote {job_id}: nunca se envió al robot; el "
+                               f"reconciliador lo da por fallido tras {settings.pending_give_up_after_s:g} s pendiente")
             continue
         try:
-            if ensure_orchestration(job_id):
+            if new_run := ensure_orchestration(job_id):
                 started.append(job_id)
+                log_in_run(log, logging.WARNING, f"Lote {job_id}: seguía pendiente; el reconciliador inició esta "
+                           "ejecución para enviarlo (una sola vez)", flow_run_id=new_run)
         except Exception as exc:  # Prefect refused (5xx) or did not answer: try again next minute, until the limit
-            log.warning("job %s: orchestration not started: %s: %s", job_id, type(exc).__name__, exc)
+            log_in_job_run(engine, log, logging.WARNING, job_id, f"Lote {job_id}: el reconciliador no pudo iniciar "
+                           f"su ejecución ({type(exc).__name__}); lo reintenta en un minuto")
     return started, abandoned
 
 
@@ -191,6 +203,10 @@ def recover_dead_runs(engine) -> list[str]:
             continue
         if new_run and new_run != run_id:
             recovered.append(job_id)
+            message = (f"Lote {job_id}: la ejecución {run_id or '-'} terminó sin cerrar el lote; el reconciliador "
+                       f"inició la ejecución de recuperación {new_run}, que no reenvía el lote y espera sus resultados")
+            for target in dict.fromkeys(r for r in (run_id, new_run) if r):
+                log_in_run(log, logging.WARNING, message, flow_run_id=target)
     return recovered
 
 
@@ -211,6 +227,9 @@ def republish_stale_summaries(engine) -> tuple[list[str], dict[str, str]]:
                 if state is not None and state.is_final():
                     if changed := agree_run_state(client, flow_run_id, state, status, reason):
                         settled[job_id] = changed
+            note = f"; estado de la ejecución ajustado a {settled[job_id]}" if job_id in settled else ""
+            log_in_job_run(engine, log, logging.INFO, job_id, f"Lote {job_id}: el reconciliador republicó el resumen "
+                           f"(el lote cambió después de publicarlo){note}", flow_run_id=flow_run_id)
         except Exception as exc:  # one job's trouble must not hold the others; it stays due
             log.warning("job %s: summary not republished: %s: %s", job_id, type(exc).__name__, exc)
     return republished, settled
