@@ -38,6 +38,7 @@ from domain.models import FINISHED_JOB_STATUSES, ErrorType, ResolvedBy, RobotJob
 from relay.artifacts import publish_summary
 from relay.prefect_api import TRANSPORT_ERRORS, PrefectUnavailable, is_server_error, prefect_calls
 from relay.run_input import BatchCompleted, response_key
+from relay.run_log import log_in_job_run
 from relay.settle import agree_run_state, read_run_state
 
 log = logging.getLogger("relay.resume")
@@ -84,6 +85,14 @@ class ResumeStats:
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# What operators read in the job's run when a resume or a correction reached it.
+RUN_LINES = {
+    Outcome.RESUMED: "lote terminado; se reanuda la ejecución para cerrar el lote y publicar el resumen",
+    Outcome.CORRECTED: "el robot reportó resultados después del cierre: resumen republicado y estado de la ejecución "
+                       "ajustado al lote",
+}
 
 
 def _with_prefect(work: Callable[[Any], tuple[Outcome, str]]) -> tuple[Outcome, str]:
@@ -224,6 +233,9 @@ def deliver_resume_events(
         # Anything but a resume or a correction now is worth a warning: it is retried or needs nothing at all.
         level = logging.INFO if outcome in (Outcome.RESUMED, Outcome.CORRECTED) else logging.WARNING
         log.log(level, "%s event %s (job %s): %s: %s", event_type, event_id, payload.get("job_id"), outcome.value, why)
+        if outcome in RUN_LINES:
+            job_id = payload["job_id"]
+            log_in_job_run(engine, log, logging.INFO, job_id, f"Lote {job_id}: {RUN_LINES[outcome]}")
         with UnitOfWork(engine) as uow:
             if outcome.delivered:
                 outbox.mark_delivered(uow.session, event_id)
