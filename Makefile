@@ -13,7 +13,7 @@ PG_TEST := $(or $(PG_TEST_URL),private)
 # (started by `make up`, stopped by `make down`). Empty (the default): SQLite, as `make demo` uses.
 PG ?=
 
-.PHONY: install test test-sqlite test-postgres demo up down status clean bench
+.PHONY: install lock test test-sqlite test-postgres demo up down status clean bench
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --constraint constraints.txt --editable ".[dev]"
 	touch $@
+
+# constraints.txt is generated, never edited: re-resolve it from pyproject.toml (every extra) with uv, a dev
+# dependency in the venv. Pins that still satisfy pyproject.toml are kept; LOCK_ARGS="--upgrade-package NAME" moves one.
+LOCK_ARGS ?=
+lock: install
+	$(VENV)/bin/uv pip compile pyproject.toml --all-extras --python $(PY) --annotation-style line \
+		--custom-compile-command "make lock" --output-file constraints.txt --quiet $(LOCK_ARGS)
 
 test: install
 	$(PY) -m stack.run_tests --database sqlite --database "$(PG_TEST)"
