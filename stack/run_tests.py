@@ -11,6 +11,9 @@ then the runner stops the server; a third signal kills pytest's group outright.
 
 pytest's exit code 5 ("no tests collected") is reported and treated as a failure of the run: a suite that
 collects nothing proves nothing.
+
+Before any pytest pass the gates run, in order, and the first that fails stops the run (`--no-gates` skips them):
+`ruff check`, `ruff format --check` and `mypy` (strict on domain/; settings in pyproject.toml).
 """
 
 from __future__ import annotations
@@ -28,6 +31,19 @@ from contextlib import contextmanager
 
 PRIVATE = "private"
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GATES = (("ruff", "check", "."), ("ruff", "format", "--check", "."), ("mypy",))
+
+
+def gates_pass() -> bool:
+    """Run each gate from the project's root; stop at the first that fails, naming it and how to rerun it."""
+    for gate in GATES:
+        command = " ".join(gate)
+        print(f"=== gate: {command} ===", flush=True)
+        if subprocess.run([sys.executable, "-m", *gate], cwd=ROOT).returncode:
+            print(f"=== gate failed: {command} (rerun: .venv/bin/{command}); no test was run ===", flush=True)
+            return False
+    return True
 
 
 class Runner:
@@ -104,8 +120,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", action="append", required=True,
                         help=f"sqlite, {PRIVATE} (a private PostgreSQL for the run) or a PostgreSQL server URL")
+    parser.add_argument("--no-gates", action="store_true", help="skip ruff and mypy, run only pytest")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments")
     args = parser.parse_args()
+    if not args.no_gates and not gates_pass():
+        return 1
     runner = Runner()
     runner.install()
     failures = 0

@@ -81,7 +81,7 @@ def test_an_interrupted_test_run_stops_and_removes_its_private_server(tmp_path):
         "import time\n\ndef test_slow():\n    print('slow test started', flush=True)\n    time.sleep(120)\n"
     )
     runner = subprocess.Popen(
-        [sys.executable, "-m", "stack.run_tests", "--database", "private", "--database", "sqlite", "--",
+        [sys.executable, "-m", "stack.run_tests", "--no-gates", "--database", "private", "--database", "sqlite", "--",
          "-s", str(tmp_path / "test_slow.py")],
         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
