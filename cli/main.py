@@ -6,15 +6,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from sqlmodel import select
 
 from cli.deployments import RETRY_DEPLOYMENT, SUBMIT_DEPLOYMENT, Deployments, PrefectDeployments, ui_url_of
+from cli.follow import ProgressLine, follow
 from domain.db import UnitOfWork, make_engine
 from domain.errors import DomainError
 from domain.jobs import get_job
-from domain.models import FINISHED_JOB_STATUSES, CarrierConfig, RobotJob, Stage, Workspace
+from domain.models import CarrierConfig, RobotJob, Stage, Workspace
 from domain.settings import get_settings
 from domain.summary import batch_summary, render_summary_text, status_label
 
@@ -32,13 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--stage", help="id de la etapa cuyos pedidos se despachan (por defecto, la etapa de despacho del workspace)")
     which.add_argument("--orders", help="ids de pedidos separados por comas")
     submit.add_argument("--key", help="clave de idempotencia: la misma clave devuelve el mismo lote")
-    submit.add_argument("--wait", action="store_true", help="esperar a que el lote termine e imprimir su resumen")
-    submit.add_argument("--timeout", type=float, default=600, help="segundos de espera con --wait")
+    _wait_options(submit)
     for name, text in (("status", "estado de un lote y sus pedidos"), ("summary", "resumen de un lote (formato de los operadores)")):
         cmd = command(name, text)
         cmd.add_argument("job_id")
     retry = command("retry", "reenviar, en un lote nuevo, los pedidos fallidos de un lote terminado")
     retry.add_argument("job_id")
+    _wait_options(retry)
     jobs = command("jobs", "lotes recientes")
     jobs.add_argument("--workspace", help="solo este workspace")
     jobs.add_argument("--limit", type=int, default=20, help="cuántos lotes mostrar")
@@ -72,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _wait_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wait", action="store_true",
+                        help="seguir el lote de esta ejecución con una barra de avance e imprimir su resumen")
+    parser.add_argument("--timeout", type=float, default=600, help="segundos de espera con --wait")
+
+
 def _spanish(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Operators read Spanish: argparse's own headings and -h line included."""
     parser._positionals.title, parser._optionals.title = "argumentos", "opciones"
@@ -80,11 +88,13 @@ def _spanish(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 class Cli:
-    def __init__(self, *, out: TextIO, deployments: Deployments, database_url: str | None = None):
+    def __init__(self, *, out: TextIO, deployments: Deployments, database_url: str | None = None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self.settings = get_settings() if database_url is None else get_settings(database_url=database_url)
         self.engine = make_engine(self.settings.database_url)
         self.out = out
         self.deployments = deployments
+        self.clock, self.sleep = clock, sleep  # --wait polls the database every second: tests pass a fake clock
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out)
@@ -101,23 +111,21 @@ class Cli:
         self.say(f"Prefect UI: {run.ui_url}")
         if not args.wait:
             return 0
-        job = self._wait_for_job(args.workspace, run.flow_run_id, args.timeout)
-        if job is None:
-            self.say("El lote no terminó a tiempo; siga su avance con `robotjobs status <lote>`.")
-            return 1
-        return self.summary(argparse.Namespace(job_id=job.id))
+        return self._follow(run.flow_run_id, args.timeout, key=args.key, workspace=args.workspace)
 
-    def _wait_for_job(self, workspace_id: str, since_run: str, timeout: float) -> RobotJob | None:
-        deadline, started, job = time.monotonic() + timeout, time.monotonic(), None
-        while time.monotonic() < deadline:
-            with UnitOfWork(self.engine, readonly=True) as uow:
-                job = uow.session.exec(
-                    select(RobotJob).where(RobotJob.workspace_id == workspace_id).order_by(RobotJob.created_at.desc())
-                ).first()
-            if job is not None and job.status in FINISHED_JOB_STATUSES and job.created_at.timestamp() >= started - 120:
-                return job
-            time.sleep(1)
-        return None
+    def _follow(self, flow_run_id: str, timeout: float, *, key: str | None = None, workspace: str | None = None) -> int:
+        """--wait: the batch of the run just started, a live progress line, then its summary; 0 only if completed."""
+        line = ProgressLine(self.out, tty=self.out.isatty())
+        followed = follow(self.engine, self.deployments, flow_run_id, line, timeout_s=timeout, key=key,
+                          workspace=workspace, clock=self.clock, sleep=self.sleep)
+        if followed.problem:
+            self.say(followed.problem + (f"; siga su avance con `robotjobs status {followed.job_id}`."
+                                         if followed.job_id else "."))
+            return 1
+        self.summary(argparse.Namespace(job_id=followed.job_id))
+        if not followed.ok:
+            self.say(f"Lote {status_label(followed.status or '')}.")
+        return 0 if followed.ok else 1
 
     def status(self, args: argparse.Namespace) -> int:
         with UnitOfWork(self.engine, readonly=True) as uow:
@@ -151,7 +159,7 @@ class Cli:
         run = self.deployments.trigger(RETRY_DEPLOYMENT, {"request": {"job_id": args.job_id}})
         self.say(f"Reintento solicitado: ejecución {run.flow_run_id}")
         self.say(f"Prefect UI: {run.ui_url}")
-        return 0
+        return self._follow(run.flow_run_id, args.timeout) if args.wait else 0
 
     def jobs(self, args: argparse.Namespace) -> int:
         with UnitOfWork(self.engine, readonly=True) as uow:
@@ -272,9 +280,11 @@ class Cli:
 
 
 def main(argv: list[str] | None = None, *, out: TextIO | None = None, deployments: Deployments | None = None,
-         database_url: str | None = None) -> int:
+         database_url: str | None = None, **timing: Any) -> int:
+    """`timing`: `clock` and `sleep` for --wait (tests)."""
     args = _parser().parse_args(argv)
-    cli = Cli(out=out or sys.stdout, deployments=deployments or PrefectDeployments(), database_url=database_url)
+    cli = Cli(out=out or sys.stdout, deployments=deployments or PrefectDeployments(), database_url=database_url,
+              **timing)
     handler = getattr(cli, args.command.replace("-", "_"))
     try:
         return handler(args)
