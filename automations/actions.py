@@ -33,7 +33,7 @@ class Effects:
     webhook: WebhookSender
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Effects":
+    def from_settings(cls, settings: Settings) -> Effects:
         token = settings.whatsapp_token.get_secret_value() if settings.whatsapp_token else None
         retry = RetryPolicy(budget_s=settings.automation_retry_budget_s)
         return cls(

@@ -21,7 +21,7 @@ import json
 import secrets
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -129,7 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "type": body["type"],
                     "template": body.get("template"),
                     "text": (body.get("text") or {}).get("body"),
-                    "received_at": datetime.now(timezone.utc).isoformat(),
+                    "received_at": datetime.now(UTC).isoformat(),
                 }
             )
             response = {
@@ -160,7 +160,7 @@ class FakeWhatsApp:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "FakeWhatsApp":
+    def start(self) -> FakeWhatsApp:
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-whatsapp", daemon=True
         )
@@ -173,7 +173,7 @@ class FakeWhatsApp:
         if self._thread:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> "FakeWhatsApp":
+    def __enter__(self) -> FakeWhatsApp:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

@@ -7,9 +7,10 @@ have no outcome yet) and are None when nothing has finished. Times are timezone-
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
-from typing import Iterable, Literal
+from typing import Literal
 
 from sqlalchemy import func, inspect
 from sqlmodel import Session, col, select

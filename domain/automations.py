@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
-from sqlmodel import Session, select
+from sqlalchemy import true
+from sqlmodel import Session, col, select
 
 from domain import triggers
 from domain.automation_models import Automation, AutomationActionRun, AutomationExecution
@@ -88,7 +89,7 @@ class WebhookAction(_Action):
         return value
 
     @model_validator(mode="after")
-    def _has_content(self) -> "WebhookAction":
+    def _has_content(self) -> WebhookAction:
         if self.message is None and self.body is None:
             raise ValueError("El webhook necesita un mensaje o un cuerpo JSON")
         return self
@@ -273,7 +274,8 @@ def validate_automation(session: Session, *, workspace_id: str, data: dict[str, 
                 errors.append(
                     {
                         "loc": f"actions.{index}.stage_id",
-                        "msg": "La etapa pertenece a otro pipeline: solo se puede mover el pedido dentro de su pipeline",
+                        "msg": "La etapa pertenece a otro pipeline: "
+                        "solo se puede mover el pedido dentro de su pipeline",
                     }
                 )
         for field_name, text in _action_templates(action):
@@ -372,7 +374,7 @@ def matching_automations(
         .where(
             Automation.workspace_id == workspace_id,
             Automation.trigger_type == event_type,
-            Automation.enabled == True,  # noqa: E712 (SQL expression)
+            col(Automation.enabled) == true(),
         )
         .order_by(Automation.created_at, Automation.id)
     ).all()

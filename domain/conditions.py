@@ -8,10 +8,11 @@ operators compare numbers and are false when either side is not a number.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from domain.money import to_decimal
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 MAX_NESTING = 5
 
@@ -44,7 +45,7 @@ class Condition(BaseModel):
     value: Any = Field(default=None, description="Compared value; a list for in/not_in; unused for exists")
 
     @model_validator(mode="after")
-    def _value_fits_operator(self) -> "Condition":
+    def _value_fits_operator(self) -> Condition:
         if self.operator in _LIST_OPERATORS and not isinstance(self.value, list):
             raise ValueError(f"El operador '{self.operator}' necesita una lista de valores")
         if self.operator in _NUMERIC_OPERATORS and to_decimal(self.value) is None:
@@ -67,13 +68,13 @@ class ConditionGroup(BaseModel):
     logic: Literal["and", "or"] = "and"
     conditions: list[
         Annotated[
-            Union[Annotated[Condition, Tag("condition")], Annotated["ConditionGroup", Tag("group")]],
+            Annotated[Condition, Tag("condition")] | Annotated[ConditionGroup, Tag("group")],
             Discriminator(_kind),
         ]
     ] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _not_too_deep(self) -> "ConditionGroup":
+    def _not_too_deep(self) -> ConditionGroup:
         if _depth(self) > MAX_NESTING:
             raise ValueError(f"Los grupos de condiciones admiten como máximo {MAX_NESTING} niveles")
         return self

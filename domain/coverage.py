@@ -7,6 +7,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import true
 from sqlmodel import Session, col, select
 
 from domain.models import COORDINADORA, CarrierCoverage
@@ -75,7 +76,7 @@ def resolve_destinations(
             select(CarrierCoverage).where(
                 CarrierCoverage.carrier == carrier,
                 col(CarrierCoverage.city_normalized).in_(cities),
-                CarrierCoverage.active == True,  # noqa: E712 (SQL expression)
+                col(CarrierCoverage.active) == true(),
             )
         ):
             found.setdefault((row.city_normalized, row.department_abbr), row)

@@ -11,7 +11,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from standardwebhooks import Webhook
@@ -73,7 +73,7 @@ def send_order_result(
 def signed_headers(secret: str, body: str) -> dict[str, str]:
     """Standard Webhooks headers for `body`: signature v1 over "{id}.{timestamp}.{body}"."""
     msg_id = f"msg_{uuid.uuid4().hex}"
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(now.timestamp())),

@@ -61,11 +61,11 @@ class Answer:
     drop: bool = False
 
     @classmethod
-    def json(cls, status: int, data: dict) -> "Answer":
+    def json(cls, status: int, data: dict) -> Answer:
         return cls(status, compact_json(data).encode("utf-8"))
 
     @classmethod
-    def html_error(cls, message: str) -> "Answer":
+    def html_error(cls, message: str) -> Answer:
         page = (
             '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>Error</title>\n</head>\n'
             f"<body>\n<pre>{html.escape(message)}</pre>\n</body>\n</html>\n"

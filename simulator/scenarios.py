@@ -104,7 +104,7 @@ class SimConfig(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _batch_needs_secret(self) -> "SimConfig":
+    def _batch_needs_secret(self) -> SimConfig:
         if self.report != Report.per_order and not self.webhook_secret:
             raise ValueError("report batch/both needs webhook_secret (whsec_...)")
         return self

@@ -24,7 +24,7 @@ DISPATCH_PATH = "/api/crear-pedidos-batch"
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_SimServer"
+    server: _SimServer
     server_version = "robot-simulator"
 
     def do_GET(self) -> None:
@@ -113,7 +113,7 @@ class SimulatorHandle:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "SimulatorHandle":
+    def __enter__(self) -> SimulatorHandle:
         return self
 
     def __exit__(self, *exc: object) -> None:

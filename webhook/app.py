@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, g, request
+from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import Engine
 
 from domain.db import make_engine
@@ -20,6 +21,12 @@ from webhook.errors import register_error_handlers
 from webhook.inbox import Inbox
 from webhook.logs import configure_logging, correlate, correlation, log
 from webhook.spool import Spool
+
+
+class _JSONProvider(DefaultJSONProvider):
+    ensure_ascii = False  # Spanish text stays readable
+    sort_keys = False  # fields in the order the models declare them
+
 
 @dataclass
 class AppState:
@@ -82,8 +89,7 @@ def create_app(
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
-    app.json.ensure_ascii = False  # type: ignore[attr-defined] - Spanish text stays readable
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = _JSONProvider(app)
     state = AppState(
         settings=settings,
         engine=engine,

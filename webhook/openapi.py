@@ -50,13 +50,10 @@ def build_openapi(max_body_bytes: int) -> dict[str, Any]:
     def ref(model: type[BaseModel], mode: str) -> dict[str, Any]:
         return refs[(model, mode)]
 
-    header = lambda name, description: {  # noqa: E731 - a table of header parameters reads better inline
-        "name": name,
-        "in": "header",
-        "required": False,
-        "description": description,
-        "schema": {"type": "string"},
-    }
+    def header(name: str, description: str) -> dict[str, Any]:
+        return {"name": name, "in": "header", "required": False, "description": description,
+                "schema": {"type": "string"}}
+
     job_id_param = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
     read_errors = {
         "401": _error("Missing or wrong bearer token (or the read API is closed: no api_token configured)."),
@@ -199,7 +196,8 @@ def build_openapi(max_body_bytes: int) -> dict[str, Any]:
                     "summary": "Callbacks can be taken: the database answers, or this host's spool has room",
                     "responses": {
                         "200": {
-                            "description": "Ready: status ok, or degraded (the database is down; callbacks are spooled).",
+                            "description": "Ready: status ok, or degraded "
+                            "(the database is down; callbacks are spooled).",
                             "content": {"application/json": {"schema": ref(Readiness, "serialization")}},
                         },
                         "503": {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import httpx
@@ -59,7 +59,7 @@ def test_retry_after_is_honoured_and_the_budget_bounds_the_call():
 
 
 def test_retry_after_as_an_http_date():
-    now = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
     later = format_datetime(now + timedelta(seconds=42), usegmt=True)
     assert retry_after_seconds(httpx.Response(503, headers={"Retry-After": later}), now=now) == 42
     assert retry_after_seconds(httpx.Response(503, headers={"Retry-After": "soon"})) is None

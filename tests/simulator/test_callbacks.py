@@ -41,8 +41,8 @@ def test_body_is_compact_utf8_with_non_ascii_unescaped_and_no_empty_keys(simulat
     dispatch(simulator, body)
     raws = {r.json["itemId"]: r.raw for r in receiver.wait_for(2)}
     error_item = body["orders"][1]["itemId"]
-    expected = ('{"itemId":"%s","status":"error","errorType":"validation",'
-                '"errorMessage":"Ciudad vacía o no proporcionada"}' % error_item).encode("utf-8")
+    expected = ('{"itemId":"' + error_item + '","status":"error","errorType":"validation",'
+                '"errorMessage":"Ciudad vacía o no proporcionada"}').encode("utf-8")
     assert raws[error_item] == expected
     success = json.loads(raws[body["orders"][0]["itemId"]])
     assert raws[body["orders"][0]["itemId"]] == json.dumps(success, separators=(",", ":")).encode()

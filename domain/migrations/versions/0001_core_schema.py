@@ -1,15 +1,15 @@
 """core schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-22 06:34:28.749829
 """
 
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import domain.models
+from alembic import op
 
+import domain.models
 
 revision = '0001'
 down_revision = None

@@ -5,11 +5,11 @@ Revises: 0001
 Create Date: 2026-11-22 06:43:09.493566
 """
 
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import domain.models
+from alembic import op
 
+import domain.models
 
 revision = '0002'
 down_revision = '0001'

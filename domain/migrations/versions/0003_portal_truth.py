@@ -5,11 +5,11 @@ Revises: 0002
 Create Date: 2026-11-22 10:00:00
 """
 
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import domain.models
+from alembic import op
 
+import domain.models
 
 revision = '0003'
 down_revision = '0002'
