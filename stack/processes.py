@@ -134,15 +134,18 @@ def prefect_env(prefect_home: Path, api_url: str | None = None, *, auth_string: 
 
 
 def start_prefect_server(prefect_home: Path, *, port: int | None = None, log_dir: Path, timeout_s: float = 90,
-                         ui: bool = False, auth_string: str | None = None,
+                         ui: bool = False, auth_string: str | None = None, database_url: str | None = None,
                          **extra_env: str) -> tuple[ManagedProcess, str]:
-    """`prefect server start` on 127.0.0.1 with its own SQLite under `prefect_home`; returns (process, api_url).
+    """`prefect server start` on 127.0.0.1 with its own SQLite under `prefect_home`, or on `database_url`
+    (postgresql+asyncpg://..., the production setup); returns (process, api_url).
 
     With `auth_string` (user:password) the server refuses every API request without that basic auth (401), except
     its health probe; the UI asks for it once. Its own services (automations' actions) use the same credential.
     """
     port = port or free_port()
     prefect_home.mkdir(parents=True, exist_ok=True)
+    if database_url:
+        extra_env = {**extra_env, "PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url}
     env = prefect_env(prefect_home, auth_string=auth_string, **extra_env)
     if auth_string:
         env[SERVER_VAR] = auth_string
@@ -184,6 +187,57 @@ def start_flow_runner(prefect_home: Path, api_url: str, *, env: Mapping[str, str
     try:
         process.wait_until(lambda: expected <= deployment_names(api_url, auth_string), timeout_s=timeout_s,
                            what="deployments")
+    except Exception:
+        process.stop()
+        raise
+    return process
+
+
+def prefect_cli(env: Mapping[str, str], *args: str, timeout_s: float = 300) -> str:
+    """`prefect --no-prompt <args>` from the project directory (where prefect.yaml is); its output, or
+    ProcessFailed with the output's tail when it exits non-zero."""
+    done = subprocess.run([str(BIN / "prefect"), "--no-prompt", *args], cwd=PROJECT_ROOT, env=dict(env),
+                          capture_output=True, text=True, timeout=timeout_s)
+    if done.returncode != 0:
+        raise ProcessFailed(f"prefect {' '.join(args)} exited {done.returncode}:\n"
+                            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def deploy_to_pool(env: Mapping[str, str], *, pool: str = "robotjobs") -> None:
+    """The production deploy step: `prefect work-pool create <pool> --type process` (unless it exists), then
+    `prefect deploy --all` (prefect.yaml's deployments on that pool). `env`: PREFECT_API_URL, the basic auth and
+    ROBOTJOBS_HOME (the checkout the workers' pull step moves to)."""
+    try:
+        prefect_cli(env, "work-pool", "inspect", pool, timeout_s=120)
+    except ProcessFailed:
+        prefect_cli(env, "work-pool", "create", pool, "--type", "process", timeout_s=120)
+    prefect_cli(env, "deploy", "--all")
+
+
+def worker_names(api_url: str, pool: str, auth_string: str | None = None) -> set[str]:
+    response = httpx.post(f"{api_url}/work_pools/{pool}/workers/filter", json={}, timeout=5,
+                          headers=auth_header(auth_string))
+    response.raise_for_status()
+    return {w["name"] for w in response.json()}
+
+
+def start_worker(name: str, *, env: Mapping[str, str], log_dir: Path, pool: str = "robotjobs",
+                 limit: int | None = None, timeout_s: float = 90) -> ManagedProcess:
+    """`prefect worker start --pool <pool> --name <name>` (a process worker: each flow run a subprocess with the
+    worker's environment), polling every second, until the server lists it in the pool. `env` must hold
+    PREFECT_API_URL and, when auth is on, PREFECT_API_AUTH_STRING."""
+    worker_env = {"PREFECT_WORKER_QUERY_SECONDS": "1", **dict(env)}
+    process = ManagedProcess(
+        name,
+        [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--name", name, "--type", "process",
+         *(["--limit", str(limit)] if limit else [])],
+        env=worker_env,
+        log_path=log_dir / f"{name}.log",
+    ).start()
+    try:
+        process.wait_until(lambda: name in worker_names(env["PREFECT_API_URL"], pool, env.get(CLIENT_VAR)),
+                           timeout_s=timeout_s, what=f"worker {name} in pool {pool}")
     except Exception:
         process.stop()
         raise
