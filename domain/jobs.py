@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import case, func, insert, literal, update
 from sqlalchemy.exc import IntegrityError
@@ -473,8 +474,7 @@ def fail_job(
     """
     now = now or utcnow()
     values: dict = {
-        "status": _case_completed(),
-        "failure_reason": case((RobotJob.success_count > 0, None), else_=reason[:1000]),
+        **_outcome(otherwise_reason=reason[:1000]),
         "finished_at": now,
         "updated_at": now,
     }
@@ -527,8 +527,7 @@ def finish_if_complete(session: Session, job_id: str, *, now: datetime | None = 
             RobotJob.success_count + RobotJob.error_count >= RobotJob.total_items,
         )
         .values(
-            status=_case_completed(),
-            failure_reason=_case_failure_reason(),
+            **_outcome(),
             finished_at=now,
             updated_at=now,
         )
@@ -551,8 +550,7 @@ def correct_finished_job(session: Session, job_id: str, *, now: datetime | None 
         update(RobotJob)
         .where(RobotJob.id == job_id, col(RobotJob.status).in_(FINISHED_JOB_STATUSES))
         .values(
-            status=_case_completed(),
-            failure_reason=case((RobotJob.success_count > 0, None), else_=RobotJob.failure_reason),
+            **_outcome(otherwise_reason=RobotJob.failure_reason),
             updated_at=now,
         )
         .returning(RobotJob.id)
@@ -648,10 +646,10 @@ def finish_or_count(
     done = col(RobotJob.status).in_(ACTIVE_JOB_STATUSES) & (
         success + RobotJob.error_count + error_delta >= RobotJob.total_items
     )
+    outcome = _outcome(success)
     values: dict = {
-        "status": case((done, case((success > 0, JobStatus.COMPLETED.value), else_=JobStatus.FAILED.value)),
-                       else_=RobotJob.status),
-        "failure_reason": case((done, case((success > 0, None), else_=ALL_FAILED_REASON)), else_=RobotJob.failure_reason),
+        "status": case((done, outcome["status"]), else_=RobotJob.status),
+        "failure_reason": case((done, outcome["failure_reason"]), else_=RobotJob.failure_reason),
         "finished_at": case((done, stamp), else_=RobotJob.finished_at),
         "updated_at": stamp if success_delta or error_delta else case((done, stamp), else_=RobotJob.updated_at),
     }  # fmt: skip
@@ -676,12 +674,14 @@ def finish_or_count(
     return JobCount(status=status, finished_now=finished)
 
 
-def _case_completed():
-    return case((RobotJob.success_count > 0, JobStatus.COMPLETED.value), else_=JobStatus.FAILED.value)
-
-
-def _case_failure_reason():
-    return case((RobotJob.success_count > 0, None), else_=ALL_FAILED_REASON)
+def _outcome(success: Any = None, *, otherwise_reason: Any = ALL_FAILED_REASON) -> dict[str, Any]:
+    """The one rule for a terminal batch, as SQL: `completed` (no failure reason) once the robot created at least
+    one order (`success`: the success count expression, the row's by default), else `failed` with `otherwise_reason`."""
+    created = (RobotJob.success_count if success is None else success) > 0
+    return {
+        "status": case((created, JobStatus.COMPLETED.value), else_=JobStatus.FAILED.value),
+        "failure_reason": case((created, None), else_=otherwise_reason),
+    }
 
 
 def _emit_batch_completed(session: Session, job: RobotJob) -> None:

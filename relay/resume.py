@@ -28,13 +28,13 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import ObjectNotFound
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from domain import outbox
 from domain.db import UnitOfWork
 from domain.errors import UnknownJob
-from domain.jobs import get_job, get_job_view
-from domain.models import FINISHED_JOB_STATUSES, ErrorType, ResolvedBy, RobotJob
+from domain.jobs import get_job
+from domain.models import FINISHED_JOB_STATUSES, ErrorType, ResolvedBy, RobotJob, RobotJobItem
 from relay.artifacts import publish_summary
 from relay.prefect_api import TRANSPORT_ERRORS, PrefectUnavailable, is_server_error, prefect_calls
 from relay.run_input import BatchCompleted, response_key
@@ -156,11 +156,15 @@ def _resumed_before(client, run_id: UUID, job_id: str) -> bool:
 
 def run_input_of(session, job: RobotJob) -> BatchCompleted:
     """The run input of a finished job, from its row (and which items our deadline closed)."""
-    timed_out = sum(
-        1
-        for entry in get_job_view(session, job.id).items
-        if entry.item.error_type == ErrorType.TIMEOUT and entry.item.resolved_by == ResolvedBy.ROBOTJOBS
-    )
+    timed_out = session.execute(
+        select(func.count())
+        .select_from(RobotJobItem)
+        .where(
+            RobotJobItem.job_id == job.id,
+            RobotJobItem.error_type == ErrorType.TIMEOUT,
+            RobotJobItem.resolved_by == ResolvedBy.ROBOTJOBS,
+        )
+    ).scalar_one()
     return BatchCompleted(
         job_id=job.id,
         status=job.status,
