@@ -14,6 +14,7 @@ a header, a URL's credentials, a callback secret or a portal password.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timezone
 from uuid import UUID
 
@@ -26,12 +27,15 @@ from sqlalchemy import Engine
 from domain.db import UnitOfWork
 from domain.errors import UnknownJob
 from domain.jobs import get_job
-from relay.prefect_api import prefect_calls
+from relay.prefect_api import TRANSPORT_ERRORS, is_server_error, prefect_calls
 
 log = logging.getLogger("relay.run_log")
 
 # The Prefect API refuses log messages past PREFECT_LOGGING_TO_API_MAX_LOG_SIZE (1 MB); operators read short lines.
 MAX_MESSAGE_CHARS = 2_000
+# A server that answered 503 or did not answer gets one more try a moment later; then the lines are dropped.
+SEND_ATTEMPTS = 2
+RETRY_PAUSE_S = 1.0
 
 
 def _current_run_logger() -> logging.LoggerAdapter | None:
@@ -78,16 +82,21 @@ def send_run_logs(flow_run_id: str, lines: list[tuple[int, str]], *, logger_name
     if not lines:
         return True
     now = datetime.now(timezone.utc)
-    try:
-        run_id = UUID(flow_run_id)
-        logs = [
-            LogCreate(name=logger_name, level=level, message=message[:MAX_MESSAGE_CHARS], timestamp=now,
-                      flow_run_id=run_id)
-            for level, message in lines
-        ]
-        with prefect_calls(timeout_s=5.0), get_client(sync_client=True) as client:
-            client.create_logs(logs)
-        return True
-    except Exception as exc:  # a log line is decoration: it must never break a callback or a reconcile
-        log.warning("%s line(s) not written to flow run %s: %s: %s", len(lines), flow_run_id, type(exc).__name__, exc)
-        return False
+    for attempt in range(1, SEND_ATTEMPTS + 1):
+        try:
+            logs = [
+                LogCreate(name=logger_name, level=level, message=message[:MAX_MESSAGE_CHARS], timestamp=now,
+                          flow_run_id=UUID(flow_run_id))
+                for level, message in lines
+            ]
+            with prefect_calls(timeout_s=5.0), get_client(sync_client=True) as client:
+                client.create_logs(logs)
+            return True
+        except Exception as exc:  # a log line is decoration: it must never break a callback or a reconcile
+            if attempt < SEND_ATTEMPTS and (isinstance(exc, TRANSPORT_ERRORS) or is_server_error(exc)):
+                time.sleep(RETRY_PAUSE_S)  # a busy server (SQLite answers 503): once more, off the request path
+                continue
+            log.warning("%s line(s) not written to flow run %s: %s: %s", len(lines), flow_run_id,
+                        type(exc).__name__, exc)
+            return False
+    return False
