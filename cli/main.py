@@ -102,11 +102,10 @@ class Cli:
     # --- commands ---------------------------------------------------------------------------------------------
 
     def submit(self, args: argparse.Namespace) -> int:
-        orders = {"order_ids": [o.strip() for o in args.orders.split(",") if o.strip()]} if args.orders else {}
-        if args.stage:
-            orders = {"stage_id": args.stage}
-        request = {"workspace_id": args.workspace, "orders": orders, "idempotency_key": args.key}
-        run = self.deployments.trigger(SUBMIT_DEPLOYMENT, {"request": request})
+        # The form's flat parameters (flows/submit.py): names or ids, a stage or a list of orders.
+        order_ids = [o.strip() for o in args.orders.split(",") if o.strip()] if args.orders and not args.stage else []
+        run = self.deployments.trigger(SUBMIT_DEPLOYMENT, {"workspace": args.workspace, "stage": args.stage or "",
+                                                           "order_ids": order_ids, "idempotency_key": args.key or ""})
         self.say(f"Lote solicitado: ejecución {run.flow_run_id}")
         self.say(f"Prefect UI: {run.ui_url}")
         if not args.wait:
@@ -156,7 +155,7 @@ class Cli:
         return 0
 
     def retry(self, args: argparse.Namespace) -> int:
-        run = self.deployments.trigger(RETRY_DEPLOYMENT, {"request": {"job_id": args.job_id}})
+        run = self.deployments.trigger(RETRY_DEPLOYMENT, {"batch": args.job_id})
         self.say(f"Reintento solicitado: ejecución {run.flow_run_id}")
         self.say(f"Prefect UI: {run.ui_url}")
         return self._follow(run.flow_run_id, args.timeout) if args.wait else 0

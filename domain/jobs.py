@@ -139,8 +139,12 @@ def create_robot_job(
     idempotency_key: str | None = None,
     retry_of_job_id: str | None = None,
     carrier: str = COORDINADORA,
+    flow_run_id: str | None = None,
 ) -> JobCreated:
-    """One job with one item per chosen order; orders outside coverage become already-failed items."""
+    """One job with one item per chosen order; orders outside coverage become already-failed items.
+
+    `flow_run_id`: the flow run creating the job (the batch's run), recorded at once so the job of a run can be found
+    before it starts. An idempotency key that returns an existing job leaves that job's run as it was."""
     if session.get(Workspace, workspace_id) is None:
         raise UnknownWorkspace(f"Workspace desconocido: {workspace_id}", workspace_id=workspace_id)
     if idempotency_key:
@@ -170,6 +174,7 @@ def create_robot_job(
         idempotency_key=idempotency_key,
         retry_of_job_id=retry_of_job_id,
         total_items=len(orders),
+        flow_run_id=flow_run_id,
     )
     contacts = _contacts_of(session, orders)
     items, rejected = [], []
@@ -717,7 +722,9 @@ def _write_batch_event(
 # --- retry ------------------------------------------------------------------------------------------------------
 
 
-def retry_failed_items(session: Session, job_id: str, *, idempotency_key: str | None = None) -> JobCreated:
+def retry_failed_items(
+    session: Session, job_id: str, *, idempotency_key: str | None = None, flow_run_id: str | None = None
+) -> JobCreated:
     """A new job holding only the failed orders of a finished job, linked to it. Retrying twice gives one job."""
     job = get_job(session, job_id)
     key = idempotency_key or f"retry:{job_id}"
@@ -744,4 +751,5 @@ def retry_failed_items(session: Session, job_id: str, *, idempotency_key: str | 
         idempotency_key=key,
         retry_of_job_id=job_id,
         carrier=job.carrier,
+        flow_run_id=flow_run_id,
     )

@@ -1,5 +1,5 @@
-"""Names of the flows and deployments, shared by `serve`, `prefect.yaml` and the flows that trigger each other; the
-reconciler's interval the orchestration's suspend timeout counts on; and how a job's orchestration run is started.
+"""Names of the flows and deployments, shared by `serve`, `prefect.yaml`, the CLI and the reconciler; the
+reconciler's interval the batch runs' suspend timeout counts on; and how the reconciler starts a recovery run.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ SUSPEND_MARGIN_S = 120
 
 
 def orchestrate_key(job_id: str, recovery: int = 0) -> str:
-    """Idempotency key of a job's orchestration run: `orchestrate:<job>` from the submit, then
-    `orchestrate:<job>:recover:<n>` for each run the reconciler starts after the previous one ended."""
+    """Idempotency key of a job's recovery run: `orchestrate:<job>`, then `orchestrate:<job>:recover:<n>` for each
+    run the reconciler starts after the previous one ended."""
     return f"orchestrate:{job_id}" if recovery == 0 else f"orchestrate:{job_id}:recover:{recovery}"
 
 
 def start_orchestration(job_id: str, *, recovery: int = 0) -> FlowRun:
-    """Create (or, for a key already used, return) the job's orchestration flow run, without waiting for it.
+    """Create (or, for a key already used, return) a recovery run of the job, without waiting for it: only the
+    reconciler calls this, for a job whose own run died (the operator's run is the batch, flows/submit.py).
 
     Not a subflow: Prefect cannot suspend subflows, and the job's run must outlive the run that starts it.
     """

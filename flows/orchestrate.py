@@ -1,9 +1,10 @@
-"""Flow `orchestrate-robot-job`: one flow run per job — start, dispatch once, suspend until the batch completes,
-then finish from the database and publish the summary.
+"""A batch's life in one flow run (`run_batch`): start, dispatch once, suspend until the batch completes, then
+finish from the database and publish the summary. The operator's runs (`submit-robot-job`, `retry-failed-items`,
+flows/submit.py) run it after creating their job; the flow `orchestrate-robot-job` runs it only as the
+reconciler's recovery run, for a job whose run died (never on the click → robot path).
 
-A resumed (or crashed and rerun) flow run executes this body again from the top; every step is idempotent and
-the dispatch is claimed in the database, so the robot receives each job at most once. A recovery run the
-reconciler starts for a job whose run died runs the same body: it finds the dispatch claimed and only waits.
+A resumed flow run executes its flow again from the top; every step is idempotent and the dispatch is claimed in
+the database, so the robot receives each job at most once. A recovery run finds the dispatch claimed and only waits.
 
 Our clock decides, not Prefect's: the suspend timeout outlasts the job's deadline by a reconciler interval and a
 margin, so the reconciler closes an overdue job first and resumes the run, which then ends `Failed` with the
@@ -12,6 +13,7 @@ Spanish reason and publishes the summary.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from prefect import flow, get_run_logger, task
@@ -21,7 +23,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from domain.db import UnitOfWork
-from domain.jobs import get_job, get_job_view, pending_item_count, start_job
+from domain.jobs import get_job, pending_item_count, start_job
 from domain.models import FINISHED_JOB_STATUSES, JobStatus, utcnow
 from flows import runtime
 from flows.alerts import emit_batch_finished
@@ -98,11 +100,9 @@ def finish_task(job_id: str) -> JobOutcome:
 
 def snapshot(job_id: str) -> JobSnapshot:
     with UnitOfWork(runtime.engine(), readonly=True) as uow:
-        view = get_job_view(uow.session, job_id)
+        job = get_job(uow.session, job_id)
         return JobSnapshot(
-            status=view.job.status,
-            pending_items=pending_item_count(uow.session, job_id),
-            deadline_at=view.job.deadline_at,
+            status=job.status, pending_items=pending_item_count(uow.session, job_id), deadline_at=job.deadline_at
         )
 
 
@@ -116,30 +116,36 @@ def suspend_timeout_s(deadline_at: datetime | None, *, now: datetime | None = No
     return int(left) + 1 + RECONCILE_INTERVAL_S + SUSPEND_MARGIN_S
 
 
-@flow(name=ORCHESTRATE, retries=0, persist_result=False)
-def orchestrate_robot_job(job_id: str) -> JobOutcome:
-    """Send one robot job to the robot and wait, suspended, until every order has its result.
+def run_batch(
+    job_id: str, run_id: str, *, job: JobSnapshot | None = None, announce: Callable[[], None] | None = None
+) -> JobOutcome:
+    """The batch's life in the current flow run: start, dispatch once, suspend until every order has its result,
+    finish from the database. Shared by the operator's runs (submit, retry) and the reconciler's recovery run.
 
-    Args:
-        job_id: Id del lote (robot job) a enviar al robot.
+    `job`: the job as this run found it after a resume (already started and dispatched by this run): straight to
+    the suspend, whose key already holds the resume's input, or to the finish. `announce`: what the operator's run
+    publishes about its batch (run name, rejected orders), done once the robot has the batch, not before.
     """
     logger = get_run_logger()
-    job = start_job_task(job_id, str(flow_run.get_id()))
-    if job.status not in FINISHED_JOB_STATUSES:
-        dispatch = dispatch_task(job_id)
-        logger.info("dispatch: %s", dispatch.model_dump(exclude_none=True))
-        job = snapshot_task(job_id)
-        if dispatch.outcome_unknown:
-            logger.warning(
-                "Envío sin respuesta del robot: %s Plazo del lote: %s UTC.",
-                dispatch.reason,
-                f"{job.deadline_at:%Y-%m-%d %H:%M:%S}" if job.deadline_at else "sin plazo",
-            )
-        elif not dispatch.sent and dispatch.reason is None:
-            logger.info("El lote ya había sido enviado (o reclamado) por otra ejecución: no se reenvía; se espera.")
+    if job is None:
+        job = start_job_task(job_id, run_id)
+        if job.status not in FINISHED_JOB_STATUSES:
+            dispatch = dispatch_task(job_id)
+            logger.info("dispatch: %s", dispatch.model_dump(exclude_none=True))
+            job = snapshot_task(job_id)
+            if dispatch.outcome_unknown:
+                logger.warning(
+                    "Envío sin respuesta del robot: %s Plazo del lote: %s UTC.",
+                    dispatch.reason,
+                    f"{job.deadline_at:%Y-%m-%d %H:%M:%S}" if job.deadline_at else "sin plazo",
+                )
+            elif not dispatch.sent and dispatch.reason is None:
+                logger.info("El lote ya había sido enviado (o reclamado) por otra ejecución: no se reenvía; se espera.")
+        if announce is not None:
+            announce()
     # Callbacks can beat the robot's 200: suspend only if some item is still waiting for its result.
     if job.status not in FINISHED_JOB_STATUSES and job.pending_items > 0:
-        # The process exits here; the resume (outbox "resume" event) runs this body again from the top.
+        # The process exits here; the resume (outbox "resume" event) runs the flow again from the top.
         completed = suspend_flow_run(
             wait_for_input=BatchCompleted,
             timeout=suspend_timeout_s(job.deadline_at),
@@ -155,9 +161,20 @@ def orchestrate_robot_job(job_id: str) -> JobOutcome:
     outcome = finish_task(job_id)
     emit_batch_finished(job_id)  # alerts: an event if the batch ended with orders in error (flows/alerts.py)
     if outcome.status == JobStatus.FAILED:
-        raise JobFailed(f"Lote fallido: {outcome.failure_reason or 'sin motivo registrado'}")
+        raise JobFailed(f"Lote fallido: {outcome.failure_reason or 'sin motivo registrado'} (lote {job_id})")
     if outcome.status != JobStatus.COMPLETED:
         # Not expected (a resume comes when the job finished); the reconciler starts a run that waits for it.
         raise JobFailed(f"El lote sigue {outcome.status} tras reanudar; el reconciliador iniciará una ejecución que "
                         "espere sus resultados (sin reenviarlo)")
     return outcome
+
+
+@flow(name=ORCHESTRATE, retries=0, persist_result=False)
+def orchestrate_robot_job(job_id: str) -> JobOutcome:
+    """Recuperación (la inicia el reconciliador, nunca un operador): retoma un lote cuya ejecución murió; no lo
+    reenvía si ya fue enviado, espera sus resultados y publica el resumen.
+
+    Args:
+        job_id: Id del lote (robot job) a retomar.
+    """
+    return run_batch(job_id, str(flow_run.get_id()))

@@ -6,8 +6,8 @@ In order, each step idempotent:
 2. redeliver undelivered "resume" events: resume the runs of finished jobs (a timed-out job's run resumes with
    `timed_out` and ends `Failed`), and carry corrections of finished jobs to their runs;
 3. resume suspended runs whose job finished but whose resume event was lost;
-4. start the orchestration of jobs left `pending` (Prefect answered 5xx, or the submit run died), with the submit's
-   own idempotency key so an existing run is reused; past a limit, fail them as never sent;
+4. start a recovery run (`orchestrate-robot-job`) for jobs left `pending` whose creating run has ended (it died
+   between creating and starting its job); past a limit, fail them as never sent;
 5. give a job still `processing` whose run died (crashed, failed, cancelled) a recovery run that only waits: the
    dispatch is claimed once per job, so it is never sent again;
 6. republish the summary of every finished job whose published summary is older than the job (Prefect was down,
@@ -52,7 +52,8 @@ from domain.jobs import (
 from domain.models import FINISHED_JOB_STATUSES, ErrorType
 from domain.settings import Settings
 from flows import runtime
-from flows.deployments import ORCHESTRATE, RECONCILE, start_orchestration
+from domain.lookups import job_of_run
+from flows.deployments import ORCHESTRATE, RECONCILE, RETRY, SUBMIT, start_orchestration
 from relay.artifacts import publish_summary
 from relay.prefect_api import prefect_calls
 from relay.resume import Outcome, deliver_resume_events, resume_run, run_input_of
@@ -61,8 +62,8 @@ from relay.settle import agree_run_state, read_run_state
 
 log = logging.getLogger("flows.reconcile")
 
-# A job's orchestration runs along its idempotency keys (flows.deployments.orchestrate_key): the submit's, then one
-# per recovery. Past this many runs something is wrong with the code, not the moment: stop and let the deadline close
+# A job's recovery runs along their idempotency keys (flows.deployments.orchestrate_key), one per recovery. Past
+# this many runs something is wrong with the code, not the moment: stop and let the deadline close
 # the job.
 MAX_RUNS_PER_JOB = 5
 
@@ -112,23 +113,25 @@ def fail_overdue_jobs(engine) -> list[str]:
 
 
 def resume_stranded_runs(engine) -> list[str]:
-    """Suspended `orchestrate-robot-job` runs whose job is finished: resume them from the job row."""
+    """Suspended batch runs (the operator's, or recovery ones) whose job is finished: resume them from the job row."""
     resumed = []
     with prefect_calls(), get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[ORCHESTRATE])),
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[SUBMIT, RETRY, ORCHESTRATE])),
             flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
             ),
             limit=200,
         )
     for run in runs:
-        job_id = (run.parameters or {}).get("job_id")
-        if not job_id:
-            continue
         try:
             with UnitOfWork(engine, readonly=True) as uow:
-                job = get_job(uow.session, job_id)
+                # A recovery run names its job; an operator's run is the job's `flow_run_id`.
+                job_id = (run.parameters or {}).get("job_id")
+                job = get_job(uow.session, job_id) if job_id else job_of_run(uow.session, str(run.id))
+                if job is None:
+                    continue
+                job_id = job.id
                 if job.status not in FINISHED_JOB_STATUSES:
                     continue
                 run_input = run_input_of(uow.session, job)
@@ -143,8 +146,8 @@ def resume_stranded_runs(engine) -> list[str]:
 
 
 def ensure_orchestration(job_id: str) -> str | None:
-    """The id of a live orchestration run of the job: the first run along its keys that has not ended, created
-    where the chain ends (`orchestrate:<job>` reuses the submit's run). None past MAX_RUNS_PER_JOB."""
+    """The id of a live recovery run of the job: the first run along its keys that has not ended, created where the
+    chain ends. None past MAX_RUNS_PER_JOB."""
     for recovery in range(MAX_RUNS_PER_JOB):
         run = start_orchestration(job_id, recovery=recovery)
         if not (run.state and run.state.is_final()):
@@ -155,12 +158,17 @@ def ensure_orchestration(job_id: str) -> str | None:
 
 
 def start_pending_jobs(engine, settings: Settings) -> tuple[list[str], list[str]]:
-    """Jobs left `pending`: start their orchestration; past the give-up limit, fail them as never sent."""
+    """Jobs left `pending` whose creating run has ended: a recovery run starts them; past the give-up limit, fail
+    them as never sent. A job whose run is still alive is that run's to start (it may be slow, not dead)."""
     with UnitOfWork(engine, readonly=True) as uow:
         orphans = pending_jobs_older_than(uow.session, settings.pending_orphan_after_s)
         expired = set(pending_jobs_older_than(uow.session, settings.pending_give_up_after_s))
+        owners = {job_id: get_job(uow.session, job_id).flow_run_id for job_id in orphans}
+    alive = _alive_runs([run_id for run_id in owners.values() if run_id])
     started, abandoned = [], []
     for job_id in orphans:
+        if owners[job_id] in alive and job_id not in expired:
+            continue
         if job_id in expired:
             with UnitOfWork(engine) as uow:
                 if fail_unstarted_job(uow.session, job_id):
@@ -181,17 +189,24 @@ def start_pending_jobs(engine, settings: Settings) -> tuple[list[str], list[str]
     return started, abandoned
 
 
+def _alive_runs(run_ids: list[str]) -> set[str]:
+    """Those of the flow runs that exist and have not ended."""
+    if not run_ids:
+        return set()
+    with prefect_calls(), get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(r) for r in run_ids])), limit=len(run_ids)
+        )
+    return {str(run.id) for run in runs if not (run.state and run.state.is_final())}
+
+
 def recover_dead_runs(engine) -> list[str]:
     """Jobs still `processing` whose flow run has ended (or is unknown to Prefect): a recovery run waits for them."""
     with UnitOfWork(engine, readonly=True) as uow:
         waiting = processing_jobs(uow.session)
     if not waiting:
         return []
-    run_ids = [UUID(run_id) for _, run_id in waiting if run_id]
-    with prefect_calls(), get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids)),
-                                     limit=len(run_ids)) if run_ids else []
-    alive = {str(run.id) for run in runs if not (run.state and run.state.is_final())}
+    alive = _alive_runs([run_id for _, run_id in waiting if run_id])
     recovered = []
     for job_id, run_id in waiting:
         if run_id in alive:

@@ -79,7 +79,7 @@ def submit(workspace_id: str) -> str:
 
     run = run_deployment(
         "submit-robot-job/submit-robot-job",
-        parameters={"request": {"workspace_id": workspace_id, "orders": {}, "idempotency_key": None}},
+        parameters={"workspace": workspace_id},
         timeout=0,
     )
     return str(run.id)

@@ -77,8 +77,8 @@ def test_submit_and_retry_trigger_the_deployments_with_the_ui_parameters(finishe
     code, _ = run(["retry", job_id], database_url, fake)
     assert fake.calls == [
         ("submit-robot-job/submit-robot-job",
-         {"request": {"workspace_id": demo.workspace_id, "orders": {"order_ids": ["a", "b"]}, "idempotency_key": "k1"}}),
-        ("retry-failed-items/retry-failed-items", {"request": {"job_id": job_id}}),
+         {"workspace": demo.workspace_id, "stage": "", "order_ids": ["a", "b"], "idempotency_key": "k1"}),
+        ("retry-failed-items/retry-failed-items", {"batch": job_id}),
     ]
 
 

@@ -9,7 +9,14 @@ from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+from prefect.client.schemas.filters import (
+    ArtifactCollectionFilter,
+    ArtifactCollectionFilterKey,
+    FlowRunFilter,
+    FlowRunFilterId,
+    TaskRunFilter,
+    TaskRunFilterName,
+)
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from sqlalchemy import update
@@ -36,19 +43,33 @@ def seed_workspace(stack, count: int = 3) -> tuple[str, list[str]]:
     return demo.workspace_id, demo.order_ids
 
 
-def submit(workspace_id: str, order_ids: list[str], *, wait_s: float = 60) -> FlowRun:
-    """Trigger `submit-robot-job` as an operator would, and wait for it."""
-    return run_deployment(
+def submit(workspace_id: str, order_ids: list[str], *, wait_s: float = 60, **parameters: Any) -> FlowRun:
+    """Trigger `submit-robot-job` as an operator would; return its run once it has created its batch (the run is
+    the batch: it goes on until the summary), or once it ended (a form it refused)."""
+    run = run_deployment(
         f"{SUBMIT}/{SUBMIT}",
-        parameters={"request": {"workspace_id": workspace_id, "orders": {"order_ids": order_ids}}},
-        timeout=wait_s,
-        poll_interval=0.5,
+        parameters={"workspace": workspace_id, "order_ids": order_ids, **parameters},
+        timeout=0,
         as_subflow=False,
     )
+    wait_for(lambda: batch_created(run.id) or flow_run(run.id).state.is_final(), timeout_s=wait_s,
+             what=f"run {run.id} to create its batch")
+    return flow_run(run.id)
+
+
+def batch_created(run_id: str | UUID) -> bool:
+    """The run's job-creating task has completed (its job is committed)."""
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(str(run_id))])),
+            # Task run names carry a suffix: create-robot-job-1bc, create-retry-job-3f0.
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="create-r")),
+        )
+    return any(t.state and t.state.is_completed() for t in tasks)
 
 
 def retry(job_id: str, *, wait_s: float = 60) -> FlowRun:
-    return run_deployment(f"{RETRY}/{RETRY}", parameters={"request": {"job_id": job_id}}, timeout=wait_s,
+    return run_deployment(f"{RETRY}/{RETRY}", parameters={"batch": job_id}, timeout=wait_s,
                           poll_interval=0.5, as_subflow=False)
 
 

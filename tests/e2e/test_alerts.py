@@ -63,7 +63,7 @@ def test_a_failed_batch_run_alerts(stack, sim, receiver):
     latency = seconds_after(run.end_time or run.state.timestamp)
     record_figure(stack, "alert after a failed batch run", latency)
     text = post["json"]["text"]
-    assert "Lote con problemas: orchestrate-robot-job terminó Failed" in text
+    assert "Lote con problemas: submit-robot-job terminó Failed" in text  # the operator's run is the batch
     assert "Lote fallido" in text  # the run's own Spanish reason
     assert post["headers"]["Content-Type"] == "application/json"
 

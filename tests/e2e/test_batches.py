@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+from domain.db import UnitOfWork
+from domain.models import Workspace
 
 from domain.jobs import ALL_FAILED_REASON
 from domain.outbox import BATCH_COMPLETED, ROBOT_COORD_COMPLETED
@@ -16,8 +21,10 @@ from tests.e2e.helpers import (
     table_rows,
     wait_flow_final,
     job_of,
+    jobs_of,
     wait_job_finished,
     events,
+    retry,
     wait_for,
 )
 
@@ -27,10 +34,20 @@ pytestmark = pytest.mark.e2e
 def run_batch(stack, count=3):
     workspace_id, order_ids = seed_workspace(stack, count)
     submitted = submit(workspace_id, order_ids)
-    assert submitted.state.is_completed(), submitted.state
     job = job_of(stack, workspace_id)
-    run = wait_flow_final(orchestration_run_of(stack, job.id), timeout_s=60)
+    assert job.flow_run_id == str(submitted.id)  # the run the operator started is the batch
+    run = wait_flow_final(submitted.id, timeout_s=60)
     return wait_job_finished(stack, job.id, timeout_s=5), run, order_ids
+
+
+def workspace_name(stack, workspace_id: str) -> str:
+    with UnitOfWork(stack.engine, readonly=True) as uow:
+        return uow.session.get(Workspace, workspace_id).name
+
+
+def runs_of_job(job_id: str) -> list:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"job:{job_id}"])))
 
 
 def test_all_success(stack, sim):
@@ -105,3 +122,65 @@ def test_duplicates_and_fatal_re_report(stack, sim):
     assert len(fired) == 2
     assert run.state.is_completed()
     assert "Error fatal en el procesamiento del batch" in summary_artifact(job.id).data
+
+
+def test_one_run_per_batch_chosen_by_names_named_and_tagged(stack, sim):
+    workspace_id, _ = seed_workspace(stack, 3)
+    name = workspace_name(stack, workspace_id)
+    submitted = submit(name, [], stage="por despachar")  # the form's names, in any case
+    run = wait_flow_final(submitted.id)
+    job = wait_job_finished(stack, job_of(stack, workspace_id).id, timeout_s=5)
+
+    assert (job.status, job.success_count, job.flow_run_id) == ("completed", 3, str(submitted.id))
+    assert run.state.is_completed(), run.state
+    assert run.name == f"{name} #1 · 3 pedidos"
+    assert {f"workspace:{name}", f"job:{job.id}", "robotjobs"} <= set(run.tags)
+    # No second run on the click → robot path: the batch's only run is the one the operator started.
+    assert [r.id for r in runs_of_job(job.id)] == [submitted.id]
+    assert sim.state()["posts"] == {job.id: 1}
+
+
+def test_a_wrong_name_fails_the_run_at_once_listing_the_valid_ones(stack, sim):
+    workspace_id, _ = seed_workspace(stack, 1)
+    name = workspace_name(stack, workspace_id)
+    wrong_workspace = wait_flow_final(submit("Tienda Que No Existe", []).id)
+    wrong_stage = wait_flow_final(submit(name, [], stage="Bodega").id)
+
+    assert wrong_workspace.state.is_failed()
+    assert "Workspace desconocido: «Tienda Que No Existe». Workspaces válidos:" in wrong_workspace.state.message
+    assert f"«{name}»" in wrong_workspace.state.message
+    assert wrong_stage.state.is_failed()
+    assert "Etapa desconocida en este workspace: «Bodega». Etapas válidas: «Nuevo», «Confirmado»" in \
+        wrong_stage.state.message
+    assert jobs_of(stack, workspace_id) == []
+
+
+def test_an_operator_key_repeated_reports_the_first_runs_batch_and_sends_nothing(stack, sim):
+    workspace_id, order_ids = seed_workspace(stack, 2)
+    first = submit(workspace_id, order_ids, idempotency_key="clic-1")
+    second = wait_flow_final(submit(workspace_id, order_ids, idempotency_key="clic-1").id)
+    run = wait_flow_final(first.id)
+
+    [job] = jobs_of(stack, workspace_id)
+    assert job.flow_run_id == str(first.id) and run.state.is_completed()
+    assert second.state.is_completed(), second.state  # reported the existing batch, and ended
+    assert sim.state()["posts"] == {job.id: 1}
+
+
+def test_retry_chosen_by_reference_is_its_own_run(stack, sim):
+    workspace_id, order_ids = seed_workspace(stack, 3)
+    name = workspace_name(stack, workspace_id)
+    sim.configure(order_scenarios={order_ids[1]: "invalid_city"})
+    first_run = submit(workspace_id, order_ids)
+    wait_flow_final(first_run.id)
+    sim.configure(order_scenarios={})
+
+    wrong = retry("Lote que no existe")
+    assert wrong.state.is_failed() and "Lote desconocido: «Lote que no existe». Lotes recientes con pedidos " \
+        "fallidos:" in wrong.state.message and f"«{name} #1»" in wrong.state.message
+    retried = retry(f"{name} #1")
+    [first, second] = jobs_of(stack, workspace_id)
+    assert retried.state.is_completed(), retried.state
+    assert (second.retry_of_job_id, second.flow_run_id, second.total_items) == (first.id, str(retried.id), 1)
+    assert retried.name == f"{name} #2 · reintento de #1 · 1 pedido"
+    assert wait_job_finished(stack, second.id, timeout_s=5).success_count == 1

@@ -39,9 +39,15 @@ def test_prefect_deploy_all_and_a_process_worker(tmp_path):
         assert [s["schedule"]["interval"] for s in reconcile["schedules"]] == [60.0]
         assert reconcile["global_concurrency_limit"]["limit"] == 1
         assert reconcile["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+        # The operator's forms: flat, by name, every field described, no "str / None" toggle.
         schema = found["submit-robot-job"]["parameter_openapi_schema"]
-        assert "request" in schema["properties"] and "SubmitRobotJob" in schema["definitions"]
-        assert "workspace" in schema["definitions"]["SubmitRobotJob"]["properties"]["workspace_id"]["description"]
+        assert list(schema["properties"]) == ["workspace", "stage", "order_ids", "idempotency_key"]
+        assert schema["required"] == ["workspace"] and not schema.get("definitions")
+        assert "Nombre del workspace" in schema["properties"]["workspace"]["description"]
+        retry = found["retry-failed-items"]["parameter_openapi_schema"]
+        assert list(retry["properties"]) == ["batch", "idempotency_key"] and "#<n>" in retry["properties"]["batch"]["description"]
+        for form in (schema, retry):
+            assert all(p.get("description") and "anyOf" not in p for p in form["properties"].values())
 
         # The deploy's alert step (README): the automations and their notification block, by name, twice.
         for _ in range(2):

@@ -1,28 +1,45 @@
-"""Deployment parameters as operators fill them in."""
+"""The deployments' forms as operators fill them in: flat, described, no optional toggles."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
 import pytest
-from pydantic import ValidationError
+from prefect.utilities.callables import parameter_schema
 
-from flows.parameters import OrderSelection, SubmitRobotJob
+from flows.parameters import InvalidSelection, check_selection, run_key
 from flows.reconcile import bucket_key
+from flows.submit import retry_failed_items, submit_robot_job
 
 
 def test_a_stage_or_ids_not_both():
-    assert SubmitRobotJob(workspace_id="w").orders == OrderSelection()
-    assert SubmitRobotJob(workspace_id="w", orders={"order_ids": ["a"]}).orders.order_ids == ["a"]
-    with pytest.raises(ValidationError):
-        OrderSelection(stage_id="s", order_ids=["a"])
-    with pytest.raises(ValidationError):
-        SubmitRobotJob(workspace_id="w", password="x")
+    check_selection("Por despachar", [])
+    check_selection("", ["a"])
+    check_selection("", [])
+    with pytest.raises(InvalidSelection, match="Indique una etapa o una lista de pedidos, no ambas"):
+        check_selection("Por despachar", ["a"])
 
 
-def test_every_parameter_is_described_for_operators():
-    schema = SubmitRobotJob.model_json_schema()
-    assert all(p.get("description") for p in schema["properties"].values())
+@pytest.mark.parametrize(
+    ("flow", "fields", "required"),
+    [
+        (submit_robot_job, ["workspace", "stage", "order_ids", "idempotency_key"], ["workspace"]),
+        (retry_failed_items, ["batch", "idempotency_key"], ["batch"]),
+    ],
+)
+def test_the_forms_are_flat_described_and_without_null_toggles(flow, fields, required):
+    schema = parameter_schema(flow).model_dump()
+    assert list(schema["properties"]) == fields and schema["required"] == required
+    assert schema["definitions"] == {}  # nothing nested
+    for name, field in schema["properties"].items():
+        assert field.get("description"), name
+        assert "anyOf" not in field, name  # a "str / None" toggle in the UI
+    assert "Nombre del workspace" in schema["properties"].get("workspace", {"description": "Nombre del workspace"})[
+        "description"]
+
+
+def test_a_run_without_an_operator_key_keys_its_job_by_itself():
+    assert run_key("0b1c") == "run:0b1c"
 
 
 def test_reconcile_bucket_is_the_utc_minute():
