@@ -7,10 +7,10 @@ have no outcome yet) and are None when nothing has finished. Times are timezone-
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import func, inspect
 from sqlmodel import Session, col, select
@@ -65,7 +65,7 @@ class JobRow:
     is_retry: bool
     failure_reason: str | None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -81,7 +81,7 @@ def count_jobs(session: Session, *, workspace_id: str | None = None) -> int:
 
 def jobs_overview(session: Session, *, workspace_id: str | None = None) -> list[JobRow]:
     """Every batch, oldest first, with its counts, success rate, timings and the job it retried."""
-    statement = select(RobotJob).order_by(RobotJob.created_at, RobotJob.id)
+    statement = select(RobotJob).order_by(col(RobotJob.created_at), col(RobotJob.id))
     if workspace_id is not None:
         statement = statement.where(RobotJob.workspace_id == workspace_id)
     rows = []
@@ -134,11 +134,11 @@ class ItemFact:
     is_retry: bool  # the item belongs to a retry job
     retry_of_job_id: str | None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _place(robot_input: dict | None, order: Order) -> tuple[str, str]:
+def _place(robot_input: dict[str, Any] | None, order: Order) -> tuple[str, str]:
     """City label and department abbreviation: as sent to the robot, else derived from the order like coverage does."""
     if robot_input and robot_input.get("ciudad"):
         return str(robot_input["ciudad"]), str(robot_input.get("departamento") or NO_DEPARTMENT)
@@ -154,9 +154,9 @@ def item_facts(
     """One row per item of every batch (or of the given jobs), in batch order."""
     statement = (
         select(RobotJobItem, RobotJob, Order)
-        .join(RobotJob, RobotJob.id == RobotJobItem.job_id)
-        .join(Order, Order.id == RobotJobItem.order_id)
-        .order_by(RobotJob.created_at, RobotJob.id, RobotJobItem.created_at, Order.name)
+        .join(RobotJob, col(RobotJob.id) == col(RobotJobItem.job_id))
+        .join(Order, col(Order.id) == col(RobotJobItem.order_id))
+        .order_by(col(RobotJob.created_at), col(RobotJob.id), col(RobotJobItem.created_at), col(Order.name))
     )
     if workspace_id is not None:
         statement = statement.where(RobotJob.workspace_id == workspace_id)
@@ -205,12 +205,12 @@ class GroupRate:
     pending: int
     success_rate: float | None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _group(facts: Iterable[ItemFact], key_of) -> list[GroupRate]:
-    counts: dict[str, Counter] = defaultdict(Counter)
+def _group(facts: Iterable[ItemFact], key_of: Callable[[ItemFact], str]) -> list[GroupRate]:
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
     for fact in facts:
         counts[key_of(fact)][fact.status] += 1
     rows = [
@@ -251,7 +251,7 @@ class ErrorReason:
     count: int
     share: float  # of all failed items
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -281,7 +281,7 @@ class RetryRow:
     pending: int
     recovery_rate: float | None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 from sqlalchemy import true
 from sqlmodel import Session, col, select
 
@@ -155,7 +156,7 @@ _ACTION_TYPES = {
 }
 
 
-def _spanish(error: dict[str, Any]) -> str:
+def _spanish(error: ErrorDetails) -> str:
     kind = error["type"]
     if kind == "too_long" and error["loc"][:1] == ("actions",):
         return f"Máximo {MAX_ACTIONS} acciones por automatización"
@@ -177,7 +178,7 @@ def _spanish(error: dict[str, Any]) -> str:
 
 
 def _pydantic_errors(exc: ValidationError) -> list[dict[str, str]]:
-    errors = []
+    errors: list[dict[str, str]] = []
     for error in exc.errors():
         loc = _loc(error["loc"])
         # A bad condition fails both union branches (Condition and ConditionGroup); report each place once.
@@ -218,7 +219,7 @@ def _collect_strings(value: Any, into: list[str]) -> None:
 
 def _workspace_stage(session: Session, workspace_id: str, stage_id: str) -> Stage | None:
     return session.exec(
-        select(Stage).join(Pipeline, Pipeline.id == Stage.pipeline_id).where(
+        select(Stage).join(Pipeline, col(Pipeline.id) == col(Stage.pipeline_id)).where(
             Stage.id == stage_id, Pipeline.workspace_id == workspace_id
         )
     ).first()
@@ -298,7 +299,7 @@ def save_automation(
 ) -> Automation:
     """Validate and store an automation (new, or replacing `automation_id` of the same workspace)."""
     spec = validate_automation(session, workspace_id=workspace_id, data=data)
-    values = dict(
+    values: dict[str, Any] = dict(
         name=spec.name,
         trigger_type=spec.trigger_type,
         trigger_config=spec.trigger_config,
@@ -309,9 +310,10 @@ def save_automation(
     if automation_id is None:
         automation = Automation(workspace_id=workspace_id, **values)
     else:
-        automation = session.get(Automation, automation_id)
-        if automation is None or automation.workspace_id != workspace_id:
+        existing = session.get(Automation, automation_id)
+        if existing is None or existing.workspace_id != workspace_id:
             raise InvalidAutomation([{"loc": "id", "msg": "Automatización desconocida"}])
+        automation = existing
         for key, value in values.items():
             setattr(automation, key, value)
         automation.updated_at = utcnow()
@@ -376,7 +378,7 @@ def matching_automations(
             Automation.trigger_type == event_type,
             col(Automation.enabled) == true(),
         )
-        .order_by(Automation.created_at, Automation.id)
+        .order_by(col(Automation.created_at), col(Automation.id))
     ).all()
     return [
         automation
@@ -418,14 +420,14 @@ def execution_log(
         query = query.where(AutomationExecution.automation_id == automation_id)
     if event_id:
         query = query.where(AutomationExecution.event_id == event_id)
-    executions = session.exec(query.order_by(AutomationExecution.started_at, AutomationExecution.id).limit(limit)).all()
+    executions = session.exec(query.order_by(col(AutomationExecution.started_at), col(AutomationExecution.id)).limit(limit)).all()
     ids = [e.id for e in executions]
     runs: dict[str, list[AutomationActionRun]] = {}
     if ids:
         for run in session.exec(
             select(AutomationActionRun)
-            .where(AutomationActionRun.execution_id.in_(ids))
-            .order_by(AutomationActionRun.action_index)
+            .where(col(AutomationActionRun.execution_id).in_(ids))
+            .order_by(col(AutomationActionRun.action_index))
         ):
             runs.setdefault(run.execution_id, []).append(run)
     return [

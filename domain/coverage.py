@@ -69,7 +69,7 @@ def resolve_destinations(
     """`validate_destination` for many (city, department, cash on delivery) at once: one coverage query in all."""
     keys = [(normalize(city), department_abbreviation(department)) for city, department, _ in destinations]
     wanted = {key for key in keys if key[0] and key[1]}
-    found: dict[tuple[str, str], CarrierCoverage] = {}
+    found: dict[tuple[str, str | None], CarrierCoverage] = {}
     if wanted:
         cities = sorted({city for city, _ in wanted})
         for row in session.exec(

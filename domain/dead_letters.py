@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlalchemy import CursorResult, update
+from sqlmodel import Session, col, select
 
 from domain.errors import UnknownDeadLetter
 from domain.models import CallbackDeadLetter, utcnow
@@ -79,9 +79,9 @@ def list_letters(
     session: Session, *, pending_only: bool = False, job_id: str | None = None, limit: int = 100
 ) -> list[CallbackDeadLetter]:
     """Newest first; `pending_only` leaves out the ones already replayed."""
-    query = select(CallbackDeadLetter).order_by(CallbackDeadLetter.id.desc()).limit(limit)
+    query = select(CallbackDeadLetter).order_by(col(CallbackDeadLetter.id).desc()).limit(limit)
     if pending_only:
-        query = query.where(CallbackDeadLetter.replayed_at.is_(None))
+        query = query.where(col(CallbackDeadLetter.replayed_at).is_(None))
     if job_id:
         query = query.where(CallbackDeadLetter.job_id == job_id)
     return list(session.exec(query).all())
@@ -90,10 +90,14 @@ def list_letters(
 def mark_replayed(session: Session, letter_id: int, *, result: str, now: datetime | None = None) -> bool:
     """Mark a dead letter replayed, once: False when it already was (a concurrent replay won). Call it in the
     transaction that applies the replay, so both commit together or neither does."""
-    done = session.execute(
-        update(CallbackDeadLetter)
-        .where(CallbackDeadLetter.id == letter_id, CallbackDeadLetter.replayed_at.is_(None))
-        .values(replayed_at=now or utcnow(), replay_result=result[:_REASON_MAX])
+    # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed for any statement.
+    done = cast(
+        CursorResult[Any],
+        session.execute(
+            update(CallbackDeadLetter)
+            .where(col(CallbackDeadLetter.id) == letter_id, col(CallbackDeadLetter.replayed_at).is_(None))
+            .values(replayed_at=now or utcnow(), replay_result=result[:_REASON_MAX])
+        ),
     )
     return done.rowcount == 1
 
@@ -102,6 +106,6 @@ def note_replay_failure(session: Session, letter_id: int, *, result: str) -> Non
     """Say why a replay failed; the dead letter stays pending."""
     session.execute(
         update(CallbackDeadLetter)
-        .where(CallbackDeadLetter.id == letter_id, CallbackDeadLetter.replayed_at.is_(None))
+        .where(col(CallbackDeadLetter.id) == letter_id, col(CallbackDeadLetter.replayed_at).is_(None))
         .values(replay_result=result[:_REASON_MAX])
     )

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from domain.credentials import decrypt_password
 from domain.errors import MissingCarrierConfig
@@ -39,7 +39,7 @@ def build_dispatch_request(
     items = session.exec(
         select(RobotJobItem)
         .where(RobotJobItem.job_id == job_id, RobotJobItem.status == ItemStatus.PENDING)
-        .order_by(RobotJobItem.created_at, RobotJobItem.id)
+        .order_by(col(RobotJobItem.created_at), col(RobotJobItem.id))
     ).all()
     return {
         "workspaceId": job.workspace_id,

@@ -24,7 +24,7 @@ from domain import jobs
 from domain.analytics import count_jobs
 from domain.db import UnitOfWork, make_engine
 from domain.dispatch import build_dispatch_request, hash_callback_secret, new_callback_secret
-from domain.models import Contact, ErrorType, Order, OutboxEvent, RobotJob, RobotJobItem, utcnow
+from domain.models import Contact, ErrorType, JobStatus, Order, OutboxEvent, RobotJob, RobotJobItem, utcnow
 from domain.orders import create_order
 from domain.outbox import mark_delivered
 from domain.results import ItemResult, record_batch_results
@@ -39,7 +39,8 @@ DISPATCH_FAILURE = (
 TIMEOUT_REASON = "Tiempo de espera agotado: el robot no reportó todos los pedidos"
 
 # What the robot reports for an order it did receive: (weight, status, error_type, message), as robot-protocol.md §2.
-ROBOT_OUTCOMES: list[tuple[int, str, str | None, str | None]] = [
+Outcome = tuple[int, str, str | None, str | None]
+ROBOT_OUTCOMES: list[Outcome] = [
     (72, "success", None, None),
     (10, "error", "portal", "No se encontró el municipio"),
     (4, "error", "portal", "Login fallido en el portal de Coordinadora"),
@@ -48,7 +49,7 @@ ROBOT_OUTCOMES: list[tuple[int, str, str | None, str | None]] = [
     (4, "error", "timeout", "Tiempo de espera agotado en el portal de Coordinadora"),
 ]
 # A retried order usually goes through: the reasons it failed were mostly transient.
-RETRY_OUTCOMES = [(90, "success", None, None), (10, "error", "portal", "No se encontró el municipio")]
+RETRY_OUTCOMES: list[Outcome] = [(90, "success", None, None), (10, "error", "portal", "No se encontró el municipio")]
 
 
 @dataclass
@@ -98,7 +99,7 @@ class _History:
             ids.append(order.id)
         return ids
 
-    def _outcome(self, table) -> tuple[str, str | None, str | None]:
+    def _outcome(self, table: list[Outcome]) -> tuple[str, str | None, str | None]:
         weights = [row[0] for row in table]
         _, status, error_type, message = self.rng.choices(table, weights=weights)[0]
         return status, error_type, message
@@ -107,7 +108,7 @@ class _History:
         """Start, dispatch and finish one created job the way the flow and the robot would, from `created_at` on."""
         job_id = created.job.id
         self._backdate(job_id, created_at)
-        if created.job.status != jobs.JobStatus.PENDING:  # every order was rejected by coverage: nothing to send
+        if created.job.status != JobStatus.PENDING:  # every order was rejected by coverage: nothing to send
             return job_id
         clock = _Clock(created_at)
         job = jobs.start_job(self.session, job_id, flow_run_id=None, now=clock.advance(self.rng, 5, 30))
@@ -142,14 +143,14 @@ class _History:
     def _backdate(self, job_id: str, created_at: datetime) -> None:
         """create_robot_job stamps 'now'; move the job, its items and its coverage rejections to `created_at`."""
         for statement in (
-            update(RobotJob).where(RobotJob.id == job_id).values(created_at=created_at, updated_at=created_at),
-            update(RobotJobItem).where(RobotJobItem.job_id == job_id).values(created_at=created_at,
+            update(RobotJob).where(col(RobotJob.id) == job_id).values(created_at=created_at, updated_at=created_at),
+            update(RobotJobItem).where(col(RobotJobItem.job_id) == job_id).values(created_at=created_at,
                                                                                updated_at=created_at),
             update(RobotJobItem)
-            .where(RobotJobItem.job_id == job_id, col(RobotJobItem.robot_input).is_(None))
+            .where(col(RobotJobItem.job_id) == job_id, col(RobotJobItem.robot_input).is_(None))
             .values(completed_at=created_at),
             update(RobotJob)
-            .where(RobotJob.id == job_id, col(RobotJob.finished_at).is_not(None))
+            .where(col(RobotJob.id) == job_id, col(RobotJob.finished_at).is_not(None))
             .values(finished_at=created_at),
         ):
             self.session.execute(statement.execution_options(synchronize_session=False))

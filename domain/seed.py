@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from sqlmodel import Session, select
 
@@ -73,7 +74,7 @@ def seed_demo(
     *,
     credentials_key: str,
     name: str = "Tienda Demo",
-    orders: list[tuple] | None = None,
+    orders: list[tuple[Any, ...]] | None = None,
     portal_username: str = "demo@tienda.co",
     portal_password: str = "demo-portal-password",
 ) -> DemoWorkspace:

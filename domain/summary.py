@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -49,7 +50,7 @@ class BatchSummary:
     pending: list[SummaryLine] = field(default_factory=list)
     lines: list[SummaryLine] = field(default_factory=list)  # every item, in the batch's order
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
