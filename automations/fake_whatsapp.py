@@ -68,7 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         return json.loads(raw) if raw else {}
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+    def do_GET(self) -> None:  # http.server's naming
         state = self.state
         if self.path == "/healthz":
             return self._json(200, {"ok": True})
@@ -79,7 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
                 )
         self._json(404, {"error": "not found"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         state = self.state
         try:
             body = self._body()

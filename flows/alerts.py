@@ -133,7 +133,7 @@ def emit_batch_finished(job_id: str) -> None:
     An alert must never fail the batch: any error here is logged and swallowed."""
     try:
         _emit_batch_finished(job_id)
-    except Exception:  # noqa: BLE001 - the batch's outcome is already recorded; only the alert is lost
+    except Exception:  # the batch's outcome is already recorded; only the alert is lost
         logging.getLogger(__name__).exception("no se pudo emitir el evento de alerta del lote %s", job_id)
 
 
