@@ -67,7 +67,6 @@ def start_job_task(job_id: str, flow_run_id: str) -> JobSnapshot:
             base_seconds=settings.callback_base_seconds,
         )
         uow.commit()
-    publish_progress(engine, job_id)
     return snapshot(job_id)
 
 
@@ -141,6 +140,8 @@ def run_batch(
                 )
             elif not dispatch.sent and dispatch.reason is None:
                 logger.info("El lote ya había sido enviado (o reclamado) por otra ejecución: no se reenvía; se espera.")
+        # What the UI shows of the batch, once the robot has it: the click → robot path waits for none of it.
+        publish_progress(runtime.engine(), job_id)
         if announce is not None:
             announce()
     # Callbacks can beat the robot's 200: suspend only if some item is still waiting for its result.

@@ -4,8 +4,8 @@ One flow run per batch, from the click to the summary: resolve what the form say
 keyed by this run, name the run after the batch, start and dispatch it once, suspend until its results are in,
 finish from the database (flows/orchestrate.py `run_batch`, shared with the reconciler's recovery run).
 
-A resumed run executes its flow again from the top: the job this run created is found by its `flow_run_id`, and the
-run goes straight to its suspend (which returns the resume's input at once) or its finish.
+A resumed run executes its flow again from the top: its job-creating task finds the job this run created by its
+`flow_run_id` (one query, no name to resolve), and the run goes straight to its finish.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ class Batch(BaseModel):
     total_items: int
     retry_of: str | None = None
     rejected: list[Rejected] = Field(default_factory=list)
+    resumed: JobSnapshot | None = Field(
+        default=None, description="The run runs again (resumed): its job, already started and dispatched by it.")
 
 
 class BatchResult(BaseModel):
@@ -65,12 +67,6 @@ class BatchResult(BaseModel):
     flow_run_id: str | None = Field(default=None, description="Ejecución dueña del lote.")
 
 
-class Resumed(BaseModel):
-    job_id: str
-    label: str
-    job: JobSnapshot
-
-
 def _batch(uow, created: JobCreated, run_id: str) -> Batch:
     job = created.job
     ref = batch_ref(uow.session, job)
@@ -84,15 +80,16 @@ def _batch(uow, created: JobCreated, run_id: str) -> Batch:
     )
 
 
-@task(name="find-batch-of-run", retries=0, cache_policy=NO_CACHE, persist_result=False)
-def resumed_task(run_id: str) -> Resumed | None:
-    """The job this run already started (the run was resumed and runs again from the top), if any."""
-    with UnitOfWork(runtime.engine(), readonly=True) as uow:
-        job = job_of_run(uow.session, run_id)
-        if job is None or job.status == JobStatus.PENDING:
-            return None
-        job_id, label = job.id, batch_ref(uow.session, job).label
-    return Resumed(job_id=job_id, label=label, job=snapshot(job_id))
+def _own_batch(uow, run_id: str) -> Batch | None:
+    """The job this run created, if it runs again (a resume executes the flow from the top): no new job, and once
+    started, straight to its suspend or finish."""
+    job = job_of_run(uow.session, run_id)
+    if job is None:
+        return None
+    ref = batch_ref(uow.session, job)
+    return Batch(job_id=job.id, label=ref.label, workspace_name=ref.workspace_name, created=False, owned=True,
+                 flow_run_id=run_id, status=job.status, total_items=job.total_items,
+                 resumed=None if job.status == JobStatus.PENDING else snapshot(job.id))
 
 
 @task(name="name-batch-run", retries=0, cache_policy=NO_CACHE, persist_result=False)
@@ -109,6 +106,8 @@ def name_run(run_id: str, *, name: str, tags: list[str]) -> None:
 @task(name="create-robot-job", retries=0, cache_policy=NO_CACHE, persist_result=False)
 def create_job_task(run_id: str, workspace: str, stage: str, order_ids: list[str], idempotency_key: str) -> Batch:
     with UnitOfWork(runtime.engine()) as uow:
+        if own := _own_batch(uow, run_id):
+            return own
         found = resolve_workspace(uow.session, workspace)
         created = create_robot_job(
             uow.session,
@@ -126,6 +125,8 @@ def create_job_task(run_id: str, workspace: str, stage: str, order_ids: list[str
 @task(name="create-retry-job", retries=0, cache_policy=NO_CACHE, persist_result=False)
 def create_retry_job_task(run_id: str, batch: str, idempotency_key: str) -> Batch:
     with UnitOfWork(runtime.engine()) as uow:
+        if own := _own_batch(uow, run_id):
+            return own
         retried = resolve_batch(uow.session, batch)
         created = retry_failed_items_use_case(
             uow.session, retried.job_id, idempotency_key=idempotency_key.strip() or None, flow_run_id=run_id
@@ -145,16 +146,11 @@ def _result(batch: Batch, outcome: JobOutcome | None = None) -> BatchResult:
     )
 
 
-def _resumed_result(resumed: Resumed, outcome: JobOutcome) -> BatchResult:
-    return BatchResult(job_id=outcome.job_id, lote=resumed.label, status=outcome.status,
-                       total_items=outcome.total_items, success_count=outcome.success_count,
-                       error_count=outcome.error_count, failure_reason=outcome.failure_reason,
-                       flow_run_id=str(flow_run.get_id()))
-
-
 def _run(batch: Batch, run_id: str) -> BatchResult:
     """The batch's run: announce it (run name, tags, rejected orders) while the robot works, then run_batch."""
     logger = get_run_logger()
+    if batch.resumed is not None:
+        return _result(batch, run_batch(batch.job_id, run_id, job=batch.resumed))
     if not batch.owned:
         # The operator's idempotency key names a batch another run created: that run sends it, not this one.
         logger.info("La clave de idempotencia corresponde al lote %s (%s), de la ejecución %s: no se envía de nuevo.",
@@ -189,8 +185,6 @@ def submit_robot_job(
     """
     check_selection(stage, order_ids)
     run_id = str(flow_run.get_id())
-    if resumed := resumed_task(run_id):
-        return _resumed_result(resumed, run_batch(resumed.job_id, run_id, job=resumed.job))
     return _run(create_job_task(run_id, workspace, stage, list(order_ids), idempotency_key), run_id)
 
 
@@ -203,6 +197,4 @@ def retry_failed_items(batch: str, idempotency_key: str = "") -> BatchResult:
         idempotency_key: Opcional. Por defecto 'retry:<lote>': reintentar dos veces el mismo lote crea un solo lote nuevo.
     """
     run_id = str(flow_run.get_id())
-    if resumed := resumed_task(run_id):
-        return _resumed_result(resumed, run_batch(resumed.job_id, run_id, job=resumed.job))
     return _run(create_retry_job_task(run_id, batch, idempotency_key), run_id)

@@ -134,7 +134,7 @@ def test_one_run_per_batch_chosen_by_names_named_and_tagged(stack, sim):
     assert (job.status, job.success_count, job.flow_run_id) == ("completed", 3, str(submitted.id))
     assert run.state.is_completed(), run.state
     assert run.name == f"{name} #1 · 3 pedidos"
-    assert {f"workspace:{name}", f"job:{job.id}", "robotjobs"} <= set(run.tags)
+    assert {f"workspace:{name}", f"job:{job.id}"} <= set(run.tags)
     # No second run on the click → robot path: the batch's only run is the one the operator started.
     assert [r.id for r in runs_of_job(job.id)] == [submitted.id]
     assert sim.state()["posts"] == {job.id: 1}
