@@ -107,7 +107,7 @@ def bulk_update(
         params = [{f"k_{key}": row[key], **{f"v_{name}": row[name] for name in names}} for row in rows]
         return session.connection().execute(statement, params).rowcount
     columns = [key, *names]
-    arrays, params = _unnest(dialect, table, columns, rows)
+    arrays, params = unnest(dialect, table, columns, rows)
     assignments = ", ".join(f"{name} = {_from_array(dialect, table, name, f'v.{name}')}" for name in names)
     where = f"{table.name}.{key} = v.{key}"
     if guard is not None:
@@ -126,7 +126,7 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
         session.execute(table.insert(), rows)
         return
     columns = list(rows[0])
-    arrays, params = _unnest(dialect, table, columns, rows)
+    arrays, params = unnest(dialect, table, columns, rows)
     selected = ", ".join(_from_array(dialect, table, name, f"v.{name}") for name in columns)
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {selected} FROM {arrays} AS v({', '.join(columns)})"
     session.connection().exec_driver_sql(sql, params)
@@ -136,7 +136,7 @@ def _is_json(table: Table, name: str) -> bool:
     return isinstance(table.c[name].type, JSON)
 
 
-def _unnest(dialect, table: Table, columns: list[str], rows: list[dict[str, Any]]) -> tuple[str, dict[str, list]]:
+def unnest(dialect, table: Table, columns: list[str], rows: list[dict[str, Any]]) -> tuple[str, dict[str, list]]:
     """`unnest(CAST(%(a0)s AS type[]), ...)` and its parameters: one array per column (JSON travels as text)."""
     casts, params = [], {}
     for n, name in enumerate(columns):

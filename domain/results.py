@@ -27,7 +27,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlmodel import Session
 
 from domain import outbox
-from domain.db import bulk_update
+from domain.db import bulk_update, unnest
 from domain.errors import ItemNotInJob, UnknownItem, UnknownJob
 from domain.jobs import correct_finished_job, finish_or_count, withdraw_unsent_items
 from domain.models import (
@@ -40,7 +40,7 @@ from domain.models import (
     RobotJobItem,
     utcnow,
 )
-from domain.orders import apply_order_changes
+from domain.orders import ship_orders
 
 ROBOT_ERROR_TYPES = (ErrorType.VALIDATION, ErrorType.PORTAL, ErrorType.TIMEOUT, ErrorType.UNKNOWN)
 MAX_ERROR_MESSAGE = 1000
@@ -99,6 +99,9 @@ class ItemAuth:
     job_id: str
     workspace_id: str
     callback_secret_hash: str | None
+    # With `lock=True`: the job's row is locked by this transaction and these are its status and run.
+    job_status: str | None = None
+    flow_run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,31 +130,35 @@ class BatchOutcome:
         return sum(1 for o in self.outcomes if o.changed)
 
 
-def get_item_auth(session: Session, item_id: str) -> ItemAuth:
-    row = session.execute(
-        select(RobotJobItem.id, RobotJob.id, RobotJob.workspace_id, RobotJob.callback_secret_hash)
-        .join(RobotJob, RobotJob.id == RobotJobItem.job_id)
-        .where(RobotJobItem.id == item_id)
-    ).first()
+def get_item_auth(session: Session, item_id: str, *, lock: bool = False) -> ItemAuth:
+    """Who may report on an item. `lock=True` (a writer about to record it) also locks the item's job row and
+    reads its state in the same statement, so `record_item_result(..., locked=auth)` needs no second round trip;
+    a refused caller's transaction rolls back and releases the lock at once."""
+    query = (
+        select(_ITEMS.c.id, _JOBS.c.id, _JOBS.c.workspace_id, _JOBS.c.callback_secret_hash, _JOBS.c.status,
+               _JOBS.c.flow_run_id)  # fmt: skip
+        .join(_JOBS, _JOBS.c.id == _ITEMS.c.job_id)
+        .where(_ITEMS.c.id == item_id)
+    )
+    row = session.execute(query.with_for_update(of=_JOBS) if lock else query).first()
     if row is None:
         raise UnknownItem("Ítem desconocido", item_id=item_id)
-    return ItemAuth(item_id=row[0], job_id=row[1], workspace_id=row[2], callback_secret_hash=row[3])
+    return ItemAuth(item_id=row[0], job_id=row[1], workspace_id=row[2], callback_secret_hash=row[3],
+                    job_status=row[4] if lock else None, flow_run_id=row[5] if lock else None)  # fmt: skip
 
 
 def record_item_result(
-    session: Session, result: ItemResult, *, job_id: str | None = None, now: datetime | None = None
+    session: Session, result: ItemResult, *, job_id: str | None = None, now: datetime | None = None,
+    locked: ItemAuth | None = None,
 ) -> RecordOutcome:
-    """Record one callback. With `job_id` (the job the caller authenticated for) the item must belong to it."""
-    # The item's job and that job's row lock in one statement (the item's job_id never changes).
-    row = session.execute(
-        select(_ITEMS.c.job_id, _JOBS.c.status, _JOBS.c.flow_run_id)
-        .join(_JOBS, _JOBS.c.id == _ITEMS.c.job_id)
-        .where(_ITEMS.c.id == result.item_id)
-        .with_for_update(of=_JOBS)
-    ).first()
-    if row is None:
-        raise UnknownItem("Ítem desconocido", item_id=result.item_id)
-    owner, status, flow_run_id = row
+    """Record one callback. With `job_id` (the job the caller authenticated for) the item must belong to it.
+    `locked`: this item's `get_item_auth(..., lock=True)` in this transaction (the job row is locked already)."""
+    if locked is not None and locked.item_id == result.item_id and locked.job_status is not None:
+        owner, status, flow_run_id = locked.job_id, locked.job_status, locked.flow_run_id
+    else:
+        # The item's job and that job's row lock in one statement (the item's job_id never changes).
+        auth = get_item_auth(session, result.item_id, lock=True)
+        owner, status, flow_run_id = auth.job_id, auth.job_status, auth.flow_run_id
     if job_id is not None and owner != job_id:
         raise ItemNotInJob("El ítem no pertenece a este trabajo", item_id=result.item_id, job_id=job_id)
     return _record(session, owner, status, flow_run_id, [result], now or utcnow()).outcomes[0]
@@ -187,25 +194,20 @@ def _record(
     now: datetime,
 ) -> BatchOutcome:
     """The results of one job whose row this transaction has locked."""
-    ids = list(dict.fromkeys(r.item_id for r in results))
-    before = {
-        item_id: _Before(order_id, status, resolved_by)
-        for item_id, owner, order_id, status, resolved_by in session.execute(
-            select(_ITEMS.c.id, _ITEMS.c.job_id, _ITEMS.c.order_id, _ITEMS.c.status, _ITEMS.c.resolved_by).where(
-                _ITEMS.c.id.in_(ids)
-            )
-        )
-        if owner == job_id
-    }
-    strangers = [item_id for item_id in ids if item_id not in before]
-    if strangers:
-        raise ItemNotInJob("Hay ítems que no pertenecen a este trabajo", item_ids=strangers, job_id=job_id)
-
     # Within a request, as across requests, the robot's first result for an item is the one that counts.
     first: dict[str, ItemResult] = {}
     for result in results:
         first.setdefault(result.item_id, result)
-    applied = _write_items(session, list(first.values()), before, now)
+    elsewhere: dict[str, _Elsewhere] | None = None
+    if session.get_bind().dialect.name == "postgresql":
+        before, applied, elsewhere = _write_items_returning(session, job_id, list(first.values()), now)
+    else:
+        before = _read_before(session, job_id, list(first))
+    strangers = [item_id for item_id in first if item_id not in before]
+    if strangers:  # on PostgreSQL the update already happened: raising rolls the transaction back
+        raise ItemNotInJob("Hay ítems que no pertenecen a este trabajo", item_ids=strangers, job_id=job_id)
+    if elsewhere is None:
+        applied = _write_items(session, list(first.values()), before, now)
     successes = [first[i] for i in applied if first[i].status == ItemStatus.SUCCESS]
     success_delta = len(successes)
     error_delta = sum(1 for i in applied if first[i].status == ItemStatus.ERROR and before[i].status == ItemStatus.PENDING)
@@ -231,7 +233,7 @@ def _record(
         )
     if successes:
         shipped = [(r.item_id, before[r.item_id].order_id, r.tracking_number) for r in successes]
-        _ship_orders(session, job_id, shipped, now)
+        _ship_orders(session, job_id, shipped, now, elsewhere)
     if applied and job_status_before in FINISHED_JOB_STATUSES:
         corrected = correct_finished_job(session, job_id, now=now)
         job_status = session.execute(select(_JOBS.c.status).where(_JOBS.c.id == job_id)).scalar_one()
@@ -269,6 +271,85 @@ def _lock_job(session: Session, job_id: str) -> tuple[str, str | None]:
     return row[0], row[1]
 
 
+def _read_before(session: Session, job_id: str, ids: list[str]) -> dict[str, _Before]:
+    """The named items of this job as they are before the update (SQLite: in process, a read costs no round trip)."""
+    return {
+        item_id: _Before(order_id, status, resolved_by)
+        for item_id, owner, order_id, status, resolved_by in session.execute(
+            select(_ITEMS.c.id, _ITEMS.c.job_id, _ITEMS.c.order_id, _ITEMS.c.status, _ITEMS.c.resolved_by).where(
+                _ITEMS.c.id.in_(ids)
+            )
+        )
+        if owner == job_id
+    }
+
+
+@dataclass(frozen=True)
+class _Elsewhere:
+    """An order's items in other jobs, for an item this transaction just made a success."""
+
+    shipped: bool  # another job's item of the order is a success already
+    holders: list[str]  # the other jobs holding a pending item of the order
+
+
+# PostgreSQL: the state before, the guarded transition and the order's items elsewhere in one round trip. The CTE
+# `b` and the final SELECT see the snapshot before the UPDATE; the UPDATE's guard (`_ADMISSIBLE`) judges each row as
+# it is, which under the job's row lock is the same state. Only the job's own items are updated; a stranger is
+# found from `b` and raises (rolling everything back).
+_WRITE_ITEMS_PG = """
+WITH v AS (SELECT * FROM {arrays} AS v(id, status, tracking_number, error_type, error_message)),
+b AS (SELECT i.id, i.job_id, i.order_id, i.status, i.resolved_by FROM robot_job_items i JOIN v ON v.id = i.id),
+u AS (
+  UPDATE robot_job_items SET status = v.status, tracking_number = v.tracking_number, error_type = v.error_type,
+    error_message = v.error_message, resolved_by = %(by)s, completed_at = %(now)s, updated_at = %(now)s
+  FROM v WHERE robot_job_items.id = v.id AND robot_job_items.job_id = %(job_id)s AND ({guard})
+  RETURNING robot_job_items.id
+)
+SELECT b.id, b.job_id, b.order_id, b.status, b.resolved_by, u.id IS NOT NULL,
+  CASE WHEN u.id IS NOT NULL AND v.status = %(success)s THEN EXISTS (SELECT 1 FROM robot_job_items s
+    WHERE s.order_id = b.order_id AND s.job_id <> %(job_id)s AND s.status = %(success)s) END,
+  CASE WHEN u.id IS NOT NULL AND v.status = %(success)s THEN ARRAY(SELECT DISTINCT s.job_id FROM robot_job_items s
+    WHERE s.order_id = b.order_id AND s.job_id <> %(job_id)s AND s.status = %(pending)s) END
+FROM b JOIN v ON v.id = b.id LEFT JOIN u ON u.id = b.id
+"""
+
+
+def _write_items_returning(
+    session: Session, job_id: str, results: list[ItemResult], now: datetime
+) -> tuple[dict[str, _Before], list[str], dict[str, _Elsewhere]]:
+    """PostgreSQL: (this job's named items before, the ids changed in request order, other jobs' items of the
+    orders shipped now) from one statement."""
+    dialect = session.get_bind().dialect
+    arrays, params = unnest(dialect, _ITEMS, ["id", "status", "tracking_number", "error_type", "error_message"],
+                            [_item_values(r) for r in results])  # fmt: skip
+    guard = _ADMISSIBLE.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+    params.update(by=ResolvedBy.ROBOT.value, now=now, job_id=job_id, success=ItemStatus.SUCCESS.value,
+                  pending=ItemStatus.PENDING.value)  # fmt: skip
+    rows = session.connection().exec_driver_sql(_WRITE_ITEMS_PG.format(arrays=arrays, guard=guard), params).all()
+    before, changed, elsewhere = {}, set(), {}
+    for item_id, owner, order_id, status, resolved_by, applied, shipped, holders in rows:
+        if owner != job_id:
+            continue
+        before[item_id] = _Before(order_id, status, resolved_by)
+        if applied:
+            changed.add(item_id)
+        if shipped is not None:
+            elsewhere[order_id] = _Elsewhere(shipped=shipped, holders=list(holders))
+    return before, [r.item_id for r in results if r.item_id in changed], elsewhere
+
+
+def _item_values(r: ItemResult) -> dict[str, Any]:
+    """The columns a robot result sets on its item (besides who resolved it and when)."""
+    success = r.status == ItemStatus.SUCCESS
+    return {
+        "id": r.item_id,
+        "status": r.status,
+        "tracking_number": r.tracking_number if success else None,
+        "error_type": None if success else (r.error_type or ErrorType.UNKNOWN.value),
+        "error_message": None if success else r.error_message,
+    }
+
+
 def _admissible(before: _Before) -> bool:
     """Python's reading of `_ADMISSIBLE`, under the job's row lock, to know which items the UPDATE will change."""
     return before.status == ItemStatus.PENDING or (
@@ -281,19 +362,8 @@ def _write_items(session: Session, results: list[ItemResult], before: dict[str, 
     expected = [r for r in results if _admissible(before[r.item_id])]
     if not expected:
         return []
-    rows = [
-        {
-            "id": r.item_id,
-            "status": r.status,
-            "tracking_number": r.tracking_number if r.status == ItemStatus.SUCCESS else None,
-            "error_type": None if r.status == ItemStatus.SUCCESS else (r.error_type or ErrorType.UNKNOWN.value),
-            "error_message": None if r.status == ItemStatus.SUCCESS else r.error_message,
-            "resolved_by": ResolvedBy.ROBOT.value,
-            "completed_at": now,
-            "updated_at": now,
-        }
-        for r in expected
-    ]
+    rows = [{**_item_values(r), "resolved_by": ResolvedBy.ROBOT.value, "completed_at": now, "updated_at": now}
+            for r in expected]  # fmt: skip
     changed = bulk_update(session, _ITEMS, rows, guard=_ADMISSIBLE)
     if changed != len(rows):
         # The job's row lock makes the read above the truth; a mismatch is a broken invariant: roll back.
@@ -301,7 +371,10 @@ def _write_items(session: Session, results: list[ItemResult], before: dict[str, 
     return [r.item_id for r in expected]
 
 
-def _ship_orders(session: Session, job_id: str, shipped: list[tuple[str, str, str | None]], now: datetime) -> None:
+def _ship_orders(
+    session: Session, job_id: str, shipped: list[tuple[str, str, str | None]], now: datetime,
+    elsewhere: dict[str, _Elsewhere] | None = None,
+) -> None:
     """Tracking number and carrier through the order-update path, then one robot.coord.completed per order; the
     orders' unsent items in other jobs are withdrawn first.
 
@@ -309,28 +382,27 @@ def _ship_orders(session: Session, job_id: str, shipped: list[tuple[str, str, st
     no second trigger; the duplicate is shown to operators from the items themselves (domain.summary).
     """
     order_ids = [order_id for _, order_id, _ in shipped]
-    # Other jobs' items of these orders, read once: pending ones are withdrawn, successes mean "already shipped".
-    others = session.execute(
-        select(_ITEMS.c.job_id, _ITEMS.c.order_id, _ITEMS.c.status).where(
-            _ITEMS.c.order_id.in_(order_ids),
-            _ITEMS.c.job_id != job_id,
-            _ITEMS.c.status.in_([ItemStatus.PENDING.value, ItemStatus.SUCCESS.value]),
-        )
-    ).all()
-    holders = sorted({holder for holder, _, status in others if status == ItemStatus.PENDING})
+    if elsewhere is None:
+        # Other jobs' items of these orders, read once: pending ones are withdrawn, successes mean "already shipped".
+        others = session.execute(
+            select(_ITEMS.c.job_id, _ITEMS.c.order_id, _ITEMS.c.status).where(
+                _ITEMS.c.order_id.in_(order_ids),
+                _ITEMS.c.job_id != job_id,
+                _ITEMS.c.status.in_([ItemStatus.PENDING.value, ItemStatus.SUCCESS.value]),
+            )
+        ).all()
+        holders = sorted({holder for holder, _, status in others if status == ItemStatus.PENDING})
+        already = {order_id for _, order_id, status in others if status == ItemStatus.SUCCESS}
+    else:
+        holders = sorted({holder for other in elsewhere.values() for holder in other.holders})
+        already = {order_id for order_id, other in elsewhere.items() if other.shipped}
     if holders:
         withdraw_unsent_items(session, order_ids, job_id=job_id, now=now, holders=holders)
-    already = {order_id for _, order_id, status in others if status == ItemStatus.SUCCESS}
     first_time = [(item_id, order_id, tracking) for item_id, order_id, tracking in shipped if order_id not in already]
     if not first_time:
         return
-    _, contexts, events = apply_order_changes(
-        session,
-        {
-            order_id: {"carrier": COORDINADORA, **({"tracking_number": tracking} if tracking else {})}
-            for _, order_id, tracking in first_time
-        },
-        now=now,
+    _, contexts, events = ship_orders(
+        session, {order_id: tracking for _, order_id, tracking in first_time}, carrier=COORDINADORA, now=now
     )
     for item_id, order_id, tracking in first_time:
         workspace_id, context = contexts[order_id]

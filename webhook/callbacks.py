@@ -152,9 +152,11 @@ def _record(
 
     correlate(item_id=body.item_id)
     job_id = None
+    auth = None
     if credential.method == "secret":
         try:
-            auth = get_item_auth(session, body.item_id)
+            # Locks the job row too: the lookup and the lock are one round trip (released at once if refused).
+            auth = get_item_auth(session, body.item_id, lock=True)
         except UnknownItem:
             # Unknown item under a per-job secret: the same 401 as a wrong secret, so ids cannot be probed.
             if not checker.is_legacy(credential.secret):
@@ -166,7 +168,7 @@ def _record(
         attribution.method = checker.check(credential.secret, auth.callback_secret_hash)
         if attribution.method == "job":
             job_id = auth.job_id  # the secret vouches for this job only
-    outcome = record_item_result(session, body.to_domain(), job_id=job_id)
+    outcome = record_item_result(session, body.to_domain(), job_id=job_id, locked=auth)
     return Recorded(outcome.job_id, [outcome], outcome.job_finished, outcome.job_status)
 
 
