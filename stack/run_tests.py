@@ -32,7 +32,7 @@ from contextlib import contextmanager
 PRIVATE = "private"
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GATES = (("ruff", "check", "."), ("ruff", "format", "--check", "."), ("mypy",))
+GATES = (("ruff", "check", "--output-format", "concise", "."), ("ruff", "format", "--check", "."), ("mypy",))
 
 
 def gates_pass() -> bool:
