@@ -243,8 +243,8 @@ def republish_stale_summaries(engine) -> tuple[list[str], dict[str, str]]:
                     if changed := agree_run_state(client, flow_run_id, state, status, reason):
                         settled[job_id] = changed
             note = f"; estado de la ejecución ajustado a {settled[job_id]}" if job_id in settled else ""
-            log_in_job_run(engine, log, logging.INFO, job_id, f"Lote {job_id}: el reconciliador republicó el resumen "
-                           f"(el lote cambió después de publicarlo){note}", flow_run_id=flow_run_id)
+            log_in_job_run(engine, log, logging.INFO, job_id, f"Lote {job_id}: el reconciliador publicó el resumen al día "
+                           f"(faltaba o era anterior al último cambio del lote){note}", flow_run_id=flow_run_id)
         except Exception as exc:  # one job's trouble must not hold the others; it stays due
             log.warning("job %s: summary not republished: %s: %s", job_id, type(exc).__name__, exc)
     return republished, settled
