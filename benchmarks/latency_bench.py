@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--orders", type=int, default=32, help="orders per batch (demo orders, up to 32)")
+    parser.add_argument("--delay", type=float, default=0.5,
+                        help="the simulated robot's seconds per order: a batch must outlast its run's suspend, as a "
+                        "real one (30 s per order) does, or the last result races the suspend instead")
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="robotjobs-latency-"))
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     credentials_key = Fernet.generate_key().decode()
     auth_string = f"bench:{secrets.token_urlsafe(12)}"
     started = []
-    simulator = start_simulator(port=0, delay=0.02)
+    simulator = start_simulator(port=0, delay=args.delay)
     try:
         server, api_url = start_prefect_server(tmp / "prefect-home", log_dir=tmp, auth_string=auth_string)
         started.append(server)
@@ -177,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
                 finishes.append(finish)
                 print(f"run {n + 1}/{args.runs}: floor start {starts[-1]:.2f} s, floor resume {resumes[-1]:.2f} s, "
                       f"click→robot {click:.2f} s, result→Completed {finish:.2f} s", flush=True)
-        print(f"\nlatency ({args.runs} runs, {len(orders)}-order batches, commit {_commit()})")
+        print(f"\nlatency ({args.runs} runs, {len(orders)}-order batches, robot {args.delay} s/order, "
+              f"commit {_commit()})")
         print(f"  floor: creation → Running         {_spread(starts)}")
         print(f"  floor: resume → Completed         {_spread(resumes)}")
         print(f"  robotjobs: click → robot          {_spread(clicks)}")
@@ -186,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
               " (target ≤ 1.3)")
         print(f"  ratio result→Completed / floor resume  "
               f"{statistics.median(finishes) / statistics.median(resumes):.2f}× (target ≤ 1.3)")
-        print(f"rerun: {COMMAND} --runs {args.runs} --orders {args.orders}")
+        print(f"rerun: {COMMAND} --runs {args.runs} --orders {args.orders} --delay {args.delay}")
     finally:
         for process in reversed(started):
             process.stop()

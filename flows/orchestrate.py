@@ -131,7 +131,12 @@ def run_batch(
         if job.status not in FINISHED_JOB_STATUSES:
             dispatch = dispatch_task(job_id)
             logger.info("dispatch: %s", dispatch.model_dump(exclude_none=True))
-            job = snapshot_task(job_id)
+        # What the UI shows of the batch, once the robot has it: the click → robot path waits for none of it.
+        publish_progress(runtime.engine(), job_id)
+        if announce is not None:
+            announce()
+        if job.status not in FINISHED_JOB_STATUSES:
+            job = snapshot_task(job_id)  # last, so the suspend decision sees the results that came meanwhile
             if dispatch.outcome_unknown:
                 logger.warning(
                     "Envío sin respuesta del robot: %s Plazo del lote: %s UTC.",
@@ -140,10 +145,6 @@ def run_batch(
                 )
             elif not dispatch.sent and dispatch.reason is None:
                 logger.info("El lote ya había sido enviado (o reclamado) por otra ejecución: no se reenvía; se espera.")
-        # What the UI shows of the batch, once the robot has it: the click → robot path waits for none of it.
-        publish_progress(runtime.engine(), job_id)
-        if announce is not None:
-            announce()
     # Callbacks can beat the robot's 200: suspend only if some item is still waiting for its result.
     if job.status not in FINISHED_JOB_STATUSES and job.pending_items > 0:
         # The process exits here; the resume (outbox "resume" event) runs the flow again from the top.
