@@ -129,9 +129,10 @@ def job_of_run(engine: Engine, flow_run_id: str, *, key: str | None = None, work
         return job_id
 
 
-def read_progress(engine: Engine, job_id: str) -> Progress:
+def read_progress(engine: Engine, job_id: str) -> Progress | None:
     with UnitOfWork(engine, readonly=True) as uow:
-        return Progress.of(uow.session.get(RobotJob, job_id))
+        job = uow.session.get(RobotJob, job_id)
+        return Progress.of(job) if job is not None else None
 
 
 def follow(
@@ -157,12 +158,12 @@ def follow(
         if job_id is None:
             job_id = job_of_run(engine, flow_run_id, key=key, workspace=workspace)
             if job_id is None and asking_prefect:
-                named = deployments.jobs_named_by(flow_run_id)
+                # A run's artifacts may name a job of another database (a stack of its own): only ours count.
+                named = [j for j in deployments.jobs_named_by(flow_run_id) if read_progress(engine, j) is not None]
                 job_id = named[0] if named else None
             if job_id is not None:
                 line.note(f"Lote {job_id}")
-        if job_id is not None:
-            progress = read_progress(engine, job_id)
+        if job_id is not None and (progress := read_progress(engine, job_id)) is not None:
             line.update(progress)
             if progress.status in FINISHED_JOB_STATUSES:
                 line.finish()
