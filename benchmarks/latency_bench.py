@@ -154,15 +154,18 @@ def main(argv: list[str] | None = None) -> None:
     started = []
     simulator = start_simulator(port=0, delay=args.delay)
     try:
-        server, api_url = start_prefect_server(tmp / "prefect-home", log_dir=tmp, auth_string=auth_string)
+        # Generous start-up limits: the machine may be loaded; the figures come after, from the ratios.
+        server, api_url = start_prefect_server(tmp / "prefect-home", log_dir=tmp, auth_string=auth_string,
+                                               timeout_s=300)
         started.append(server)
         domain_env = {"DATABASE_URL": database_url, "CREDENTIALS_KEY": credentials_key,
                       "PREFECT_API_AUTH_STRING": auth_string}
         webhook, webhook_url = start_webhook(
-            env={**domain_env, "PREFECT_HOME": str(tmp / "prefect-home"), "PREFECT_API_URL": api_url}, log_dir=tmp)
+            env={**domain_env, "PREFECT_HOME": str(tmp / "prefect-home"), "PREFECT_API_URL": api_url}, log_dir=tmp,
+            timeout_s=300)
         started.append(webhook)
         started.append(start_flow_runner(
-            tmp / "prefect-home", api_url, log_dir=tmp,
+            tmp / "prefect-home", api_url, log_dir=tmp, timeout_s=300,
             expected={SUBMIT, RETRY, ORCHESTRATE, RECONCILE, FLOOR_START, FLOOR_RESUME},
             env={**domain_env, "ROBOT_URL": simulator.url, "PUBLIC_BASE_URL": webhook_url,
                  "ROBOTJOBS_RECONCILE_SCHEDULED": "false", "ROBOTJOBS_SERVE_FLOOR": "true"},

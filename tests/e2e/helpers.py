@@ -68,8 +68,9 @@ def batch_created(run_id: str | UUID) -> bool:
     return any(t.state and t.state.is_completed() for t in tasks)
 
 
-def retry(job_id: str, *, wait_s: float = 60) -> FlowRun:
-    return run_deployment(f"{RETRY}/{RETRY}", parameters={"batch": job_id}, timeout=wait_s,
+def retry(batch: str, *, wait_s: float = 120) -> FlowRun:
+    """Trigger `retry-failed-items` (`batch`: a job id or «<workspace> #<n>») and wait for its run, the new batch."""
+    return run_deployment(f"{RETRY}/{RETRY}", parameters={"batch": batch}, timeout=wait_s,
                           poll_interval=0.5, as_subflow=False)
 
 
