@@ -18,12 +18,13 @@ other jobs' rows (withdrawals), then orders (as in `fail_job`), so writers never
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlmodel import Session
 
 from domain import outbox
@@ -91,6 +92,18 @@ def normalise_result(
     return ItemResult(item_id=item_id, status="error", error_type=kind, error_message=message or None)
 
 
+_ITEMS = RobotJobItem.__table__
+_JOBS = RobotJob.__table__
+# Built once: on the per-callback path, building and hashing a statement per call is CPU spent under the job's lock.
+_ITEM_AUTH = (
+    select(_ITEMS.c.id, _JOBS.c.id, _JOBS.c.workspace_id, _JOBS.c.callback_secret_hash, _JOBS.c.status,
+           _JOBS.c.flow_run_id)  # fmt: skip
+    .join(_JOBS, _JOBS.c.id == _ITEMS.c.job_id)
+    .where(_ITEMS.c.id == bindparam("item_id"))
+)
+_ITEM_AUTH_LOCKING = _ITEM_AUTH.with_for_update(of=_JOBS)
+
+
 @dataclass(frozen=True)
 class ItemAuth:
     """What the webhook needs to authenticate a per-order callback, which names only the item."""
@@ -134,13 +147,7 @@ def get_item_auth(session: Session, item_id: str, *, lock: bool = False) -> Item
     """Who may report on an item. `lock=True` (a writer about to record it) also locks the item's job row and
     reads its state in the same statement, so `record_item_result(..., locked=auth)` needs no second round trip;
     a refused caller's transaction rolls back and releases the lock at once."""
-    query = (
-        select(_ITEMS.c.id, _JOBS.c.id, _JOBS.c.workspace_id, _JOBS.c.callback_secret_hash, _JOBS.c.status,
-               _JOBS.c.flow_run_id)  # fmt: skip
-        .join(_JOBS, _JOBS.c.id == _ITEMS.c.job_id)
-        .where(_ITEMS.c.id == item_id)
-    )
-    row = session.execute(query.with_for_update(of=_JOBS) if lock else query).first()
+    row = session.execute(_ITEM_AUTH_LOCKING if lock else _ITEM_AUTH, {"item_id": item_id}).first()
     if row is None:
         raise UnknownItem("Ítem desconocido", item_id=item_id)
     return ItemAuth(item_id=row[0], job_id=row[1], workspace_id=row[2], callback_secret_hash=row[3],
@@ -166,8 +173,6 @@ def record_item_result(
 
 # The transition table of the module docstring, as SQL: a robot result may land on a pending item or on an
 # error that robotjobs decided; never on anything the robot itself already reported.
-_ITEMS = RobotJobItem.__table__
-_JOBS = RobotJob.__table__
 _ADMISSIBLE = or_(
     _ITEMS.c.status == ItemStatus.PENDING.value,
     and_(_ITEMS.c.status == ItemStatus.ERROR.value, _ITEMS.c.resolved_by == ResolvedBy.ROBOTJOBS.value),
@@ -322,7 +327,7 @@ def _write_items_returning(
     dialect = session.get_bind().dialect
     arrays, params = unnest(dialect, _ITEMS, ["id", "status", "tracking_number", "error_type", "error_message"],
                             [_item_values(r) for r in results])  # fmt: skip
-    guard = _ADMISSIBLE.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+    guard = _literal_sql(_ADMISSIBLE, dialect)
     params.update(by=ResolvedBy.ROBOT.value, now=now, job_id=job_id, success=ItemStatus.SUCCESS.value,
                   pending=ItemStatus.PENDING.value)  # fmt: skip
     rows = session.connection().exec_driver_sql(_WRITE_ITEMS_PG.format(arrays=arrays, guard=guard), params).all()
@@ -336,6 +341,11 @@ def _write_items_returning(
         if shipped is not None:
             elsewhere[order_id] = _Elsewhere(shipped=shipped, holders=list(holders))
     return before, [r.item_id for r in results if r.item_id in changed], elsewhere
+
+
+@functools.cache
+def _literal_sql(clause: Any, dialect: Any) -> str:
+    return str(clause.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
 def _item_values(r: ItemResult) -> dict[str, Any]:
