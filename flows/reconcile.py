@@ -235,7 +235,12 @@ def republish_stale_summaries(engine) -> tuple[list[str], dict[str, str]]:
             with UnitOfWork(engine, readonly=True) as uow:
                 job = get_job(uow.session, job_id)
                 flow_run_id, status, reason = job.flow_run_id, job.status, job.failure_reason
+                never_published = job.summary_published_at is None
             with prefect_calls(), get_client(sync_client=True) as client:
+                if never_published and (alive := read_run_state(client, flow_run_id)) and not alive.is_final():
+                    # Its run is still to finish (resumed, waiting for a worker, publishing now): it publishes the
+                    # summary itself; a second version would race it. A run that dies ends final, then it is ours.
+                    continue
                 publish_summary(engine, job_id)
                 republished.append(job_id)
                 state = read_run_state(client, flow_run_id)
