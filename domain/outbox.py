@@ -8,10 +8,10 @@ consumers skip each other's rows (`FOR UPDATE SKIP LOCKED`); on SQLite `BEGIN IM
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, update
-from sqlmodel import Session, select
+from sqlalchemy import ColumnElement, CursorResult, Result, or_, update
+from sqlmodel import Session, col, select
 
 from domain.db import bulk_insert
 from domain.models import OutboxEvent, new_id, utcnow
@@ -80,42 +80,70 @@ def claim_events(
         select(OutboxEvent.id)
         .where(
             OutboxEvent.consumer == consumer,
-            OutboxEvent.delivered_at.is_(None),
-            OutboxEvent.available_at <= now,
-            or_(OutboxEvent.locked_until.is_(None), OutboxEvent.locked_until < now),
+            col(OutboxEvent.delivered_at).is_(None),
+            col(OutboxEvent.available_at) <= now,
+            or_(col(OutboxEvent.locked_until).is_(None), col(OutboxEvent.locked_until) < now),
         )
-        .order_by(OutboxEvent.id)
+        .order_by(col(OutboxEvent.id))
         .limit(limit)
         .with_for_update(skip_locked=True)  # rendered on PostgreSQL only
     )
     claimed = session.scalars(
         update(OutboxEvent)
-        .where(OutboxEvent.id.in_(due.scalar_subquery()))
-        .values(locked_by=worker_id, locked_until=now + timedelta(seconds=lease_seconds), attempts=OutboxEvent.attempts + 1)
+        .where(col(OutboxEvent.id).in_(due.scalar_subquery()))
+        .values(
+            locked_by=worker_id,
+            locked_until=now + timedelta(seconds=lease_seconds),
+            attempts=OutboxEvent.attempts + 1,
+        )
         .returning(OutboxEvent)
         .execution_options(synchronize_session=False)
     ).all()
-    return sorted(claimed, key=lambda event: event.id)
+    return sorted(claimed, key=lambda event: event.id or 0)
 
 
-def mark_delivered(session: Session, event_id: str, *, now: datetime | None = None) -> bool:
+def _undelivered_held_by(event_id: str, worker_id: str | None) -> list[ColumnElement[bool]]:
+    """The guard of a mark: the event is undelivered and, given `worker_id`, its lease is still that worker's."""
+    guard = [col(OutboxEvent.event_id) == event_id, col(OutboxEvent.delivered_at).is_(None)]
+    if worker_id is not None:
+        guard.append(col(OutboxEvent.locked_by) == worker_id)
+    return guard
+
+
+def _rowcount(result: Result[Any]) -> int:
+    # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed for any statement.
+    return cast(CursorResult[Any], result).rowcount
+
+
+def mark_delivered(
+    session: Session, event_id: str, *, worker_id: str | None = None, now: datetime | None = None
+) -> bool:
+    """Mark the event delivered; True if this call did. Given `worker_id`, only while that worker holds the lease
+    (a consumer whose lease expired and was taken by another must not settle the other's event)."""
     result = session.execute(
         update(OutboxEvent)
-        .where(OutboxEvent.event_id == event_id, OutboxEvent.delivered_at.is_(None))
+        .where(*_undelivered_held_by(event_id, worker_id))
         .values(delivered_at=now or utcnow(), locked_by=None, locked_until=None, last_error=None)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return _rowcount(result) == 1
 
 
 def mark_failed(
-    session: Session, event_id: str, *, error: str, retry_in_seconds: float, now: datetime | None = None
-) -> None:
-    """Release the lease and make the event due again after `retry_in_seconds`."""
+    session: Session,
+    event_id: str,
+    *,
+    error: str,
+    retry_in_seconds: float,
+    worker_id: str | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Release the lease and make the event due again after `retry_in_seconds`; True if this call did. Given
+    `worker_id`, only while that worker holds the lease (see `mark_delivered`)."""
     now = now or utcnow()
-    session.execute(
+    result = session.execute(
         update(OutboxEvent)
-        .where(OutboxEvent.event_id == event_id, OutboxEvent.delivered_at.is_(None))
+        .where(*_undelivered_held_by(event_id, worker_id))
         .values(
             available_at=now + timedelta(seconds=retry_in_seconds),
             locked_by=None,
@@ -124,6 +152,7 @@ def mark_failed(
         )
         .execution_options(synchronize_session=False)
     )
+    return _rowcount(result) == 1
 
 
 def undelivered(session: Session, *, consumer: str | None = None, event_type: str | None = None) -> list[OutboxEvent]:
