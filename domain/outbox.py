@@ -102,6 +102,16 @@ def claim_events(
     return sorted(claimed, key=lambda event: event.id or 0)
 
 
+def holds_lease(session: Session, event_id: str, worker_id: str, *, now: datetime | None = None) -> bool:
+    """True while `worker_id` holds an unexpired lease on the undelivered event."""
+    held = session.execute(
+        select(col(OutboxEvent.id)).where(
+            *_undelivered_held_by(event_id, worker_id), col(OutboxEvent.locked_until) > (now or utcnow())
+        )
+    ).first()
+    return held is not None
+
+
 def _undelivered_held_by(event_id: str, worker_id: str | None) -> list[ColumnElement[bool]]:
     """The guard of a mark: the event is undelivered and, given `worker_id`, its lease is still that worker's."""
     guard = [col(OutboxEvent.event_id) == event_id, col(OutboxEvent.delivered_at).is_(None)]
