@@ -34,8 +34,9 @@ from domain import outbox
 from domain.db import UnitOfWork
 from domain.errors import UnknownJob
 from domain.jobs import get_job
-from domain.models import FINISHED_JOB_STATUSES, ErrorType, ResolvedBy, RobotJob, RobotJobItem
+from domain.models import FINISHED_JOB_STATUSES, ErrorType, OutboxEvent, ResolvedBy, RobotJob, RobotJobItem
 from relay.artifacts import publish_summary
+from relay.outbox_consumer import Delivery, OutboxConsumer
 from relay.prefect_api import TRANSPORT_ERRORS, PrefectUnavailable, is_server_error, prefect_calls
 from relay.run_input import BatchCompleted, response_key
 from relay.run_log import log_in_job_run
@@ -78,7 +79,7 @@ class ResumeStats:
     def count(self, outcome: Outcome) -> None:
         setattr(self, outcome.value, getattr(self, outcome.value) + 1)
 
-    def __iadd__(self, other: "ResumeStats") -> "ResumeStats":
+    def __iadd__(self, other: ResumeStats) -> ResumeStats:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         return self
@@ -216,38 +217,36 @@ def deliver_resume_events(
 ) -> ResumeStats:
     """Claim due "resume" events, resume their flow runs, and record each outcome in its own transaction."""
     stats = ResumeStats()
-    with UnitOfWork(engine) as uow:
-        events = outbox.claim_events(
-            uow.session, consumer=outbox.RESUME, worker_id=worker_id, limit=limit, lease_seconds=LEASE_S
-        )
-        claimed = [(event.event_id, event.event_type, dict(event.payload)) for event in events]
-        uow.commit()
-    stats.claimed = len(claimed)
-    for event_id, event_type, payload in claimed:
-        try:
-            if event_type == outbox.BATCH_CORRECTED:
-                outcome, why = correct_run(engine, payload["job_id"])
-            else:
-                flow_run_id, run_input = _target(engine, payload)
-                outcome, why = resume_run(flow_run_id, run_input)
-        except Exception as exc:  # an unexpected answer must not lose the event: retry later
-            log.exception("%s of job %s failed", event_type, payload.get("job_id"))
-            outcome, why = Outcome.UNREACHABLE, f"{type(exc).__name__}: {exc}"
-        stats.count(outcome)
-        # Anything but a resume or a correction now is worth a warning: it is retried or needs nothing at all.
-        level = logging.INFO if outcome in (Outcome.RESUMED, Outcome.CORRECTED) else logging.WARNING
-        log.log(level, "%s event %s (job %s): %s: %s", event_type, event_id, payload.get("job_id"), outcome.value, why)
-        if outcome in RUN_LINES:
-            job_id = payload["job_id"]
-            log_in_job_run(engine, log, logging.INFO, job_id, f"Lote {job_id}: {RUN_LINES[outcome]}")
-        with UnitOfWork(engine) as uow:
-            if outcome.delivered:
-                outbox.mark_delivered(uow.session, event_id)
-            else:
-                retry = NOT_SUSPENDED_RETRY_S if outcome.retry_soon else unreachable_retry_s
-                outbox.mark_failed(uow.session, event_id, error=f"{outcome.value}: {why}", retry_in_seconds=retry)
-            uow.commit()
+    consumer = OutboxConsumer(engine, outbox.RESUME, worker_id, lease_seconds=LEASE_S)
+    events = consumer.claim(limit)
+    stats.claimed = len(events)
+    consumer.deliver(events, lambda event: _deliver(engine, event, stats, unreachable_retry_s))
     return stats
+
+
+def _deliver(engine: Engine, event: OutboxEvent, stats: ResumeStats, unreachable_retry_s: float) -> Delivery:
+    """The resume handler: resume the job's run (or carry its correction), count and log the outcome."""
+    event_id, event_type, payload = event.event_id, event.event_type, dict(event.payload)
+    try:
+        if event_type == outbox.BATCH_CORRECTED:
+            outcome, why = correct_run(engine, payload["job_id"])
+        else:
+            flow_run_id, run_input = _target(engine, payload)
+            outcome, why = resume_run(flow_run_id, run_input)
+    except Exception as exc:  # an unexpected answer must not lose the event: retry later
+        log.exception("%s of job %s failed", event_type, payload.get("job_id"))
+        outcome, why = Outcome.UNREACHABLE, f"{type(exc).__name__}: {exc}"
+    stats.count(outcome)
+    # Anything but a resume or a correction now is worth a warning: it is retried or needs nothing at all.
+    level = logging.INFO if outcome in (Outcome.RESUMED, Outcome.CORRECTED) else logging.WARNING
+    log.log(level, "%s event %s (job %s): %s: %s", event_type, event_id, payload.get("job_id"), outcome.value, why)
+    if outcome in RUN_LINES:
+        job_id = payload["job_id"]
+        log_in_job_run(engine, log, logging.INFO, job_id, f"Lote {job_id}: {RUN_LINES[outcome]}")
+    if outcome.delivered:
+        return Delivery.done()
+    retry = NOT_SUSPENDED_RETRY_S if outcome.retry_soon else unreachable_retry_s
+    return Delivery.retry(f"{outcome.value}: {why}", retry)
 
 
 def resume_after_commit(engine: Engine, job_id: str, *, patience_s: float = 5.0) -> ResumeStats | None:
