@@ -43,12 +43,9 @@ def topology(tmp_path_factory) -> Topology:
     yield from start_topology(tmp_path_factory.mktemp("topology"), log_dir)
 
 
-def submit_parameters(schema: dict, workspace: Workspace, order_ids: list[str]) -> dict:
+def submit_parameters(workspace: Workspace) -> dict:
     """What an operator fills in the UI form of submit-robot-job (flows/submit.py): the workspace and its stage by
-    name (the seeded orders are exactly its dispatch stage's). Deployments of the older nested `request` form
-    take ids."""
-    if "request" in schema["properties"]:
-        return {"request": {"workspace_id": workspace.id, "orders": {"order_ids": order_ids}}}
+    name (the seeded orders are exactly its dispatch stage's)."""
     return {"workspace": workspace.name, "stage": DISPATCH_STAGE}
 
 
@@ -72,12 +69,11 @@ def test_twenty_batches_at_once_on_the_production_topology(topology):
     topology.configure_simulator(order_scenarios={b[2]: "invalid_city" for b in batches if b[2]})
 
     with topology.api() as api:
-        found = {d["name"]: d for d in api.post("/deployments/filter", json={}).json()}
-        deployments = {name: d["id"] for name, d in found.items()}
-        submit_id, schema = deployments[SUBMIT], found[SUBMIT]["parameter_openapi_schema"]
+        deployments = {d["name"]: d["id"] for d in api.post("/deployments/filter", json={}).json()}
+        submit_id = deployments[SUBMIT]
 
         with UnitOfWork(topology.engine, readonly=True) as uow:
-            forms = [(b[0], submit_parameters(schema, uow.session.get(Workspace, b[0]), b[1])) for b in batches]
+            forms = [(b[0], submit_parameters(uow.session.get(Workspace, b[0]))) for b in batches]
 
         def create_run(form: tuple[str, dict]) -> tuple[str, float]:
             at = time.time()
