@@ -82,7 +82,8 @@ def batch_ref(session: Session, job: RobotJob) -> BatchRef:
     number = session.exec(
         select(func.count()).select_from(RobotJob).where(
             RobotJob.workspace_id == job.workspace_id,
-            (RobotJob.created_at < job.created_at) | ((RobotJob.created_at == job.created_at) & (RobotJob.id <= job.id)),
+            (RobotJob.created_at < job.created_at)
+            | ((RobotJob.created_at == job.created_at) & (RobotJob.id <= job.id)),
         )
     ).one()
     return BatchRef(job.id, job.workspace_id, session.get(Workspace, job.workspace_id).name, number)

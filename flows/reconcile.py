@@ -49,10 +49,10 @@ from domain.jobs import (
     pending_jobs_older_than,
     processing_jobs,
 )
+from domain.lookups import job_of_run
 from domain.models import FINISHED_JOB_STATUSES, ErrorType
 from domain.settings import Settings
 from flows import runtime
-from domain.lookups import job_of_run
 from flows.deployments import ORCHESTRATE, RECONCILE, RETRY, SUBMIT, start_orchestration
 from relay.artifacts import publish_summary
 from relay.prefect_api import prefect_calls

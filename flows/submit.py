@@ -178,10 +178,13 @@ def submit_robot_job(
     ejecución es el lote: envía, espera los resultados y publica el resumen.
 
     Args:
-        workspace: Nombre del workspace (o su id). Un nombre desconocido falla al instante con la lista de nombres válidos.
-        stage: Nombre de la etapa del pipeline (o su id) cuyos pedidos se despachan. Vacío: la etapa de despacho del workspace.
+        workspace: Nombre del workspace (o su id). Un nombre desconocido falla al instante con la lista de
+            nombres válidos.
+        stage: Nombre de la etapa del pipeline (o su id) cuyos pedidos se despachan. Vacío: la etapa de despacho
+            del workspace.
         order_ids: Opcional. Ids de pedidos concretos a despachar, en lugar de una etapa.
-        idempotency_key: Opcional. Si la clave ya creó un lote en el workspace, se informa ese lote y no se envía otro (evita envíos dobles por un clic repetido).
+        idempotency_key: Opcional. Si la clave ya creó un lote en el workspace, se informa ese lote y no se envía
+            otro (evita envíos dobles por un clic repetido).
     """
     check_selection(stage, order_ids)
     run_id = str(flow_run.get_id())
@@ -193,8 +196,11 @@ def retry_failed_items(batch: str, idempotency_key: str = "") -> BatchResult:
     """Reintenta, en un lote nuevo, los pedidos fallidos de un lote terminado. Esta ejecución es el lote nuevo.
 
     Args:
-        batch: Lote a reintentar: «<workspace> #<n>» (el nombre de su ejecución), su id o los primeros 8+ caracteres del id. Una referencia desconocida falla al instante con los lotes recientes que tienen pedidos fallidos.
-        idempotency_key: Opcional. Por defecto 'retry:<lote>': reintentar dos veces el mismo lote crea un solo lote nuevo.
+        batch: Lote a reintentar: «<workspace> #<n>» (el nombre de su ejecución), su id o los primeros 8+
+            caracteres del id. Una referencia desconocida falla al instante con los lotes recientes que tienen
+            pedidos fallidos.
+        idempotency_key: Opcional. Por defecto 'retry:<lote>': reintentar dos veces el mismo lote crea un solo
+            lote nuevo.
     """
     run_id = str(flow_run.get_id())
     return _run(create_retry_job_task(run_id, batch, idempotency_key), run_id)

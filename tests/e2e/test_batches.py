@@ -7,25 +7,24 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
 from domain.db import UnitOfWork
-from domain.models import Workspace
-
 from domain.jobs import ALL_FAILED_REASON
+from domain.models import Workspace
 from domain.outbox import BATCH_COMPLETED, ROBOT_COORD_COMPLETED
 from tests.e2e.helpers import (
+    events,
     items,
     items_artifact,
+    job_of,
+    jobs_of,
     orchestration_run_of,
+    retry,
     seed_workspace,
     submit,
     summary_artifact,
     table_rows,
     wait_flow_final,
-    job_of,
-    jobs_of,
-    wait_job_finished,
-    events,
-    retry,
     wait_for,
+    wait_job_finished,
 )
 
 pytestmark = pytest.mark.e2e

@@ -45,7 +45,8 @@ def test_prefect_deploy_all_and_a_process_worker(tmp_path):
         assert schema["required"] == ["workspace"] and not schema.get("definitions")
         assert "Nombre del workspace" in schema["properties"]["workspace"]["description"]
         retry = found["retry-failed-items"]["parameter_openapi_schema"]
-        assert list(retry["properties"]) == ["batch", "idempotency_key"] and "#<n>" in retry["properties"]["batch"]["description"]
+        assert list(retry["properties"]) == ["batch", "idempotency_key"]
+        assert "#<n>" in retry["properties"]["batch"]["description"]
         for form in (schema, retry):
             assert all(p.get("description") and "anyOf" not in p for p in form["properties"].values())
 

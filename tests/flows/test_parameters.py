@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from prefect.utilities.callables import parameter_schema
@@ -43,5 +43,5 @@ def test_a_run_without_an_operator_key_keys_its_job_by_itself():
 
 
 def test_reconcile_bucket_is_the_utc_minute():
-    moment = datetime(2026, 5, 1, 12, 34, 56, tzinfo=timezone.utc)
+    moment = datetime(2026, 5, 1, 12, 34, 56, tzinfo=UTC)
     assert bucket_key(moment) == "reconcile:2026-05-01T12:34Z"
