@@ -23,30 +23,19 @@ import time
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, update
-from sqlmodel import Session, select
+from sqlalchemy import Engine
 
 from automations.actions import ActionFailed, Effects, run_external, run_internal
+from domain import automation_runs as runs
 from domain import outbox
-from domain.automation_models import (
-    ActionStatus,
-    AutomationActionRun,
-    AutomationExecution,
-    ExecutionStatus,
-)
-from domain.automations import (
-    EXTERNAL_ACTIONS,
-    MAX_CASCADE_DEPTH,
-    matching_automations,
-    parse_actions,
-    render_action,
-)
-from domain.conditions import ConditionGroup, evaluate
+from domain.automation_models import ActionStatus, AutomationActionRun, AutomationExecution, ExecutionStatus
+from domain.automations import EXTERNAL_ACTIONS, matching_automations, parse_actions, render_action
 from domain.db import UnitOfWork, make_engine
 from domain.errors import DomainError
-from domain.models import OutboxEvent, new_id, utcnow
+from domain.models import OutboxEvent, utcnow
 from domain.settings import Settings, get_settings
 from domain.variables import build_variables
+from relay.outbox_consumer import Delivery, OutboxConsumer
 
 log = logging.getLogger("automations.runner")
 
@@ -61,10 +50,6 @@ class RunStats(BaseModel):
     executions: int = 0
     actions_succeeded: int = 0
     actions_failed: int = 0
-
-
-def idempotency_key(event_id: str, automation_id: str, index: int) -> str:
-    return f"{event_id}:{automation_id}:{index}"
 
 
 def default_worker_id() -> str:
@@ -85,52 +70,27 @@ def run_once(
 ) -> RunStats:
     """Claim up to `limit` events, run their automations, mark them delivered (or due again on an error)."""
     stats = RunStats()
-    with UnitOfWork(engine) as uow:
-        events = outbox.claim_events(
-            uow.session, consumer=outbox.AUTOMATIONS, worker_id=worker_id, limit=limit, lease_seconds=lease_seconds
-        )
-        uow.commit()
+    # The lease is checked before each event: a slow batch may outlive it, and another runner then owns the event.
+    consumer = OutboxConsumer(engine, outbox.AUTOMATIONS, worker_id, lease_seconds=lease_seconds, check_lease=True)
+    events = consumer.claim(limit)
     stats.claimed = len(events)
     if not events:
         return stats
     own_effects = effects is None
     effects = effects or Effects.from_settings(settings)
     try:
-        for event in events:
-            if not _lease_held(engine, event.event_id, worker_id):
-                continue  # a slow batch outlived the lease and another runner took the event: leave it to them
-            try:
-                process_event(engine, effects, event, worker_id=worker_id, stats=stats)
-            except Exception as exc:  # a bug or the database: the event comes back later, nothing is lost
-                log.exception("event %s (%s) failed; will retry", event.event_id, event.event_type)
-                with UnitOfWork(engine) as uow:
-                    outbox.mark_failed(
-                        uow.session,
-                        event.event_id,
-                        error=f"{type(exc).__name__}: {exc}",
-                        retry_in_seconds=min(300, 5 * 2 ** min(event.attempts, 6)),
-                    )
-                    uow.commit()
-                stats.retried += 1
-                continue
-            with UnitOfWork(engine) as uow:
-                outbox.mark_delivered(uow.session, event.event_id)
-                uow.commit()
-            stats.delivered += 1
+        delivered = consumer.deliver(events, lambda event: _deliver(engine, effects, event, worker_id, stats))
     finally:
         if own_effects:
             effects.close()
+    stats.delivered, stats.retried = delivered.delivered, delivered.failed
     return stats
 
 
-def _lease_held(engine: Engine, event_id: str, worker_id: str) -> bool:
-    with UnitOfWork(engine, readonly=True) as uow:
-        row = uow.session.exec(
-            select(OutboxEvent.locked_by, OutboxEvent.locked_until, OutboxEvent.delivered_at).where(
-                OutboxEvent.event_id == event_id
-            )
-        ).first()
-    return bool(row) and row[0] == worker_id and row[2] is None and row[1] is not None and row[1] > utcnow()
+def _deliver(engine: Engine, effects: Effects, event: OutboxEvent, worker_id: str, stats: RunStats) -> Delivery:
+    """The automations handler: an exception propagates, and the consumer makes the event due again with backoff."""
+    process_event(engine, effects, event, worker_id=worker_id, stats=stats)
+    return Delivery.done()
 
 
 def process_event(
@@ -151,80 +111,17 @@ def process_event(
         run_actions(engine, effects, event, execution, variables=variables, stats=stats)
 
 
-def _insert_ignore(session: Session, model: Any, values: dict[str, Any], index_elements: list[str]) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING; True if this call inserted the row."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    table = model.__table__
-    statement = (
-        insert(table).values(**values).on_conflict_do_nothing(index_elements=index_elements).returning(table.c.id)
-    )
-    # RETURNING, not rowcount: psycopg reports -1 for an INSERT that did nothing.
-    return session.execute(statement).first() is not None
-
-
 def start_execution(
     engine: Engine, event: OutboxEvent, automation: Any, *, variables: dict[str, Any], worker_id: str
 ) -> AutomationExecution:
     """Create the (event, automation) execution with its action runs, once; return it (new or already there)."""
-    order_id = (event.payload.get("order") or {}).get("id") or event.aggregate_id
-    status, error = ExecutionStatus.RUNNING, None
-    if event.depth >= MAX_CASCADE_DEPTH:
-        status = ExecutionStatus.SUPPRESSED
-        error = (
-            f"Cadena de automatizaciones detenida: el evento llegó a la profundidad {event.depth} "
-            f"(máximo {MAX_CASCADE_DEPTH})"
-        )
-    elif not evaluate(ConditionGroup.model_validate(automation.conditions) if automation.conditions else None,
-                      variables):
-        status, error = ExecutionStatus.CONDITIONS_NOT_MET, "Las condiciones no se cumplieron"
-    now = utcnow()
-    finished = status != ExecutionStatus.RUNNING
     with UnitOfWork(engine) as uow:
-        session = uow.session
-        execution_id = new_id()
-        inserted = _insert_ignore(
-            session,
-            AutomationExecution,
-            dict(
-                id=execution_id,
-                workspace_id=event.workspace_id,
-                automation_id=automation.id,
-                event_id=event.event_id,
-                event_type=event.event_type,
-                order_id=order_id,
-                depth=event.depth,
-                status=status,
-                error=error,
-                actions=list(automation.actions),
-                worker_id=worker_id,
-                started_at=now,
-                finished_at=now if finished else None,
-            ),
-            ["event_id", "automation_id"],
+        execution, inserted = runs.start_execution(
+            uow.session, event, automation, variables=variables, worker_id=worker_id
         )
-        if inserted:
-            for index, action in enumerate(automation.actions):
-                session.add(
-                    AutomationActionRun(
-                        execution_id=execution_id,
-                        action_index=index,
-                        action_type=action["type"],
-                        status=ActionStatus.SKIPPED if finished else ActionStatus.PENDING,
-                        error=error if finished else None,
-                        idempotency_key=idempotency_key(event.event_id, automation.id, index),
-                    )
-                )
-            if status == ExecutionStatus.SUPPRESSED:
-                log.warning("automation %s suppressed for event %s: %s", automation.id, event.event_id, error)
-        execution = session.exec(
-            select(AutomationExecution).where(
-                AutomationExecution.event_id == event.event_id, AutomationExecution.automation_id == automation.id
-            )
-        ).one()
         uow.commit()
+    if inserted and execution.status == ExecutionStatus.SUPPRESSED:
+        log.warning("automation %s suppressed for event %s: %s", automation.id, event.event_id, execution.error)
     return execution
 
 
@@ -233,49 +130,28 @@ def start_execution(
 
 def _runs(engine: Engine, execution_id: str) -> list[AutomationActionRun]:
     with UnitOfWork(engine) as uow:
-        return list(
-            uow.session.exec(
-                select(AutomationActionRun)
-                .where(AutomationActionRun.execution_id == execution_id)
-                .order_by(AutomationActionRun.action_index)
-            )
-        )
+        return runs.action_runs(uow.session, execution_id)
 
 
-def _set_run(session: Session, run_id: int, *, from_status: tuple[str, ...], **values: Any) -> bool:
-    """Guarded transition of an action run: True only for the caller that made it."""
-    result = session.execute(
-        update(AutomationActionRun)
-        .where(AutomationActionRun.id == run_id, AutomationActionRun.status.in_(from_status))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
+def _set_run(engine: Engine, run_id: int, *, from_status: tuple[str, ...], **values: Any) -> bool:
+    """A guarded transition of an action run in its own transaction; True only for the caller that made it."""
+    with UnitOfWork(engine) as uow:
+        changed = runs.set_action_run(uow.session, run_id, from_status=from_status, **values)
+        uow.commit()
+    return changed
 
 
 def _finish_execution(engine: Engine, execution_id: str, status: str, error: str | None = None) -> None:
     with UnitOfWork(engine) as uow:
-        uow.session.execute(
-            update(AutomationExecution)
-            .where(AutomationExecution.id == execution_id, AutomationExecution.status == ExecutionStatus.RUNNING)
-            .values(status=status, error=error, finished_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
+        runs.finish_execution(uow.session, execution_id, status, error)
         uow.commit()
 
 
-def _skip_rest(engine: Engine, execution_id: str, after_index: int, reason: str) -> None:
+def _fail_execution(engine: Engine, execution_id: str, index: int, error: str | None) -> None:
+    """The action at `index` failed: the rest are skipped and the execution fails, in one transaction."""
     with UnitOfWork(engine) as uow:
-        uow.session.execute(
-            update(AutomationActionRun)
-            .where(
-                AutomationActionRun.execution_id == execution_id,
-                AutomationActionRun.action_index > after_index,
-                AutomationActionRun.status == ActionStatus.PENDING,
-            )
-            .values(status=ActionStatus.SKIPPED, error=reason)
-            .execution_options(synchronize_session=False)
-        )
+        runs.skip_rest(uow.session, execution_id, index, runs.skipped_after(index))
+        runs.finish_execution(uow.session, execution_id, ExecutionStatus.FAILED, runs.action_failed(index, error))
         uow.commit()
 
 
@@ -304,9 +180,7 @@ def run_actions(
                 error = _run_internal(engine, event, execution, run, rendered.action, rendered.missing)
         if error is not None:
             stats.actions_failed += 1
-            reason = f"Omitida: falló la acción {run.action_index + 1}"
-            _skip_rest(engine, execution.id, run.action_index, reason)
-            _finish_execution(engine, execution.id, ExecutionStatus.FAILED, f"Acción {run.action_index + 1}: {error}")
+            _fail_execution(engine, execution.id, run.action_index, error)
             log.warning("execution %s failed at action %s: %s", execution.id, run.action_index, error)
             return
         stats.actions_succeeded += 1
@@ -314,7 +188,7 @@ def run_actions(
     failed = [r for r in _runs(engine, execution.id) if r.status == ActionStatus.FAILED]
     if failed:
         _finish_execution(engine, execution.id, ExecutionStatus.FAILED,
-                          f"Acción {failed[0].action_index + 1}: {failed[0].error}")
+                          runs.action_failed(failed[0].action_index, failed[0].error))
         return
     _finish_execution(engine, execution.id, ExecutionStatus.SUCCEEDED)
     log.info("execution %s of automation %s for event %s succeeded", execution.id, execution.automation_id,
@@ -338,9 +212,11 @@ def _run_internal(
     started_at = utcnow()
     with UnitOfWork(engine) as uow:
         # Taking the run first serialises concurrent runners on its row: the loser sees it already succeeded.
-        if not _set_run(uow.session, run.id, from_status=(ActionStatus.PENDING,), status=ActionStatus.STARTED,
-                        attempts=AutomationActionRun.attempts + 1, started_at=started_at):
-            return _settled_error(engine, run.id)
+        if not runs.set_action_run(uow.session, run.id, from_status=(ActionStatus.PENDING,),
+                                   status=ActionStatus.STARTED, attempts=AutomationActionRun.attempts + 1,
+                                   started_at=started_at):
+            # Read in this transaction: on SQLite it holds the write lock, a second one would wait for it.
+            return runs.settled_error(uow.session, run.id)
         try:
             result = run_internal(
                 uow.session,
@@ -355,17 +231,16 @@ def _run_internal(
             uow.rollback()
             error = getattr(exc, "message", None) or str(exc)
         else:
-            _set_run(uow.session, run.id, from_status=(ActionStatus.STARTED,), status=ActionStatus.SUCCEEDED,
-                     finished_at=utcnow(), duration_ms=int((time.monotonic() - started) * 1000),
-                     result=_result(result, missing))
+            runs.set_action_run(uow.session, run.id, from_status=(ActionStatus.STARTED,),
+                                status=ActionStatus.SUCCEEDED, finished_at=utcnow(),
+                                duration_ms=int((time.monotonic() - started) * 1000),
+                                result=_result(result, missing))
             uow.commit()
             return None
-    with UnitOfWork(engine) as uow:
-        _set_run(uow.session, run.id, from_status=(ActionStatus.PENDING,), status=ActionStatus.FAILED,
-                 attempts=AutomationActionRun.attempts + 1, started_at=started_at, finished_at=utcnow(),
-                 duration_ms=int((time.monotonic() - started) * 1000), error=error[:2000],
-                 result=_result({}, missing) or None)
-        uow.commit()
+    _set_run(engine, run.id, from_status=(ActionStatus.PENDING,), status=ActionStatus.FAILED,
+             attempts=AutomationActionRun.attempts + 1, started_at=started_at, finished_at=utcnow(),
+             duration_ms=int((time.monotonic() - started) * 1000), error=error[:2000],
+             result=_result({}, missing) or None)
     return error
 
 
@@ -373,11 +248,9 @@ def _run_external(
     engine: Engine, effects: Effects, run: AutomationActionRun, action: dict[str, Any], missing: list[str]
 ) -> str | None:
     """Claim (commit `started`), call with the run's Idempotency-Key, record the outcome."""
-    with UnitOfWork(engine) as uow:
-        # `started` again is allowed: that is a redelivery after a crash mid-call; the same key makes it safe.
-        claimed = _set_run(uow.session, run.id, from_status=(ActionStatus.PENDING, ActionStatus.STARTED),
-                           status=ActionStatus.STARTED, attempts=AutomationActionRun.attempts + 1, started_at=utcnow())
-        uow.commit()
+    # `started` again is allowed: that is a redelivery after a crash mid-call; the same key makes it safe.
+    claimed = _set_run(engine, run.id, from_status=(ActionStatus.PENDING, ActionStatus.STARTED),
+                       status=ActionStatus.STARTED, attempts=AutomationActionRun.attempts + 1, started_at=utcnow())
     if not claimed:
         return _settled_error(engine, run.id)
     started = time.monotonic()
@@ -390,17 +263,14 @@ def _run_external(
         values.update(status=ActionStatus.SUCCEEDED, result=_result(result or {}, missing), error=None)
     else:
         values.update(status=ActionStatus.FAILED, error=error[:2000], result=_result({}, missing) or None)
-    with UnitOfWork(engine) as uow:
-        _set_run(uow.session, run.id, from_status=(ActionStatus.STARTED,), **values)
-        uow.commit()
+    _set_run(engine, run.id, from_status=(ActionStatus.STARTED,), **values)
     return error
 
 
 def _settled_error(engine: Engine, run_id: int) -> str | None:
     """Another runner settled this run: its error if it failed, else None."""
     with UnitOfWork(engine) as uow:
-        run = uow.session.get(AutomationActionRun, run_id)
-        return run.error if run is not None and run.status == ActionStatus.FAILED else None
+        return runs.settled_error(uow.session, run_id)
 
 
 # --- The process ------------------------------------------------------------------------------------------------
