@@ -1,0 +1,96 @@
+"""Where a gunicorn worker's time goes during per-order callbacks: py-spy over every worker, and CPU seconds.
+
+Seeds `jobs` dispatched jobs of `orders` each on a private PostgreSQL, starts the webhook (webhook/gunicorn.conf.py,
+4 sync workers) — with `--prefect` beside a real `prefect server start` (progress on) — and records a speedscope
+profile of all workers (`py-spy record --subprocesses --idle`) while `senders` keep-alive connections report every
+item once. Prints throughput and latency, the CPU seconds the workers and the Prefect server spent meanwhile, and the
+rerun command. Read the profile with https://www.speedscope.app/ or any speedscope reader.
+
+Run:  .venv/bin/python -m benchmarks.webhook_profile [--prefect] [--scenario 16:4:200] [--out /tmp/webhook.json]
+Needs py-spy (the `bench` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from benchmarks.common import children, database, rss_mb, seed_jobs
+from benchmarks.webhook_bench import callbacks_of, drive, gunicorn_defaults
+from tests.webhook.gunicorn_server import GunicornServer
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+    return total / 100
+
+
+def tree(pid: int) -> list[int]:
+    return [pid] + [p for child in children(pid) for p in tree(child)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prefect", action="store_true", help="run beside a real Prefect server (progress on)")
+    parser.add_argument("--scenario", default="16:4:200", help="senders:jobs:orders_per_job")
+    parser.add_argument("--out", default=None, help="speedscope file (default: a temporary folder)")
+    args = parser.parse_args()
+    senders, jobs_count, orders = (int(x) for x in args.scenario.split(":"))
+    workdir = Path(tempfile.mkdtemp(prefix="webhook-profile-"))
+    out = args.out or str(workdir / "webhook.speedscope.json")
+    py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    with database(None, name="profile") as url, ExitStack() as stack:
+        env = {"DATABASE_URL": url, "ROBOTJOBS_WEBHOOK_ACCESSLOG": "/dev/null", "PREFECT_API_URL": ""}
+        server_pids: list[int] = []
+        if args.prefect:
+            from stack.processes import prefect_env, start_prefect_server
+
+            home = workdir / "prefect"
+            server, api_url = start_prefect_server(home, log_dir=workdir)
+            stack.callback(server.stop)
+            env = {**prefect_env(home, api_url), **env, "PREFECT_API_URL": api_url}
+            server_pids = tree(server.pid)
+        work = seed_jobs(url, jobs_count, orders, tag="profile")
+        log_path = workdir / "gunicorn.log"
+        with GunicornServer(env=env, log_path=log_path, ready_timeout_s=180, **gunicorn_defaults()) as gunicorn:
+            warm = seed_jobs(url, 1, 8, tag="warm")
+            drive(gunicorn.port, callbacks_of(warm), 4)
+            spy = subprocess.Popen([py_spy, "record", "-p", str(gunicorn.process.pid), "--subprocesses", "--idle",
+                                    "-r", "40", "-f", "speedscope", "-o", out],
+                                   stdout=subprocess.DEVNULL, stderr=open(workdir / "py-spy.log", "w"))  # fmt: skip
+            time.sleep(2)  # py-spy attaches
+            workers = children(gunicorn.process.pid)
+            cpu_workers, cpu_server, started = cpu_seconds(workers), cpu_seconds(server_pids), time.monotonic()
+            figures = drive(gunicorn.port, callbacks_of(work), senders)
+            wall = time.monotonic() - started
+            cpu_workers, cpu_server = cpu_seconds(workers) - cpu_workers, cpu_seconds(server_pids) - cpu_server
+            spy.send_signal(signal.SIGINT)
+            spy.wait(120)
+            rss = [round(rss_mb(pid)) for pid in workers]
+    print(f"{'Prefect up' if args.prefect else 'no Prefect'}, {senders} senders, {jobs_count} jobs × {orders}: "
+          f"{figures['requests']} callbacks, {figures['errors']} errors, {figures['rps']:.1f} req/s, "
+          f"p50 {figures['p50']:.0f} ms, p99 {figures['p99']:.0f} ms")
+    print(f"CPU meanwhile ({wall:.1f} s): workers {cpu_workers:.1f} s "
+          f"({1000 * cpu_workers / max(figures['requests'], 1):.1f} ms per callback), "
+          f"Prefect server {cpu_server:.1f} s; worker RSS {rss} MB")
+    print(f"profile: {out}; gunicorn log (progress_notified/results_notified lines, with ms): "
+          f"{workdir / 'gunicorn.log'}")
+    print("rerun: .venv/bin/python -m benchmarks.webhook_profile " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
