@@ -261,7 +261,8 @@ class RobotJob(SQLModel, table=True):
     error_count: int = 0
     idempotency_key: str | None = Field(default=None, max_length=200)
     retry_of_job_id: str | None = Field(default=None, foreign_key="robot_jobs.id", max_length=36)
-    flow_run_id: str | None = Field(default=None, max_length=64)
+    # The flow run that created (or now runs) the job: "the batch of run X" is looked up by it (CLI, resumed runs).
+    flow_run_id: str | None = Field(default=None, max_length=64, index=True)
     dispatch_state: str = Field(default=DispatchState.NOT_DISPATCHED, max_length=20)
     callback_secret_hash: str | None = Field(default=None, max_length=128)
     failure_reason: str | None = Field(default=None, max_length=1000)
