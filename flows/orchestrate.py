@@ -130,7 +130,6 @@ def run_batch(
         job = start_job_task(job_id, run_id)
         if job.status not in FINISHED_JOB_STATUSES:
             dispatch = dispatch_task(job_id)
-            logger.info("dispatch: %s", dispatch.model_dump(exclude_none=True))
         # What the UI shows of the batch, once the robot has it: the click → robot path waits for none of it.
         publish_progress(runtime.engine(), job_id)
         if announce is not None:
@@ -153,7 +152,10 @@ def run_batch(
             timeout=suspend_timeout_s(job.deadline_at),
             key=pause_key(job_id),
         )
-        logger.info("resumed: %s", completed.model_dump())
+        logger.info(
+            "Lote %s: reanudado; %s pedido(s) con resultado (%s creados, %s con error).",
+            job_id, completed.success_count + completed.error_count, completed.success_count, completed.error_count,
+        )
         if completed.timed_out:
             logger.warning(
                 "Plazo del lote vencido: %s pedido(s) sin resultado del robot se cerraron como error (timeout).",

@@ -1,11 +1,12 @@
-"""The typed run input a suspended `orchestrate-robot-job` run waits for, shared by the flow and the resumer."""
+"""The typed run input a suspended batch run waits for (`submit-robot-job`, `retry-failed-items`, or the
+reconciler's `orchestrate-robot-job`), shared by the flow and the resumer."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
 from prefect.input import RunInput
+from pydantic import Field
 
 
 class BatchCompleted(RunInput):
@@ -23,7 +24,7 @@ class BatchCompleted(RunInput):
     timed_out_items: int = Field(default=0, description="Pedidos cerrados por el plazo, sin resultado del robot.")
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> "BatchCompleted":
+    def from_payload(cls, payload: dict[str, Any]) -> BatchCompleted:
         """From a `robot.batch.completed` outbox payload (extra keys such as flow_run_id are dropped)."""
         return cls.model_validate({name: payload[name] for name in cls.model_fields if payload.get(name) is not None})
 
