@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.context import SettingsContext, get_settings_context
 from prefect.exceptions import PrefectHTTPStatusError
-from prefect.settings import PREFECT_API_REQUEST_TIMEOUT, PREFECT_CLIENT_MAX_RETRIES, get_current_settings, temporary_settings
+from prefect.settings import PREFECT_API_REQUEST_TIMEOUT, PREFECT_CLIENT_MAX_RETRIES, Settings
 
 
 class PrefectUnavailable(Exception):
@@ -22,14 +26,83 @@ def is_server_error(exc: BaseException) -> bool:
     return isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code >= 500
 
 
+_lock = threading.Lock()
+# Prefect's client reads its retry count from the settings at every request, so a fail-fast call needs settings with
+# no retries. Building them (`temporary_settings`) re-reads env, .env and profiles: 24 % of a webhook worker's CPU
+# when done per call (BENCHMARKS.md round 2). Built once per base settings object instead, kept with it.
+_fail_fast: dict[tuple[int, float], tuple[Settings, Settings]] = {}
+# One long-lived client per process and timeout: a new one costs an SSL context and a CSRF token fetch.
+_clients: dict[tuple[int, float], tuple[tuple, SyncPrefectClient]] = {}
+
+
+def _fail_fast_settings(base: Settings, timeout_s: float) -> Settings:
+    kept = _fail_fast.get((id(base), timeout_s))
+    if kept is None or kept[0] is not base:
+        with _lock:
+            if len(_fail_fast) > 16:  # tests swap settings; a service has one
+                _fail_fast.clear()
+            kept = (base, base.copy_with_update(
+                updates={PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: timeout_s}))
+            _fail_fast[(id(base), timeout_s)] = kept
+    return kept[1]
+
+
+@contextmanager
+def _fail_fast_calls(timeout_s: float) -> Iterator[Settings]:
+    """Refuse without PREFECT_API_URL (Prefect would start a private ephemeral server, and resuming there resumes
+    nothing); else the current settings with no client retries (the outbox retries, not the HTTP client) and a short
+    timeout."""
+    context = get_settings_context()
+    if not context.settings.api.url:
+        raise PrefectUnavailable("PREFECT_API_URL is not set")
+    settings = _fail_fast_settings(context.settings, timeout_s)
+    with SettingsContext(profile=context.profile, settings=settings):
+        yield settings
+
+
 @contextmanager
 def prefect_calls(*, timeout_s: float = 10.0) -> Iterator[None]:
-    """Fail fast: no client retries and a short timeout (the outbox retries, not the HTTP client).
-
-    Without PREFECT_API_URL Prefect would start a private ephemeral server, and resuming there resumes nothing:
-    refuse instead.
-    """
-    if not get_current_settings().api.url:
-        raise PrefectUnavailable("PREFECT_API_URL is not set")
-    with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: timeout_s}):
+    """Fail fast for callers that build their own client: no client retries and a short timeout."""
+    with _fail_fast_calls(timeout_s):
         yield
+
+
+def _keeps_client(exc: BaseException) -> bool:
+    """A 4xx answer (not found, conflict) came over a healthy connection; anything else may have broken it."""
+    return isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code < 500
+
+
+@contextmanager
+def prefect_client(*, timeout_s: float = 10.0) -> Iterator[SyncPrefectClient]:
+    """This process's long-lived fail-fast sync client (no retries, `timeout_s` per request), shared by threads.
+
+    Created lazily in the process that uses it (gunicorn forks after import: a parent's client is not reused) and
+    for the current API URL and auth; dropped after an error that may have broken it, so the next call builds a new
+    one. Raises PrefectUnavailable without PREFECT_API_URL.
+    """
+    with _fail_fast_calls(timeout_s) as settings:
+        identity = (settings.api.url, settings.api.auth_string and settings.api.auth_string.get_secret_value(),
+                    settings.api.key and settings.api.key.get_secret_value())
+        slot = (os.getpid(), timeout_s)
+        kept = _clients.get(slot)
+        if kept is None or kept[0] != identity:
+            with _lock:
+                kept = _clients.get(slot)
+                if kept is None or kept[0] != identity:
+                    client = SyncPrefectClient(
+                        settings.api.url, auth_string=identity[1], api_key=identity[2],
+                        httpx_settings={"timeout": httpx.Timeout(timeout_s)},
+                    )
+                    client.__enter__()
+                    kept = (identity, client)
+                    _clients[slot] = kept
+        client = kept[1]
+        try:
+            yield client
+        except BaseException as exc:
+            if not _keeps_client(exc):
+                with _lock:
+                    if _clients.get(slot, (None, None))[1] is client:
+                        # Not closed here: another thread may be mid-request on it; its sockets close with it.
+                        del _clients[slot]
+            raise

@@ -4,11 +4,12 @@ saying which results arrived and why orders failed. Best effort, never raises.""
 from __future__ import annotations
 
 import logging
+import threading
 from uuid import UUID
 
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import get_current_settings
 from sqlalchemy import Engine
 from sqlmodel import select
@@ -16,7 +17,7 @@ from sqlmodel import select
 from domain.db import UnitOfWork
 from domain.jobs import get_job
 from domain.models import ItemStatus, Order, RobotJobItem
-from relay.prefect_api import prefect_calls
+from relay.prefect_api import prefect_client
 from relay.run_log import send_run_logs
 
 log = logging.getLogger("relay.progress")
@@ -80,8 +81,31 @@ def log_results(engine: Engine, job_id: str, item_ids: list[str]) -> bool:
     return send_run_logs(flow_run_id, lines, logger_name="robotjobs.webhook")
 
 
+# Per job, in this process: the id of the progress artifact to update and the last state published through it.
+# Read once per job (not before every update); forgotten when the update says the artifact is gone.
+_published: dict[str, tuple[UUID, tuple[float, str] | None]] = {}
+_published_lock = threading.Lock()
+MAX_REMEMBERED_JOBS = 1_000
+
+
+def _remember(job_id: str, artifact_id: UUID, state: tuple[float, str] | None) -> None:
+    with _published_lock:
+        if job_id not in _published and len(_published) >= MAX_REMEMBERED_JOBS:
+            _published.pop(next(iter(_published)))  # the oldest job first
+        _published[job_id] = (artifact_id, state)
+
+
+def _forget(job_id: str) -> None:
+    with _published_lock:
+        _published.pop(job_id, None)
+
+
 def publish_progress(engine: Engine, job_id: str) -> float | None:
-    """Create or update the job's progress artifact from the database; the percentage, or None on any failure."""
+    """Create or update the job's progress artifact from the database; the percentage, or None on any failure.
+
+    One API call per publication once the artifact's id is known (updated by id; looked up again if it is gone),
+    none when this process already published the same state.
+    """
     if not get_current_settings().api.url:
         return None  # no Prefect configured: nothing to publish to, and no database read for nothing
     try:
@@ -92,14 +116,30 @@ def publish_progress(engine: Engine, job_id: str) -> float | None:
         done = min(success + error, total)
         percent = round(100.0 * done / total, 1) if total else 100.0
         description = progress_description(done, total, success, error)
-        key = progress_key(job_id)
-        with prefect_calls(timeout_s=5.0), get_client(sync_client=True) as client:
+        state = (percent, description)
+        with prefect_client(timeout_s=5.0) as client:
+            known = _published.get(job_id)
+            if known is not None:
+                if known[1] == state:
+                    return percent  # a duplicate result: the artifact already says this
+                try:
+                    client.update_artifact(known[0], ArtifactUpdate(data=percent, description=description))
+                    _remember(job_id, known[0], state)
+                    return percent
+                except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+                    if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code != 404:
+                        raise
+                    _forget(job_id)  # deleted meanwhile: look it up (or create it) below
+            key = progress_key(job_id)
             latest = client.read_latest_artifacts(
                 artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key])), limit=1
             )
             if latest:
                 client.update_artifact(latest[0].latest_id, ArtifactUpdate(data=percent, description=description))
+                _remember(job_id, latest[0].latest_id, state)
             else:
+                # Not remembered: another process may create the key at the same moment, and only the newest
+                # version shows in the UI; the next publication reads which one that is.
                 client.create_artifact(
                     ArtifactCreate(
                         key=key,

@@ -24,7 +24,6 @@ from typing import Any
 from uuid import UUID
 
 import httpx
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import ObjectNotFound
@@ -37,7 +36,7 @@ from domain.jobs import get_job
 from domain.models import FINISHED_JOB_STATUSES, ErrorType, OutboxEvent, ResolvedBy, RobotJob, RobotJobItem
 from relay.artifacts import publish_summary
 from relay.outbox_consumer import Delivery, OutboxConsumer
-from relay.prefect_api import TRANSPORT_ERRORS, PrefectUnavailable, is_server_error, prefect_calls
+from relay.prefect_api import TRANSPORT_ERRORS, PrefectUnavailable, is_server_error, prefect_client
 from relay.run_input import BatchCompleted, response_key
 from relay.run_log import log_in_job_run
 from relay.settle import agree_run_state, read_run_state
@@ -99,7 +98,7 @@ RUN_LINES = {
 def _with_prefect(work: Callable[[Any], tuple[Outcome, str]]) -> tuple[Outcome, str]:
     """`work(client)` against Prefect; a Prefect that does not answer (or answers 5xx) is UNREACHABLE."""
     try:
-        with prefect_calls(), get_client(sync_client=True) as client:
+        with prefect_client() as client:
             return work(client)
     except PrefectUnavailable as exc:
         return Outcome.UNREACHABLE, str(exc)

@@ -18,7 +18,6 @@ import time
 from datetime import datetime, timezone
 from uuid import UUID
 
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import LogCreate
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
@@ -27,7 +26,7 @@ from sqlalchemy import Engine
 from domain.db import UnitOfWork
 from domain.errors import UnknownJob
 from domain.jobs import get_job
-from relay.prefect_api import TRANSPORT_ERRORS, is_server_error, prefect_calls
+from relay.prefect_api import TRANSPORT_ERRORS, is_server_error, prefect_client
 
 log = logging.getLogger("relay.run_log")
 
@@ -89,7 +88,7 @@ def send_run_logs(flow_run_id: str, lines: list[tuple[int, str]], *, logger_name
                           flow_run_id=UUID(flow_run_id))
                 for level, message in lines
             ]
-            with prefect_calls(timeout_s=5.0), get_client(sync_client=True) as client:
+            with prefect_client(timeout_s=5.0) as client:
                 client.create_logs(logs)
             return True
         except Exception as exc:  # a log line is decoration: it must never break a callback or a reconcile
