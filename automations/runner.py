@@ -187,12 +187,17 @@ def run_actions(
     # Another runner (after a lease expiry) may have failed a run meanwhile: decide from what is recorded.
     failed = [r for r in _runs(engine, execution.id) if r.status == ActionStatus.FAILED]
     if failed:
-        _finish_execution(engine, execution.id, ExecutionStatus.FAILED,
-                          runs.action_failed(failed[0].action_index, failed[0].error))
+        _finish_execution(
+            engine, execution.id, ExecutionStatus.FAILED, runs.action_failed(failed[0].action_index, failed[0].error)
+        )
         return
     _finish_execution(engine, execution.id, ExecutionStatus.SUCCEEDED)
-    log.info("execution %s of automation %s for event %s succeeded", execution.id, execution.automation_id,
-             execution.event_id)
+    log.info(
+        "execution %s of automation %s for event %s succeeded",
+        execution.id,
+        execution.automation_id,
+        execution.event_id,
+    )
 
 
 def _result(result: dict[str, Any], missing: list[str]) -> dict[str, Any]:
@@ -212,9 +217,14 @@ def _run_internal(
     started_at = utcnow()
     with UnitOfWork(engine) as uow:
         # Taking the run first serialises concurrent runners on its row: the loser sees it already succeeded.
-        if not runs.set_action_run(uow.session, run.id, from_status=(ActionStatus.PENDING,),
-                                   status=ActionStatus.STARTED, attempts=AutomationActionRun.attempts + 1,
-                                   started_at=started_at):
+        if not runs.set_action_run(
+            uow.session,
+            run.id,
+            from_status=(ActionStatus.PENDING,),
+            status=ActionStatus.STARTED,
+            attempts=AutomationActionRun.attempts + 1,
+            started_at=started_at,
+        ):
             # Read in this transaction: on SQLite it holds the write lock, a second one would wait for it.
             return runs.settled_error(uow.session, run.id)
         try:
@@ -231,16 +241,29 @@ def _run_internal(
             uow.rollback()
             error = getattr(exc, "message", None) or str(exc)
         else:
-            runs.set_action_run(uow.session, run.id, from_status=(ActionStatus.STARTED,),
-                                status=ActionStatus.SUCCEEDED, finished_at=utcnow(),
-                                duration_ms=int((time.monotonic() - started) * 1000),
-                                result=_result(result, missing))
+            runs.set_action_run(
+                uow.session,
+                run.id,
+                from_status=(ActionStatus.STARTED,),
+                status=ActionStatus.SUCCEEDED,
+                finished_at=utcnow(),
+                duration_ms=int((time.monotonic() - started) * 1000),
+                result=_result(result, missing),
+            )
             uow.commit()
             return None
-    _set_run(engine, run.id, from_status=(ActionStatus.PENDING,), status=ActionStatus.FAILED,
-             attempts=AutomationActionRun.attempts + 1, started_at=started_at, finished_at=utcnow(),
-             duration_ms=int((time.monotonic() - started) * 1000), error=error[:2000],
-             result=_result({}, missing) or None)
+    _set_run(
+        engine,
+        run.id,
+        from_status=(ActionStatus.PENDING,),
+        status=ActionStatus.FAILED,
+        attempts=AutomationActionRun.attempts + 1,
+        started_at=started_at,
+        finished_at=utcnow(),
+        duration_ms=int((time.monotonic() - started) * 1000),
+        error=error[:2000],
+        result=_result({}, missing) or None,
+    )
     return error
 
 
@@ -249,8 +272,14 @@ def _run_external(
 ) -> str | None:
     """Claim (commit `started`), call with the run's Idempotency-Key, record the outcome."""
     # `started` again is allowed: that is a redelivery after a crash mid-call; the same key makes it safe.
-    claimed = _set_run(engine, run.id, from_status=(ActionStatus.PENDING, ActionStatus.STARTED),
-                       status=ActionStatus.STARTED, attempts=AutomationActionRun.attempts + 1, started_at=utcnow())
+    claimed = _set_run(
+        engine,
+        run.id,
+        from_status=(ActionStatus.PENDING, ActionStatus.STARTED),
+        status=ActionStatus.STARTED,
+        attempts=AutomationActionRun.attempts + 1,
+        started_at=utcnow(),
+    )
     if not claimed:
         return _settled_error(engine, run.id)
     started = time.monotonic()
@@ -297,8 +326,9 @@ def run_forever(
                 stop.wait(poll_interval)
                 continue
             try:
-                stats = run_once(engine, settings, worker_id=worker_id, limit=limit, lease_seconds=lease_seconds,
-                                 effects=effects)
+                stats = run_once(
+                    engine, settings, worker_id=worker_id, limit=limit, lease_seconds=lease_seconds, effects=effects
+                )
             except Exception:  # e.g. the database is restarting: wait and try again
                 log.exception("automation runner %s: batch failed", worker_id)
                 stop.wait(poll_interval)
@@ -325,14 +355,25 @@ def main(argv: list[str] | None = None) -> None:
     engine = make_engine(settings.database_url)
     worker_id = args.worker_id or default_worker_id()
     if args.once:
-        print(run_once(engine, settings, worker_id=worker_id, limit=args.batch_size,
-                       lease_seconds=args.lease_seconds).model_dump_json(), flush=True)
+        print(
+            run_once(
+                engine, settings, worker_id=worker_id, limit=args.batch_size, lease_seconds=args.lease_seconds
+            ).model_dump_json(),
+            flush=True,
+        )
         return
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    run_forever(engine, settings, worker_id=worker_id, limit=args.batch_size, lease_seconds=args.lease_seconds,
-                poll_interval=args.poll_interval, stop=stop)
+    run_forever(
+        engine,
+        settings,
+        worker_id=worker_id,
+        limit=args.batch_size,
+        lease_seconds=args.lease_seconds,
+        poll_interval=args.poll_interval,
+        stop=stop,
+    )
     engine.dispose()
 
 

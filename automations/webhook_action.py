@@ -69,8 +69,14 @@ def check_target(url: str, *, allow_private: bool) -> None:
 class WebhookSender:
     """Posts webhook bodies; one per process. `allow_private` comes from settings.webhook_action_allow_private."""
 
-    def __init__(self, *, allow_private: bool, timeout: float = WEBHOOK_TIMEOUT_S,
-                 transport: httpx.BaseTransport | None = None, retry: RetryPolicy | None = None):
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        timeout: float = WEBHOOK_TIMEOUT_S,
+        transport: httpx.BaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+    ):
         self.allow_private = allow_private
         self.retry = retry or RetryPolicy()
         self._client = httpx.Client(timeout=timeout, follow_redirects=False, transport=transport)
@@ -81,15 +87,19 @@ class WebhookSender:
     def post(self, url: str, body: dict[str, Any], *, idempotency_key: str) -> WebhookResponse:
         check_target(url, allow_private=self.allow_private)  # before any connection
         # Retried through blips with the same Idempotency-Key, so the receiver can tell a repeat from a new call.
-        attempts = post_with_retry(self._client, url, json=body, headers={"Idempotency-Key": idempotency_key},
-                                   policy=self.retry)
+        attempts = post_with_retry(
+            self._client, url, json=body, headers={"Idempotency-Key": idempotency_key}, policy=self.retry
+        )
         response = attempts.response
         if response is None:
             exc = attempts.error
             if isinstance(exc, httpx.TimeoutException):
-                raise WebhookFailed(f"El webhook no respondió en {WEBHOOK_TIMEOUT_S:.0f} s ({attempts.describe()})") from exc
+                raise WebhookFailed(
+                    f"El webhook no respondió en {WEBHOOK_TIMEOUT_S:.0f} s ({attempts.describe()})"
+                ) from exc
             raise WebhookFailed(f"No se pudo llamar al webhook: {exc} ({attempts.describe()})") from exc
         if not 200 <= response.status_code < 300:
-            raise WebhookFailed(f"El webhook respondió {response.status_code} ({attempts.describe()}): "
-                                f"{response.text[:300]}")
+            raise WebhookFailed(
+                f"El webhook respondió {response.status_code} ({attempts.describe()}): {response.text[:300]}"
+            )
         return WebhookResponse(status_code=response.status_code, body_preview=response.text[:300])

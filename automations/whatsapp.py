@@ -57,12 +57,20 @@ def text_body(to: str, *, text: str) -> dict[str, Any]:
 class WhatsAppClient:
     """One per process (composition root); wraps an httpx.Client."""
 
-    def __init__(self, base_url: str, token: str | None, *, timeout: float = DEFAULT_TIMEOUT_S,
-                 transport: httpx.BaseTransport | None = None, retry: RetryPolicy | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.BaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+    ):
         self.retry = retry or RetryPolicy()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout,
-                                    transport=transport)
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
+        )
 
     def close(self) -> None:
         self._client.close()
@@ -73,18 +81,24 @@ class WhatsAppClient:
             raise ProviderError("El contacto no tiene teléfono")
         body = {**body, "to": to}
         # Retried through blips with the same Idempotency-Key: the customer gets one message, not zero or two.
-        attempts = post_with_retry(self._client, "/v1/messages", json=body,
-                                   headers={"Idempotency-Key": idempotency_key}, policy=self.retry)
+        attempts = post_with_retry(
+            self._client, "/v1/messages", json=body, headers={"Idempotency-Key": idempotency_key}, policy=self.retry
+        )
         response = attempts.response
         if response is None:
             exc = attempts.error
             if isinstance(exc, httpx.TimeoutException):
-                raise ProviderError(f"El proveedor de WhatsApp no respondió a tiempo ({type(exc).__name__}; "
-                                    f"{attempts.describe()})") from exc
-            raise ProviderError(f"No se pudo conectar con el proveedor de WhatsApp: {exc} ({attempts.describe()})") from exc
+                raise ProviderError(
+                    f"El proveedor de WhatsApp no respondió a tiempo ({type(exc).__name__}; {attempts.describe()})"
+                ) from exc
+            raise ProviderError(
+                f"No se pudo conectar con el proveedor de WhatsApp: {exc} ({attempts.describe()})"
+            ) from exc
         if response.status_code >= 300:
-            raise ProviderError(f"El proveedor de WhatsApp respondió {response.status_code} ({attempts.describe()}): "
-                                f"{response.text[:300]}")
+            raise ProviderError(
+                f"El proveedor de WhatsApp respondió {response.status_code} ({attempts.describe()}): "
+                f"{response.text[:300]}"
+            )
         try:
             data = response.json()
         except ValueError:

@@ -84,8 +84,12 @@ def webhook_rss(database_url: str, items: int, workdir: Path) -> tuple[float, fl
         before = rss_mb(worker)
         started = time.perf_counter()
         status = max(
-            httpx.post(f"{server.url}/api/webhooks/robot-callback", content=body, timeout=120,
-                       headers={"Content-Type": "application/json", "X-Callback-Secret": job.secret}).status_code
+            httpx.post(
+                f"{server.url}/api/webhooks/robot-callback",
+                content=body,
+                timeout=120,
+                headers={"Content-Type": "application/json", "X-Callback-Secret": job.secret},
+            ).status_code
             for body in bodies
         )
         seconds = time.perf_counter() - started
@@ -97,20 +101,26 @@ def webhook_rss(database_url: str, items: int, workdir: Path) -> tuple[float, fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, nargs="+", default=[1000, 10000])
-    parser.add_argument("--database-url", default=None, help="PostgreSQL URL, or 'sqlite'; default: a private PostgreSQL")
+    parser.add_argument(
+        "--database-url", default=None, help="PostgreSQL URL, or 'sqlite'; default: a private PostgreSQL"
+    )
     parser.add_argument("--webhook", action="store_true", help="also measure a gunicorn worker's RSS for the largest N")
     args = parser.parse_args()
     with database(args.database_url, name="batch") as url:
         print(f"database: {label(url)}")
         for items in args.items:
             f = run(url, items)
-            print(f"{items:>6} orders: job created in {f['create_s']:.2f} s ({1e6 * f['create_s'] / items:.0f} µs/order); "
-                  f"batch report recorded in {f['seconds']:.2f} s ({1e6 * f['seconds'] / items:.0f} µs/item, "
-                  f"{f['statements']} statements), job {f['status']}, {f['changed']} changed")
+            print(
+                f"{items:>6} orders: job created in {f['create_s']:.2f} s ({1e6 * f['create_s'] / items:.0f} µs/order); "
+                f"batch report recorded in {f['seconds']:.2f} s ({1e6 * f['seconds'] / items:.0f} µs/item, "
+                f"{f['statements']} statements), job {f['status']}, {f['changed']} changed"
+            )
         if args.webhook:
             before, after, seconds, status = webhook_rss(url, max(args.items), Path(tempfile.mkdtemp(prefix="rss-")))
-            print(f"webhook worker, {max(args.items)} results in reports of ≤ 5,000: HTTP {status} in {seconds:.2f} s; "
-                  f"RSS {before:.0f} MB before, {after:.0f} MB after")
+            print(
+                f"webhook worker, {max(args.items)} results in reports of ≤ 5,000: HTTP {status} in {seconds:.2f} s; "
+                f"RSS {before:.0f} MB before, {after:.0f} MB after"
+            )
     print("rerun: .venv/bin/python -m benchmarks.batch_record_bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
 
 

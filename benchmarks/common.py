@@ -18,6 +18,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
+from sqlmodel import select
 
 from domain import jobs
 from domain.db import UnitOfWork, make_engine
@@ -25,7 +26,6 @@ from domain.dispatch import hash_callback_secret
 from domain.migrate import upgrade
 from domain.models import Contact, ItemStatus, Order, RobotJobItem
 from domain.seed import seed_demo
-from sqlmodel import select
 
 CITIES = [("Medellín", "Antioquia"), ("Manizales", "Caldas"), ("Bogotá", "Bogotá D.C."), ("Cali", "Valle del Cauca")]
 

@@ -21,7 +21,7 @@ import json
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy.engine import make_url
 
@@ -126,7 +126,7 @@ class Floor:
 
     def callback(self, item_id: str, secret: str, tracking: str) -> bool:
         """Record one `success` callback; True when it changed the item."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         stamp = now.isoformat(sep=" ") if self.sqlite else now
         cur = self.conn.cursor()
         if self.sqlite:

@@ -99,8 +99,9 @@ def _submit_parameters(client, workspace_id: str, order_ids: list[str]) -> dict:
 def batch(client, engine, simulator, credentials_key: str, orders: list[tuple]) -> tuple[float, float]:
     """(click → the robot received the dispatch, last result answered → the batch's run Completed)."""
     with UnitOfWork(engine) as uow:
-        demo = seed_demo(uow.session, credentials_key=credentials_key, name=f"Bench {uuid.uuid4().hex[:6]}",
-                         orders=orders)
+        demo = seed_demo(
+            uow.session, credentials_key=credentials_key, name=f"Bench {uuid.uuid4().hex[:6]}", orders=orders
+        )
         uow.commit()
     parameters = _submit_parameters(client, demo.workspace_id, demo.order_ids)
     t0 = time.time()
@@ -124,15 +125,26 @@ def batch(client, engine, simulator, credentials_key: str, orders: list[tuple]) 
 
 
 def _spread(values: list[float]) -> str:
-    return (f"median {statistics.median(values):5.2f} s  (min {min(values):5.2f}, max {max(values):5.2f}; "
-            + ", ".join(f"{v:.2f}" for v in values) + ")")
+    return (
+        f"median {statistics.median(values):5.2f} s  (min {min(values):5.2f}, max {max(values):5.2f}; "
+        + ", ".join(f"{v:.2f}" for v in values)
+        + ")"
+    )
 
 
 def _commit() -> str:
-    found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                           cwd=Path(__file__).resolve().parent.parent)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
-                           cwd=Path(__file__).resolve().parent.parent).stdout.strip()
+    found = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    ).stdout.strip()
     return found.stdout.strip() + (" (+ uncommitted changes)" if dirty else "")
 
 
@@ -140,9 +152,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--orders", type=int, default=32, help="orders per batch (demo orders, up to 32)")
-    parser.add_argument("--delay", type=float, default=0.5,
-                        help="the simulated robot's seconds per order: a batch must outlast its run's suspend, as a "
-                        "real one (30 s per order) does, or the last result races the suspend instead")
+    parser.add_argument(
+        "--delay",
+        type=float,
+        default=0.5,
+        help="the simulated robot's seconds per order: a batch must outlast its run's suspend, as a "
+        "real one (30 s per order) does, or the last result races the suspend instead",
+    )
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="robotjobs-latency-"))
@@ -155,25 +171,43 @@ def main(argv: list[str] | None = None) -> None:
     simulator = start_simulator(port=0, delay=args.delay)
     try:
         # Generous start-up limits: the machine may be loaded; the figures come after, from the ratios.
-        server, api_url = start_prefect_server(tmp / "prefect-home", log_dir=tmp, auth_string=auth_string,
-                                               timeout_s=300)
+        server, api_url = start_prefect_server(
+            tmp / "prefect-home", log_dir=tmp, auth_string=auth_string, timeout_s=300
+        )
         started.append(server)
-        domain_env = {"DATABASE_URL": database_url, "CREDENTIALS_KEY": credentials_key,
-                      "PREFECT_API_AUTH_STRING": auth_string}
+        domain_env = {
+            "DATABASE_URL": database_url,
+            "CREDENTIALS_KEY": credentials_key,
+            "PREFECT_API_AUTH_STRING": auth_string,
+        }
         webhook, webhook_url = start_webhook(
-            env={**domain_env, "PREFECT_HOME": str(tmp / "prefect-home"), "PREFECT_API_URL": api_url}, log_dir=tmp,
-            timeout_s=300)
+            env={**domain_env, "PREFECT_HOME": str(tmp / "prefect-home"), "PREFECT_API_URL": api_url},
+            log_dir=tmp,
+            timeout_s=300,
+        )
         started.append(webhook)
-        started.append(start_flow_runner(
-            tmp / "prefect-home", api_url, log_dir=tmp, timeout_s=300,
-            expected={SUBMIT, RETRY, ORCHESTRATE, RECONCILE, FLOOR_START, FLOOR_RESUME},
-            env={**domain_env, "ROBOT_URL": simulator.url, "PUBLIC_BASE_URL": webhook_url,
-                 "ROBOTJOBS_RECONCILE_SCHEDULED": "false", "ROBOTJOBS_SERVE_FLOOR": "true"},
-        ))
+        started.append(
+            start_flow_runner(
+                tmp / "prefect-home",
+                api_url,
+                log_dir=tmp,
+                timeout_s=300,
+                expected={SUBMIT, RETRY, ORCHESTRATE, RECONCILE, FLOOR_START, FLOOR_RESUME},
+                env={
+                    **domain_env,
+                    "ROBOT_URL": simulator.url,
+                    "PUBLIC_BASE_URL": webhook_url,
+                    "ROBOTJOBS_RECONCILE_SCHEDULED": "false",
+                    "ROBOTJOBS_SERVE_FLOOR": "true",
+                },
+            )
+        )
         orders = DEMO_ORDERS[: args.orders]
         starts, resumes, clicks, finishes = [], [], [], []
-        with temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth_string}), \
-                get_client(sync_client=True) as client:
+        with (
+            temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth_string}),
+            get_client(sync_client=True) as client,
+        ):
             floor_start(client)  # warm-up: the runner's first run imports more than the next ones
             for n in range(args.runs):  # interleaved, so load on the machine hits floor and robotjobs alike
                 starts.append(floor_start(client))
@@ -181,18 +215,26 @@ def main(argv: list[str] | None = None) -> None:
                 click, finish = batch(client, engine, simulator, credentials_key, orders)
                 clicks.append(click)
                 finishes.append(finish)
-                print(f"run {n + 1}/{args.runs}: floor start {starts[-1]:.2f} s, floor resume {resumes[-1]:.2f} s, "
-                      f"click→robot {click:.2f} s, result→Completed {finish:.2f} s", flush=True)
-        print(f"\nlatency ({args.runs} runs, {len(orders)}-order batches, robot {args.delay} s/order, "
-              f"commit {_commit()})")
+                print(
+                    f"run {n + 1}/{args.runs}: floor start {starts[-1]:.2f} s, floor resume {resumes[-1]:.2f} s, "
+                    f"click→robot {click:.2f} s, result→Completed {finish:.2f} s",
+                    flush=True,
+                )
+        print(
+            f"\nlatency ({args.runs} runs, {len(orders)}-order batches, robot {args.delay} s/order, commit {_commit()})"
+        )
         print(f"  floor: creation → Running         {_spread(starts)}")
         print(f"  floor: resume → Completed         {_spread(resumes)}")
         print(f"  robotjobs: click → robot          {_spread(clicks)}")
         print(f"  robotjobs: last result → Completed {_spread(finishes)}")
-        print(f"  ratio click→robot / floor start        {statistics.median(clicks) / statistics.median(starts):.2f}×"
-              " (target ≤ 1.3)")
-        print(f"  ratio result→Completed / floor resume  "
-              f"{statistics.median(finishes) / statistics.median(resumes):.2f}× (target ≤ 1.3)")
+        print(
+            f"  ratio click→robot / floor start        {statistics.median(clicks) / statistics.median(starts):.2f}×"
+            " (target ≤ 1.3)"
+        )
+        print(
+            f"  ratio result→Completed / floor resume  "
+            f"{statistics.median(finishes) / statistics.median(resumes):.2f}× (target ≤ 1.3)"
+        )
         print(f"rerun: {COMMAND} --runs {args.runs} --orders {args.orders} --delay {args.delay}")
     finally:
         for process in reversed(started):

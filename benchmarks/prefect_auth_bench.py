@@ -31,8 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             off, off_url = start_prefect_server(Path(tmp) / "off", log_dir=Path(tmp) / "off")
             try:
-                targets = {"auth on": (httpx.Client(headers=auth_header(auth)), on_url),
-                           "auth off": (httpx.Client(), off_url)}
+                targets = {
+                    "auth on": (httpx.Client(headers=auth_header(auth)), on_url),
+                    "auth off": (httpx.Client(), off_url),
+                }
                 times: dict[str, list[float]] = {name: [] for name in targets}
                 for n in range(WARM_UP + args.requests):
                     for name, (client, url) in targets.items():  # alternated: both see the same machine load
@@ -46,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
             on.stop()
     for name, values in times.items():
         values.sort()
-        print(f"{name}: median {statistics.median(values):.2f} ms, p90 {values[int(len(values) * 0.9)]:.2f} ms "
-              f"({len(values)} x POST /api/flows/filter)")
+        print(
+            f"{name}: median {statistics.median(values):.2f} ms, p90 {values[int(len(values) * 0.9)]:.2f} ms "
+            f"({len(values)} x POST /api/flows/filter)"
+        )
     return 0
 
 

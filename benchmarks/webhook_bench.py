@@ -58,8 +58,12 @@ class _Sender:
         item, secret, tracking = call
         body = f'{{"itemId":"{item}","status":"success","trackingNumber":"{tracking}"}}'.encode()
         try:
-            self.conn.request("POST", CALLBACK, body=body, headers={
-                "Content-Type": "application/json", "X-Callback-Secret": secret, "user-agent": "node"})
+            self.conn.request(
+                "POST",
+                CALLBACK,
+                body=body,
+                headers={"Content-Type": "application/json", "X-Callback-Secret": secret, "user-agent": "node"},
+            )
             response = self.conn.getresponse()
             response.read()
             return response.status == 200
@@ -90,15 +94,21 @@ def exact_counts(database_url: str, work) -> str:
                 {"id": job.job_id},
             ).one()
             items = conn.execute(
-                text("SELECT count(*) FROM robot_job_items WHERE job_id = :id AND status = 'success'"), {"id": job.job_id}
+                text("SELECT count(*) FROM robot_job_items WHERE job_id = :id AND status = 'success'"),
+                {"id": job.job_id},
             ).scalar_one()
             events = conn.execute(
-                text("SELECT count(*) FROM outbox_events WHERE event_type = 'robot.coord.completed' AND aggregate_id IN "
-                     "(SELECT order_id FROM robot_job_items WHERE job_id = :id)"), {"id": job.job_id}
+                text(
+                    "SELECT count(*) FROM outbox_events WHERE event_type = 'robot.coord.completed' AND aggregate_id IN "
+                    "(SELECT order_id FROM robot_job_items WHERE job_id = :id)"
+                ),
+                {"id": job.job_id},
             ).scalar_one()
             expected = len(job.item_ids)
             if (status, success, error, items, events) != ("completed", expected, 0, expected, expected):
-                problems.append(f"{job.job_id[:8]}: {status} s={success} e={error} items={items} events={events}/{expected}")
+                problems.append(
+                    f"{job.job_id[:8]}: {status} s={success} e={error} items={items} events={events}/{expected}"
+                )
     engine.dispose()
     return "ok" if not problems else "; ".join(problems[:3])
 
@@ -109,16 +119,20 @@ def gunicorn_defaults() -> dict:
 
 
 def row(name: str, figures: dict, extra: str = "") -> str:
-    return (f"{name:<34}{figures['requests']:>7}{figures['errors']:>7}{figures['rps']:>9.1f}{figures['p50']:>9.1f}"
-            f"{figures['p99']:>9.1f}{figures['max']:>9.1f}  {extra}")
+    return (
+        f"{name:<34}{figures['requests']:>7}{figures['errors']:>7}{figures['rps']:>9.1f}{figures['p50']:>9.1f}"
+        f"{figures['p99']:>9.1f}{figures['max']:>9.1f}  {extra}"
+    )
 
 
 def run(database_url: str, scenarios: list[str], *, prefect: bool, workers_cfg: dict, workdir: Path) -> list[tuple]:
     ratios = []
     modes = [("no Prefect", None)] + ([("Prefect up", "start")] if prefect else [])
     sqlite = database_url.startswith("sqlite")
-    print(f"database: {label(database_url)}; gunicorn {workers_cfg['worker_class']} workers={workers_cfg['workers']} "
-          f"threads={workers_cfg['threads']}")
+    print(
+        f"database: {label(database_url)}; gunicorn {workers_cfg['worker_class']} workers={workers_cfg['workers']} "
+        f"threads={workers_cfg['threads']}"
+    )
     print(f"{'':<34}{'calls':>7}{'errors':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  counts")
     for mode, prefect_mode in modes:
         with ExitStack() as stack:
@@ -147,8 +161,13 @@ def run(database_url: str, scenarios: list[str], *, prefect: bool, workers_cfg: 
                 if prefect_mode is None:
                     floor_work = seed_jobs(database_url, jobs_count, orders, tag=f"floor {scenario}")
                     floor = run_floor(database_url, callbacks_of(floor_work), senders)
-                    print(row(f"floor ({'sqlite3' if sqlite else 'psycopg'}), {senders} connections", floor,
-                              exact_counts(database_url, floor_work)))
+                    print(
+                        row(
+                            f"floor ({'sqlite3' if sqlite else 'psycopg'}), {senders} connections",
+                            floor,
+                            exact_counts(database_url, floor_work),
+                        )
+                    )
                     ratios.append((mode, senders, figures, floor))
                 else:
                     ratios.append((mode, senders, figures, None))
@@ -157,9 +176,14 @@ def run(database_url: str, scenarios: list[str], *, prefect: bool, workers_cfg: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default=None, help="PostgreSQL URL, or 'sqlite'; default: a private PostgreSQL")
-    parser.add_argument("--scenario", action="append", help="senders:jobs:orders_per_job (repeatable); default "
-                        + " ".join(DEFAULT_SCENARIOS))
+    parser.add_argument(
+        "--database-url", default=None, help="PostgreSQL URL, or 'sqlite'; default: a private PostgreSQL"
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        help="senders:jobs:orders_per_job (repeatable); default " + " ".join(DEFAULT_SCENARIOS),
+    )
     parser.add_argument("--prefect", action="store_true", help="also run with a real Prefect server up")
     defaults = gunicorn_defaults()
     parser.add_argument("--worker-class", default=defaults["worker_class"])
@@ -176,9 +200,11 @@ def main() -> None:
     for mode, senders, figures, _ in ratios:
         floor = floors.get(senders)
         if floor:
-            print(f"ratio robotjobs/floor, {mode}, {senders} senders: {figures['rps'] / floor['rps']:.2f} "
-                  f"({figures['rps']:.0f} / {floor['rps']:.0f} req/s; p99 {figures['p99']:.0f} ms; "
-                  f"errors {figures['errors']})")
+            print(
+                f"ratio robotjobs/floor, {mode}, {senders} senders: {figures['rps'] / floor['rps']:.2f} "
+                f"({figures['rps']:.0f} / {floor['rps']:.0f} req/s; p99 {figures['p99']:.0f} ms; "
+                f"errors {figures['errors']})"
+            )
 
 
 if __name__ == "__main__":

@@ -81,14 +81,19 @@ def main() -> None:
             spy.send_signal(signal.SIGINT)
             spy.wait(120)
             rss = [round(rss_mb(pid)) for pid in workers]
-    print(f"{'Prefect up' if args.prefect else 'no Prefect'}, {senders} senders, {jobs_count} jobs × {orders}: "
-          f"{figures['requests']} callbacks, {figures['errors']} errors, {figures['rps']:.1f} req/s, "
-          f"p50 {figures['p50']:.0f} ms, p99 {figures['p99']:.0f} ms")
-    print(f"CPU meanwhile ({wall:.1f} s): workers {cpu_workers:.1f} s "
-          f"({1000 * cpu_workers / max(figures['requests'], 1):.1f} ms per callback), "
-          f"Prefect server {cpu_server:.1f} s; worker RSS {rss} MB")
-    print(f"profile: {out}; gunicorn log (progress_notified/results_notified lines, with ms): "
-          f"{workdir / 'gunicorn.log'}")
+    print(
+        f"{'Prefect up' if args.prefect else 'no Prefect'}, {senders} senders, {jobs_count} jobs × {orders}: "
+        f"{figures['requests']} callbacks, {figures['errors']} errors, {figures['rps']:.1f} req/s, "
+        f"p50 {figures['p50']:.0f} ms, p99 {figures['p99']:.0f} ms"
+    )
+    print(
+        f"CPU meanwhile ({wall:.1f} s): workers {cpu_workers:.1f} s "
+        f"({1000 * cpu_workers / max(figures['requests'], 1):.1f} ms per callback), "
+        f"Prefect server {cpu_server:.1f} s; worker RSS {rss} MB"
+    )
+    print(
+        f"profile: {out}; gunicorn log (progress_notified/results_notified lines, with ms): {workdir / 'gunicorn.log'}"
+    )
     print("rerun: .venv/bin/python -m benchmarks.webhook_profile " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
 
 

@@ -35,8 +35,13 @@ class Progress:
 
     @classmethod
     def of(cls, job: RobotJob) -> Progress:
-        return cls(status=job.status, done=min(job.success_count + job.error_count, job.total_items),
-                   total=job.total_items, success=job.success_count, error=job.error_count)
+        return cls(
+            status=job.status,
+            done=min(job.success_count + job.error_count, job.total_items),
+            total=job.total_items,
+            success=job.success_count,
+            error=job.error_count,
+        )
 
 
 @dataclass(frozen=True)
@@ -59,8 +64,10 @@ def bar(done: int, total: int, width: int = 24) -> str:
 
 def progress_text(p: Progress) -> str:
     percent = 100 if p.total <= 0 else int(100 * p.done / p.total)
-    return (f"{p.done}/{p.total} pedidos ({percent} %)  {p.success} creados  {p.error} con error  "
-            f"[{status_label(p.status)}]")
+    return (
+        f"{p.done}/{p.total} pedidos ({percent} %)  {p.success} creados  {p.error} con error  "
+        f"[{status_label(p.status)}]"
+    )
 
 
 class ProgressLine:
@@ -124,7 +131,8 @@ def job_of_run(engine: Engine, flow_run_id: str, *, key: str | None = None, work
             query = select(RobotJob.id).where(RobotJob.idempotency_key == key)
             if workspace:
                 query = query.join(Workspace, Workspace.id == RobotJob.workspace_id).where(
-                    or_(Workspace.id == workspace, func.lower(Workspace.name) == workspace.strip().lower()))
+                    or_(Workspace.id == workspace, func.lower(Workspace.name) == workspace.strip().lower())
+                )
             job_id = uow.session.exec(query.order_by(RobotJob.created_at.desc())).first()
         return job_id
 
@@ -171,9 +179,12 @@ def follow(
         elif asking_prefect:
             state = deployments.run_state(flow_run_id)
             # Read the database once more: the run may have recorded its job just before it ended.
-            if (state is not None and state.final
-                    and job_of_run(engine, flow_run_id, key=key, workspace=workspace) is None
-                    and not deployments.jobs_named_by(flow_run_id)):
+            if (
+                state is not None
+                and state.final
+                and job_of_run(engine, flow_run_id, key=key, workspace=workspace) is None
+                and not deployments.jobs_named_by(flow_run_id)
+            ):
                 line.finish()
                 why = f": {state.message}" if state.message else ""
                 return Followed(job_id=None, problem=f"La ejecución terminó ({state.name}) sin un lote{why}")

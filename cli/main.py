@@ -31,11 +31,16 @@ def _parser() -> argparse.ArgumentParser:
     submit = command("submit", "enviar un lote al robot (por el despliegue submit-robot-job)")
     submit.add_argument("--workspace", required=True, help="id del workspace")
     which = submit.add_mutually_exclusive_group()
-    which.add_argument("--stage", help="id de la etapa cuyos pedidos se despachan (por defecto, la etapa de despacho del workspace)")
+    which.add_argument(
+        "--stage", help="id de la etapa cuyos pedidos se despachan (por defecto, la etapa de despacho del workspace)"
+    )
     which.add_argument("--orders", help="ids de pedidos separados por comas")
     submit.add_argument("--key", help="clave de idempotencia: la misma clave devuelve el mismo lote")
     _wait_options(submit)
-    for name, text in (("status", "estado de un lote y sus pedidos"), ("summary", "resumen de un lote (formato de los operadores)")):
+    for name, text in (
+        ("status", "estado de un lote y sus pedidos"),
+        ("summary", "resumen de un lote (formato de los operadores)"),
+    ):
         cmd = command(name, text)
         cmd.add_argument("job_id")
     retry = command("retry", "reenviar, en un lote nuevo, los pedidos fallidos de un lote terminado")
@@ -58,25 +63,38 @@ def _parser() -> argparse.ArgumentParser:
     letters_sub = letters.add_subparsers(dest="letters_command", title="órdenes", metavar="ORDEN")
     show = _spanish(letters_sub.add_parser("show", help="una carta muerta con su cuerpo", add_help=False))
     show.add_argument("letter_id", type=int)
-    replay = _spanish(letters_sub.add_parser(
-        "replay", help="aplicar una carta muerta ahora (una vez corregida la causa)", add_help=False))
+    replay = _spanish(
+        letters_sub.add_parser(
+            "replay", help="aplicar una carta muerta ahora (una vez corregida la causa)", add_help=False
+        )
+    )
     replay.add_argument("letter_id", type=int)
 
     spool = command("spool", "el buzón local del webhook en este host: callbacks que esperan a la base de datos")
     spool.add_argument("--dir", help="carpeta del buzón (por defecto, WEBHOOK_SPOOL_DIR)")
     spool_sub = spool.add_subparsers(dest="spool_command", title="órdenes", metavar="ORDEN")
     _spanish(spool_sub.add_parser("status", help="en espera, bytes, antigüedad (por defecto)", add_help=False))
-    spool_replay = _spanish(spool_sub.add_parser(
-        "replay", help="reproducir el buzón ahora, en orden de llegada (espera a un worker que lo esté reproduciendo)",
-        add_help=False))
-    spool_replay.add_argument("--release-held", action="store_true",
-                              help="devolver antes a la cola las entradas apartadas tras fallar varias veces")
+    spool_replay = _spanish(
+        spool_sub.add_parser(
+            "replay",
+            help="reproducir el buzón ahora, en orden de llegada (espera a un worker que lo esté reproduciendo)",
+            add_help=False,
+        )
+    )
+    spool_replay.add_argument(
+        "--release-held",
+        action="store_true",
+        help="devolver antes a la cola las entradas apartadas tras fallar varias veces",
+    )
     return parser
 
 
 def _wait_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--wait", action="store_true",
-                        help="seguir el lote de esta ejecución con una barra de avance e imprimir su resumen")
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="seguir el lote de esta ejecución con una barra de avance e imprimir su resumen",
+    )
     parser.add_argument("--timeout", type=float, default=600, help="segundos de espera con --wait")
 
 
@@ -88,8 +106,15 @@ def _spanish(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 class Cli:
-    def __init__(self, *, out: TextIO, deployments: Deployments, database_url: str | None = None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        *,
+        out: TextIO,
+        deployments: Deployments,
+        database_url: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.settings = get_settings() if database_url is None else get_settings(database_url=database_url)
         self.engine = make_engine(self.settings.database_url)
         self.out = out
@@ -104,8 +129,15 @@ class Cli:
     def submit(self, args: argparse.Namespace) -> int:
         # The form's flat parameters (flows/submit.py): names or ids, a stage or a list of orders.
         order_ids = [o.strip() for o in args.orders.split(",") if o.strip()] if args.orders and not args.stage else []
-        run = self.deployments.trigger(SUBMIT_DEPLOYMENT, {"workspace": args.workspace, "stage": args.stage or "",
-                                                           "order_ids": order_ids, "idempotency_key": args.key or ""})
+        run = self.deployments.trigger(
+            SUBMIT_DEPLOYMENT,
+            {
+                "workspace": args.workspace,
+                "stage": args.stage or "",
+                "order_ids": order_ids,
+                "idempotency_key": args.key or "",
+            },
+        )
         self.say(f"Lote solicitado: ejecución {run.flow_run_id}")
         self.say(f"Prefect UI: {run.ui_url}")
         if not args.wait:
@@ -115,11 +147,22 @@ class Cli:
     def _follow(self, flow_run_id: str, timeout: float, *, key: str | None = None, workspace: str | None = None) -> int:
         """--wait: the batch of the run just started, a live progress line, then its summary; 0 only if completed."""
         line = ProgressLine(self.out, tty=self.out.isatty())
-        followed = follow(self.engine, self.deployments, flow_run_id, line, timeout_s=timeout, key=key,
-                          workspace=workspace, clock=self.clock, sleep=self.sleep)
+        followed = follow(
+            self.engine,
+            self.deployments,
+            flow_run_id,
+            line,
+            timeout_s=timeout,
+            key=key,
+            workspace=workspace,
+            clock=self.clock,
+            sleep=self.sleep,
+        )
         if followed.problem:
-            self.say(followed.problem + (f"; siga su avance con `robotjobs status {followed.job_id}`."
-                                         if followed.job_id else "."))
+            self.say(
+                followed.problem
+                + (f"; siga su avance con `robotjobs status {followed.job_id}`." if followed.job_id else ".")
+            )
             return 1
         self.summary(argparse.Namespace(job_id=followed.job_id))
         if not followed.ok:
@@ -131,8 +174,10 @@ class Cli:
             job = get_job(uow.session, args.job_id)
             summary = batch_summary(uow.session, args.job_id)
         self.say(f"Lote {job.id}  estado: {status_label(job.status)}")
-        self.say(f"  exitosos {job.success_count}  con error {job.error_count}  total {job.total_items}"
-                 f"  pendientes {summary.pending_count}")
+        self.say(
+            f"  exitosos {job.success_count}  con error {job.error_count}  total {job.total_items}"
+            f"  pendientes {summary.pending_count}"
+        )
         if job.failure_reason:
             self.say(f"  motivo: {job.failure_reason}")
         if job.flow_run_id:
@@ -144,7 +189,9 @@ class Cli:
         for line in summary.lines:
             guide = line.pedido if line.status == "success" else ""
             detail = "  ".join(part for part in (line.error_message, line.possible_duplicate) if part)
-            self.say(f"  {line.order_name:<14}{status_label(line.status):<11}{guide:<14}{line.city[:23]:<24}{line.total:>11}  {detail}")
+            self.say(
+                f"  {line.order_name:<14}{status_label(line.status):<11}{guide:<14}{line.city[:23]:<24}{line.total:>11}  {detail}"
+            )
         return 0
 
     def summary(self, args: argparse.Namespace) -> int:
@@ -168,8 +215,10 @@ class Cli:
             rows = uow.session.exec(query).all()
         self.say(f"{'lote':<38}{'estado':<12}{'ok':>4}{'err':>5}{'total':>6}  creado")
         for job in rows:
-            self.say(f"{job.id:<38}{status_label(job.status):<12}{job.success_count:>4}{job.error_count:>5}{job.total_items:>6}"
-                     f"  {job.created_at:%Y-%m-%d %H:%M}")
+            self.say(
+                f"{job.id:<38}{status_label(job.status):<12}{job.success_count:>4}{job.error_count:>5}{job.total_items:>6}"
+                f"  {job.created_at:%Y-%m-%d %H:%M}"
+            )
         return 0
 
     def workspaces(self, _args: argparse.Namespace) -> int:
@@ -209,8 +258,10 @@ class Cli:
         with UnitOfWork(self.engine, readonly=True) as uow:
             if args.letters_command == "show":
                 letter = dead_letters.get(uow.session, args.letter_id)
-                self.say(f"Carta muerta {letter.id}  recibida {letter.received_at:%Y-%m-%d %H:%M:%S}  "
-                         f"lote {letter.job_id or '-'}")
+                self.say(
+                    f"Carta muerta {letter.id}  recibida {letter.received_at:%Y-%m-%d %H:%M:%S}  "
+                    f"lote {letter.job_id or '-'}"
+                )
                 self.say(f"  motivo: {letter.reason}")
                 self.say(f"  cabeceras: {letter.headers}")
                 if letter.replayed_at:
@@ -226,8 +277,10 @@ class Cli:
         self.say(f"{'id':>6}  {'recibida':<18}{'estado':<13}{'lote':<38}motivo")
         for letter in rows:
             state = "reproducida" if letter.replayed_at else "pendiente"
-            self.say(f"{letter.id:>6}  {letter.received_at:%Y-%m-%d %H:%M}  {state:<13}{letter.job_id or '-':<38}"
-                     f"{letter.reason[:100]}")
+            self.say(
+                f"{letter.id:>6}  {letter.received_at:%Y-%m-%d %H:%M}  {state:<13}{letter.job_id or '-':<38}"
+                f"{letter.reason[:100]}"
+            )
         return 0
 
     def spool(self, args: argparse.Namespace) -> int:
@@ -237,15 +290,23 @@ class Cli:
         if args.spool_command != "replay":
             stats = Spool(settings.webhook_spool_dir, max_bytes=settings.webhook_spool_max_bytes).stats()
             age = "-" if stats.oldest_age_s is None else f"{stats.oldest_age_s:.0f} s"
-            self.say(f"Buzón {settings.webhook_spool_dir}: {stats.entries} en espera, {stats.bytes} bytes, "
-                     f"el más antiguo hace {age}, {stats.held} apartadas")
+            self.say(
+                f"Buzón {settings.webhook_spool_dir}: {stats.entries} en espera, {stats.bytes} bytes, "
+                f"el más antiguo hace {age}, {stats.held} apartadas"
+            )
             return 0
         from webhook import create_app
 
         # The same app as a gunicorn worker's, so each entry goes through the live request's path. No resume or
         # progress from here: the reconciler resumes finished batches from the outbox within a minute.
-        app = create_app(settings, engine=self.engine, replay_in_background=False, log_level="WARNING",
-                         resume_notifier=lambda job_id: None, progress_notifier=lambda job_id: None)
+        app = create_app(
+            settings,
+            engine=self.engine,
+            replay_in_background=False,
+            log_level="WARNING",
+            resume_notifier=lambda job_id: None,
+            progress_notifier=lambda job_id: None,
+        )
         state = app.extensions["robotjobs"]
         if args.release_held:
             self.say(f"Devueltas a la cola: {state.inbox.spool.release_held()}")
@@ -272,18 +333,27 @@ class Cli:
         from domain.seed import seed_demo
 
         with UnitOfWork(self.engine) as uow:
-            demo = seed_demo(uow.session, credentials_key=load_credentials_key(self.settings, allow_generate=True), name=args.name)
+            demo = seed_demo(
+                uow.session, credentials_key=load_credentials_key(self.settings, allow_generate=True), name=args.name
+            )
             uow.commit()
         self.say(f"Workspace demo: {demo.workspace_id}  ({len(demo.order_ids)} pedidos en 'Por despachar')")
         return 0
 
 
-def main(argv: list[str] | None = None, *, out: TextIO | None = None, deployments: Deployments | None = None,
-         database_url: str | None = None, **timing: Any) -> int:
+def main(
+    argv: list[str] | None = None,
+    *,
+    out: TextIO | None = None,
+    deployments: Deployments | None = None,
+    database_url: str | None = None,
+    **timing: Any,
+) -> int:
     """`timing`: `clock` and `sleep` for --wait (tests)."""
     args = _parser().parse_args(argv)
-    cli = Cli(out=out or sys.stdout, deployments=deployments or PrefectDeployments(), database_url=database_url,
-              **timing)
+    cli = Cli(
+        out=out or sys.stdout, deployments=deployments or PrefectDeployments(), database_url=database_url, **timing
+    )
     handler = getattr(cli, args.command.replace("-", "_"))
     try:
         return handler(args)

@@ -219,13 +219,15 @@ def _collect_strings(value: Any, into: list[str]) -> None:
 
 def _workspace_stage(session: Session, workspace_id: str, stage_id: str) -> Stage | None:
     return session.exec(
-        select(Stage).join(Pipeline, col(Pipeline.id) == col(Stage.pipeline_id)).where(
-            Stage.id == stage_id, Pipeline.workspace_id == workspace_id
-        )
+        select(Stage)
+        .join(Pipeline, col(Pipeline.id) == col(Stage.pipeline_id))
+        .where(Stage.id == stage_id, Pipeline.workspace_id == workspace_id)
     ).first()
 
 
-def validate_automation(session: Session, *, workspace_id: str, data: dict[str, Any] | AutomationSpec) -> AutomationSpec:
+def validate_automation(
+    session: Session, *, workspace_id: str, data: dict[str, Any] | AutomationSpec
+) -> AutomationSpec:
     """Parse and check an automation against the catalog and the workspace; raise InvalidAutomation listing all."""
     try:
         spec = data if isinstance(data, AutomationSpec) else AutomationSpec.model_validate(data)
@@ -420,7 +422,9 @@ def execution_log(
         query = query.where(AutomationExecution.automation_id == automation_id)
     if event_id:
         query = query.where(AutomationExecution.event_id == event_id)
-    executions = session.exec(query.order_by(col(AutomationExecution.started_at), col(AutomationExecution.id)).limit(limit)).all()
+    executions = session.exec(
+        query.order_by(col(AutomationExecution.started_at), col(AutomationExecution.id)).limit(limit)
+    ).all()
     ids = [e.id for e in executions]
     runs: dict[str, list[AutomationActionRun]] = {}
     if ids:

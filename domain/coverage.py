@@ -87,7 +87,10 @@ def resolve_destinations(
 
 
 def _judge(
-    city: str | None, department: str | None, cash_on_delivery: bool, key: tuple[str, str | None],
+    city: str | None,
+    department: str | None,
+    cash_on_delivery: bool,
+    key: tuple[str, str | None],
     row: CarrierCoverage | None,
 ) -> Destination | Rejection:
     city_n, abbr = key
@@ -120,7 +123,9 @@ def load_coverage_csv(session: Session, path: Path, *, carrier: str = COORDINADO
                     CarrierCoverage.department_abbr == abbr,
                 )
             ).first()
-            target = existing or CarrierCoverage(carrier=carrier, city_normalized=city, department_abbr=abbr, city_label=label)
+            target = existing or CarrierCoverage(
+                carrier=carrier, city_normalized=city, department_abbr=abbr, city_label=label
+            )
             target.city_label = label
             target.supports_cod = _truthy(row.get("supports_cod", "true"))
             target.active = _truthy(row.get("active", "true"))

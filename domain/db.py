@@ -26,8 +26,14 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
         # past gunicorn's timeout: the callback is then spooled (webhook/callbacks.py) instead of lost with a reset.
         # connect_timeout bounds connecting; TCP keepalives (~11 s) and tcp_user_timeout (10 s of unacknowledged
         # data) end a statement whose server vanished. A busy server still answers keepalive probes.
-        connect_args = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
-                        "keepalives_count": 3, "tcp_user_timeout": 10_000}
+        connect_args = {
+            "connect_timeout": 5,
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 10_000,
+        }
         if url.get_driver_name() == "psycopg":
             kwargs["connect_args"] = {**connect_args, **kwargs.get("connect_args", {})}
         engine = create_engine(url, **kwargs)
@@ -167,7 +173,7 @@ class UnitOfWork:
         self._engine = engine.execution_options(readonly=True) if readonly else engine
         self.session: Session | None = None
 
-    def __enter__(self) -> "UnitOfWork":
+    def __enter__(self) -> UnitOfWork:
         self.session = Session(self._engine, expire_on_commit=False)
         return self
 

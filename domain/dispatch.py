@@ -32,7 +32,9 @@ def build_dispatch_request(
     """
     job = get_job(session, job_id)
     config = session.exec(
-        select(CarrierConfig).where(CarrierConfig.workspace_id == job.workspace_id, CarrierConfig.carrier == job.carrier)
+        select(CarrierConfig).where(
+            CarrierConfig.workspace_id == job.workspace_id, CarrierConfig.carrier == job.carrier
+        )
     ).first()
     if config is None:
         raise MissingCarrierConfig(f"El workspace no tiene configurada la transportadora {job.carrier}")

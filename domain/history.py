@@ -74,8 +74,14 @@ class _History:
         """Fresh orders in the dispatch stage, drawn from the demo's realistic mix (some outside coverage)."""
         ids = []
         for cname, phone, email, document, address, city, dept, total, tags in self.rng.sample(DEMO_ORDERS, count):
-            contact = Contact(workspace_id=self.demo.workspace_id, name=cname, phone=phone, email=email,
-                              id_document=document, created_at=at)
+            contact = Contact(
+                workspace_id=self.demo.workspace_id,
+                name=cname,
+                phone=phone,
+                email=email,
+                id_document=document,
+                created_at=at,
+            )
             self.session.add(contact)
             self.session.flush()
             order = create_order(
@@ -113,14 +119,27 @@ class _History:
         clock = _Clock(created_at)
         job = jobs.start_job(self.session, job_id, flow_run_id=None, now=clock.advance(self.rng, 5, 30))
         secret = new_callback_secret()
-        jobs.claim_dispatch(self.session, job_id, callback_secret_hash=hash_callback_secret(secret),
-                            now=clock.advance(self.rng, 2, 10))
+        jobs.claim_dispatch(
+            self.session, job_id, callback_secret_hash=hash_callback_secret(secret), now=clock.advance(self.rng, 2, 10)
+        )
         if kind == "dispatch_failure":
-            jobs.fail_job(self.session, job_id, reason=DISPATCH_FAILURE, error_type=ErrorType.DISPATCH,
-                          error_message=DISPATCH_FAILURE, dispatch_refused=True, now=clock.advance(self.rng, 5, 15))
+            jobs.fail_job(
+                self.session,
+                job_id,
+                reason=DISPATCH_FAILURE,
+                error_type=ErrorType.DISPATCH,
+                error_message=DISPATCH_FAILURE,
+                dispatch_refused=True,
+                now=clock.advance(self.rng, 5, 15),
+            )
             return job_id
-        request = build_dispatch_request(self.session, job_id, callback_url=CALLBACK_URL, callback_secret=secret,
-                                         credentials_key=self.credentials_key)
+        request = build_dispatch_request(
+            self.session,
+            job_id,
+            callback_url=CALLBACK_URL,
+            callback_secret=secret,
+            credentials_key=self.credentials_key,
+        )
         jobs.mark_dispatch_accepted(self.session, job_id)
         item_ids = [order["itemId"] for order in request["orders"]]
         # A timed-out batch: the robot stops reporting halfway and the deadline closes the rest.
@@ -136,16 +155,23 @@ class _History:
             # The robot fills the portal one order at a time: roughly half a minute each.
             record_batch_results(self.session, job_id, [result], now=clock.advance(self.rng, 15, 75))
         if kind == "timeout":
-            jobs.fail_job(self.session, job_id, reason=TIMEOUT_REASON, error_type=ErrorType.TIMEOUT,
-                          error_message=jobs.TIMEOUT_MESSAGE, now=job.deadline_at)
+            jobs.fail_job(
+                self.session,
+                job_id,
+                reason=TIMEOUT_REASON,
+                error_type=ErrorType.TIMEOUT,
+                error_message=jobs.TIMEOUT_MESSAGE,
+                now=job.deadline_at,
+            )
         return job_id
 
     def _backdate(self, job_id: str, created_at: datetime) -> None:
         """create_robot_job stamps 'now'; move the job, its items and its coverage rejections to `created_at`."""
         for statement in (
             update(RobotJob).where(col(RobotJob.id) == job_id).values(created_at=created_at, updated_at=created_at),
-            update(RobotJobItem).where(col(RobotJobItem.job_id) == job_id).values(created_at=created_at,
-                                                                               updated_at=created_at),
+            update(RobotJobItem)
+            .where(col(RobotJobItem.job_id) == job_id)
+            .values(created_at=created_at, updated_at=created_at),
             update(RobotJobItem)
             .where(col(RobotJobItem.job_id) == job_id, col(RobotJobItem.robot_input).is_(None))
             .values(completed_at=created_at),
@@ -193,8 +219,12 @@ def seed_history(
     for index, kind in enumerate(batch_kinds(batches)):
         created_at = start + timedelta(hours=14 * index, minutes=rng.uniform(0, 90))
         order_ids = history.add_orders(rng.randint(5, 9), created_at - timedelta(hours=rng.uniform(2, 12)))
-        created = jobs.create_robot_job(session, workspace_id=history.demo.workspace_id, order_ids=order_ids,
-                                        idempotency_key=f"history:{seed}:{index}")
+        created = jobs.create_robot_job(
+            session,
+            workspace_id=history.demo.workspace_id,
+            order_ids=order_ids,
+            idempotency_key=f"history:{seed}:{index}",
+        )
         job_ids.append(history.run(created, created_at, kind))
         job = jobs.get_job(session, created.job.id)
         if job.error_count and (index % 2 == 1 or kind == "dispatch_failure"):

@@ -103,19 +103,19 @@ def get_job_view(session: Session, job_id: str) -> JobView:
     job = get_job(session, job_id)
     rows = session.exec(
         select(RobotJobItem, Order, Contact)
-        .join(Order, Order.id == RobotJobItem.order_id)
-        .join(Contact, Contact.id == Order.contact_id, isouter=True)
+        .join(Order, col(Order.id) == col(RobotJobItem.order_id))
+        .join(Contact, col(Contact.id) == col(Order.contact_id), isouter=True)
         .where(RobotJobItem.job_id == job_id)
-        .order_by(RobotJobItem.created_at, Order.name)
+        .order_by(col(RobotJobItem.created_at), col(Order.name))
     ).all()
     return JobView(job=job, items=[ItemView(item=i, order=o, contact=c) for i, o, c in rows])
 
 
 def pending_item_count(session: Session, job_id: str) -> int:
     return session.exec(
-        select(func.count()).select_from(RobotJobItem).where(
-            RobotJobItem.job_id == job_id, RobotJobItem.status == ItemStatus.PENDING
-        )
+        select(func.count())
+        .select_from(RobotJobItem)
+        .where(RobotJobItem.job_id == job_id, RobotJobItem.status == ItemStatus.PENDING)
     ).one()
 
 
@@ -123,7 +123,9 @@ def jobs_past_deadline(session: Session, *, now: datetime | None = None) -> list
     now = now or utcnow()
     return list(
         session.exec(
-            select(RobotJob.id).where(RobotJob.status == JobStatus.PROCESSING, RobotJob.deadline_at < now)
+            select(col(RobotJob.id)).where(
+                col(RobotJob.status) == JobStatus.PROCESSING, col(RobotJob.deadline_at) < now
+            )
         )
     )
 
@@ -157,7 +159,9 @@ def create_robot_job(
     ).first()
     if config is None:
         raise MissingCarrierConfig(f"El workspace no tiene configurada la transportadora {carrier}", carrier=carrier)
-    orders = _choose_orders(session, workspace_id, order_ids, stage_id or (None if order_ids else config.dispatch_stage_id))
+    orders = _choose_orders(
+        session, workspace_id, order_ids, stage_id or (None if order_ids else config.dispatch_stage_id)
+    )
     active = session.exec(
         select(RobotJob.id).where(
             RobotJob.workspace_id == workspace_id,
@@ -195,8 +199,13 @@ def create_robot_job(
         }  # fmt: skip
         if isinstance(destination, Rejection):
             rejected.append(RejectedOrder(order_id=order.id, order_name=order.name, reason=destination.reason))
-            item.update(status=ItemStatus.ERROR.value, error_type=ErrorType.VALIDATION.value,
-                        error_message=destination.reason, resolved_by=ResolvedBy.ROBOTJOBS.value, completed_at=now)
+            item.update(
+                status=ItemStatus.ERROR.value,
+                error_type=ErrorType.VALIDATION.value,
+                error_message=destination.reason,
+                resolved_by=ResolvedBy.ROBOTJOBS.value,
+                completed_at=now,
+            )
         else:
             contact = contacts.get(order.contact_id or "")
             item["robot_input"] = build_pedido_input(order, contact, destination, config)
@@ -240,7 +249,7 @@ def _job_by_key(session: Session, workspace_id: str, key: str) -> RobotJob | Non
 def _rejected_of(session: Session, job_id: str) -> list[RejectedOrder]:
     rows = session.exec(
         select(RobotJobItem, Order)
-        .join(Order, Order.id == RobotJobItem.order_id)
+        .join(Order, col(Order.id) == col(RobotJobItem.order_id))
         .where(
             RobotJobItem.job_id == job_id,
             RobotJobItem.error_type == ErrorType.VALIDATION,
@@ -267,7 +276,7 @@ def _shipped_anywhere():
 def _dispatchable():
     """The one rule of which orders may be sent to the robot, as a SQL condition on `Order`."""
     return (
-        (Order.archived == False)  # noqa: E712
+        (col(Order.archived) == False)  # noqa: E712
         & (Order.closed == False)  # noqa: E712
         & col(Order.tracking_number).is_(None)
         & ~_shipped_anywhere()
@@ -313,7 +322,7 @@ def _choose_orders(
             session.exec(
                 select(Order)
                 .where(Order.workspace_id == workspace_id, Order.stage_id == stage_id, _dispatchable())
-                .order_by(Order.created_at, Order.name)
+                .order_by(col(Order.created_at), col(Order.name))
             )
         )
     else:
@@ -340,7 +349,7 @@ def start_job(
     pending = pending_item_count(session, job_id)
     session.execute(
         update(RobotJob)
-        .where(RobotJob.id == job_id, RobotJob.status == JobStatus.PENDING)
+        .where(col(RobotJob.id) == job_id, col(RobotJob.status) == JobStatus.PENDING)
         .values(
             status=JobStatus.PROCESSING,
             flow_run_id=flow_run_id,
@@ -353,7 +362,7 @@ def start_job(
         # A rerun of a crashed flow is a new flow run: it, not the dead one, is the run to resume.
         session.execute(
             update(RobotJob)
-            .where(RobotJob.id == job_id, RobotJob.status == JobStatus.PROCESSING)
+            .where(col(RobotJob.id) == job_id, col(RobotJob.status) == JobStatus.PROCESSING)
             .values(flow_run_id=flow_run_id)
             .execution_options(synchronize_session=False)
         )
@@ -365,9 +374,9 @@ def claim_dispatch(session: Session, job_id: str, *, callback_secret_hash: str, 
     claimed = session.execute(
         update(RobotJob)
         .where(
-            RobotJob.id == job_id,
-            RobotJob.status == JobStatus.PROCESSING,
-            RobotJob.dispatch_state == DispatchState.NOT_DISPATCHED,
+            col(RobotJob.id) == job_id,
+            col(RobotJob.status) == JobStatus.PROCESSING,
+            col(RobotJob.dispatch_state) == DispatchState.NOT_DISPATCHED,
         )
         .values(
             dispatch_state=DispatchState.CLAIMED,
@@ -375,7 +384,7 @@ def claim_dispatch(session: Session, job_id: str, *, callback_secret_hash: str, 
             dispatched_at=now or utcnow(),
             updated_at=now or utcnow(),
         )
-        .returning(RobotJob.id)
+        .returning(col(RobotJob.id))
         .execution_options(synchronize_session=False)
     ).first()
     return claimed is not None
@@ -384,7 +393,7 @@ def claim_dispatch(session: Session, job_id: str, *, callback_secret_hash: str, 
 def mark_dispatch_accepted(session: Session, job_id: str) -> None:
     session.execute(
         update(RobotJob)
-        .where(RobotJob.id == job_id, RobotJob.dispatch_state == DispatchState.CLAIMED)
+        .where(col(RobotJob.id) == job_id, col(RobotJob.dispatch_state) == DispatchState.CLAIMED)
         .values(dispatch_state=DispatchState.ACCEPTED, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
@@ -395,7 +404,7 @@ def mark_dispatch_unknown(session: Session, job_id: str) -> None:
     deadline, like an accepted one. Nothing is ever re-sent."""
     session.execute(
         update(RobotJob)
-        .where(RobotJob.id == job_id, RobotJob.dispatch_state == DispatchState.CLAIMED)
+        .where(col(RobotJob.id) == job_id, col(RobotJob.dispatch_state) == DispatchState.CLAIMED)
         .values(dispatch_state=DispatchState.UNKNOWN, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
@@ -405,7 +414,7 @@ def mark_summary_published(session: Session, job_id: str, *, as_of: datetime) ->
     """The summary artifacts now show the job as it was at `as_of` (the job's `updated_at` when it was read)."""
     session.execute(
         update(RobotJob)
-        .where(RobotJob.id == job_id)
+        .where(col(RobotJob.id) == job_id)
         .values(summary_published_at=as_of)
         .execution_options(synchronize_session=False)
     )
@@ -421,7 +430,7 @@ def jobs_with_stale_summary(session: Session, *, limit: int = 100) -> list[str]:
                 (col(RobotJob.summary_published_at).is_(None))
                 | (col(RobotJob.summary_published_at) < RobotJob.updated_at),
             )
-            .order_by(RobotJob.updated_at)
+            .order_by(col(RobotJob.updated_at))
             .limit(limit)
         )
     )
@@ -458,8 +467,12 @@ def fail_unstarted_job(session: Session, job_id: str, *, now: datetime | None = 
     if unstarted is None:
         return False
     return fail_job(
-        session, job_id, reason=NEVER_STARTED_MESSAGE, error_type=ErrorType.DISPATCH,
-        error_message=NEVER_STARTED_MESSAGE, now=now,
+        session,
+        job_id,
+        reason=NEVER_STARTED_MESSAGE,
+        error_type=ErrorType.DISPATCH,
+        error_message=NEVER_STARTED_MESSAGE,
+        now=now,
     )
 
 
@@ -489,9 +502,9 @@ def fail_job(
     # The job row is locked first, as record_results does, so the two can never deadlock.
     failed = session.execute(
         update(RobotJob)
-        .where(RobotJob.id == job_id, col(RobotJob.status).in_(ACTIVE_JOB_STATUSES))
+        .where(col(RobotJob.id) == job_id, col(RobotJob.status).in_(ACTIVE_JOB_STATUSES))
         .values(**values)
-        .returning(RobotJob.id)
+        .returning(col(RobotJob.id))
         .execution_options(synchronize_session=False)
     ).first()
     if failed is None:
@@ -500,7 +513,7 @@ def fail_job(
         return False
     closed = session.execute(
         update(RobotJobItem)
-        .where(RobotJobItem.job_id == job_id, RobotJobItem.status == ItemStatus.PENDING)
+        .where(col(RobotJobItem.job_id) == job_id, col(RobotJobItem.status) == ItemStatus.PENDING)
         .values(
             status=ItemStatus.ERROR,
             error_type=str(error_type),
@@ -509,12 +522,12 @@ def fail_job(
             completed_at=now,
             updated_at=now,
         )
-        .returning(RobotJobItem.id)
+        .returning(col(RobotJobItem.id))
         .execution_options(synchronize_session=False)
     ).all()
     session.execute(
         update(RobotJob)
-        .where(RobotJob.id == job_id)
+        .where(col(RobotJob.id) == job_id)
         .values(error_count=RobotJob.error_count + len(closed))
         .execution_options(synchronize_session=False)
     )
@@ -528,16 +541,16 @@ def finish_if_complete(session: Session, job_id: str, *, now: datetime | None = 
     finished = session.execute(
         update(RobotJob)
         .where(
-            RobotJob.id == job_id,
+            col(RobotJob.id) == job_id,
             col(RobotJob.status).in_(ACTIVE_JOB_STATUSES),
-            RobotJob.success_count + RobotJob.error_count >= RobotJob.total_items,
+            col(RobotJob.success_count) + col(RobotJob.error_count) >= col(RobotJob.total_items),
         )
         .values(
             **_outcome(),
             finished_at=now,
             updated_at=now,
         )
-        .returning(RobotJob.id)
+        .returning(col(RobotJob.id))
         .execution_options(synchronize_session=False)
     ).first()
     if finished is None:
@@ -554,12 +567,12 @@ def correct_finished_job(session: Session, job_id: str, *, now: datetime | None 
     now = now or utcnow()
     corrected = session.execute(
         update(RobotJob)
-        .where(RobotJob.id == job_id, col(RobotJob.status).in_(FINISHED_JOB_STATUSES))
+        .where(col(RobotJob.id) == job_id, col(RobotJob.status).in_(FINISHED_JOB_STATUSES))
         .values(
             **_outcome(otherwise_reason=RobotJob.failure_reason),
             updated_at=now,
         )
-        .returning(RobotJob.id)
+        .returning(col(RobotJob.id))
         .execution_options(synchronize_session=False)
     ).first()
     if corrected is None:
@@ -569,7 +582,12 @@ def correct_finished_job(session: Session, job_id: str, *, now: datetime | None 
 
 
 def withdraw_unsent_items(
-    session: Session, order_ids: list[str], *, job_id: str, now: datetime | None = None, holders: list[str] | None = None
+    session: Session,
+    order_ids: list[str],
+    *,
+    job_id: str,
+    now: datetime | None = None,
+    holders: list[str] | None = None,
 ) -> int:
     """Orders the robot just created (reported by job `job_id`) leave every other job that has not sent them yet.
 
@@ -580,13 +598,17 @@ def withdraw_unsent_items(
     """
     now = now or utcnow()
     # `holders`: the other jobs with a pending item of these orders, when the caller has already read them.
-    holders = holders if holders is not None else sorted(
-        set(
-            session.exec(
-                select(RobotJobItem.job_id).where(
-                    col(RobotJobItem.order_id).in_(order_ids),
-                    RobotJobItem.job_id != job_id,
-                    RobotJobItem.status == ItemStatus.PENDING,
+    holders = (
+        holders
+        if holders is not None
+        else sorted(
+            set(
+                session.exec(
+                    select(RobotJobItem.job_id).where(
+                        col(RobotJobItem.order_id).in_(order_ids),
+                        RobotJobItem.job_id != job_id,
+                        RobotJobItem.status == ItemStatus.PENDING,
+                    )
                 )
             )
         )
@@ -607,9 +629,9 @@ def withdraw_unsent_items(
         closed = session.execute(
             update(RobotJobItem)
             .where(
-                RobotJobItem.job_id == holder,
+                col(RobotJobItem.job_id) == holder,
                 col(RobotJobItem.order_id).in_(order_ids),
-                RobotJobItem.status == ItemStatus.PENDING,
+                col(RobotJobItem.status) == ItemStatus.PENDING,
             )
             .values(
                 status=ItemStatus.ERROR,
@@ -619,7 +641,7 @@ def withdraw_unsent_items(
                 completed_at=now,
                 updated_at=now,
             )
-            .returning(RobotJobItem.id)
+            .returning(col(RobotJobItem.id))
             .execution_options(synchronize_session=False)
         ).all()
         if not closed:
@@ -627,7 +649,7 @@ def withdraw_unsent_items(
         withdrawn += len(closed)
         session.execute(
             update(RobotJob)
-            .where(RobotJob.id == holder)
+            .where(col(RobotJob.id) == holder)
             .values(error_count=RobotJob.error_count + len(closed), updated_at=now)
             .execution_options(synchronize_session=False)
         )
@@ -671,7 +693,7 @@ def _finish_or_count_statement() -> Any:
     outcome = _outcome(success)
     return (
         update(RobotJob)
-        .where(RobotJob.id == bindparam("job_id"))
+        .where(col(RobotJob.id) == bindparam("job_id"))
         .values(
             status=case((done, outcome["status"]), else_=RobotJob.status),
             failure_reason=case((done, outcome["failure_reason"]), else_=RobotJob.failure_reason),
@@ -681,8 +703,12 @@ def _finish_or_count_statement() -> Any:
             error_count=errors,
         )
         .returning(
-            RobotJob.status, RobotJob.workspace_id, RobotJob.flow_run_id, RobotJob.success_count,
-            RobotJob.error_count, RobotJob.total_items,
+            col(RobotJob.status),
+            col(RobotJob.workspace_id),
+            col(RobotJob.flow_run_id),
+            col(RobotJob.success_count),
+            col(RobotJob.error_count),
+            col(RobotJob.total_items),
         )
         .execution_options(synchronize_session=False)
     )
@@ -709,8 +735,16 @@ def _emit_batch_event(session: Session, job: RobotJob, event_type: str) -> None:
 
 
 def _write_batch_event(
-    session: Session, event_type: str, *, job_id: str, workspace_id: str, flow_run_id: str | None, status: str,
-    success_count: int, error_count: int, total_items: int,
+    session: Session,
+    event_type: str,
+    *,
+    job_id: str,
+    workspace_id: str,
+    flow_run_id: str | None,
+    status: str,
+    success_count: int,
+    error_count: int,
+    total_items: int,
 ) -> None:
     outbox.add_event(
         session,
@@ -746,9 +780,9 @@ def retry_failed_items(
     failed_orders = list(
         session.exec(
             select(Order.id)
-            .join(RobotJobItem, RobotJobItem.order_id == Order.id)
+            .join(RobotJobItem, col(RobotJobItem.order_id) == col(Order.id))
             .where(RobotJobItem.job_id == job_id, RobotJobItem.status == ItemStatus.ERROR, _dispatchable())
-            .order_by(RobotJobItem.created_at)
+            .order_by(col(RobotJobItem.created_at))
         )
     )
     if not failed_orders:

@@ -50,10 +50,12 @@ def resolve_workspace(session: Session, reference: str) -> Workspace:
     names = sorted(set(session.exec(select(Workspace.name))))
     if found:
         raise UnknownWorkspace(
-            f"Hay {len(found)} workspaces llamados «{reference}»: indique su id "
-            f"({', '.join(w.id for w in found)})", workspace=reference)
-    raise UnknownWorkspace(f"Workspace desconocido: «{reference}». Workspaces válidos: {_listed(names)}",
-                           workspace=reference)
+            f"Hay {len(found)} workspaces llamados «{reference}»: indique su id ({', '.join(w.id for w in found)})",
+            workspace=reference,
+        )
+    raise UnknownWorkspace(
+        f"Workspace desconocido: «{reference}». Workspaces válidos: {_listed(names)}", workspace=reference
+    )
 
 
 def resolve_stage(session: Session, workspace_id: str, reference: str) -> str | None:
@@ -61,14 +63,22 @@ def resolve_stage(session: Session, workspace_id: str, reference: str) -> str | 
     reference = reference.strip()
     if not reference:
         return None
-    stages = list(session.exec(select(Stage).join(Pipeline, Pipeline.id == Stage.pipeline_id)
-                               .where(Pipeline.workspace_id == workspace_id).order_by(Stage.position)))
+    stages = list(
+        session.exec(
+            select(Stage)
+            .join(Pipeline, col(Pipeline.id) == col(Stage.pipeline_id))
+            .where(col(Pipeline.workspace_id) == workspace_id)
+            .order_by(col(Stage.position))
+        )
+    )
     for match in (lambda s: s.id == reference, lambda s: s.name.lower() == reference.lower()):
         found = [s for s in stages if match(s)]
         if len(found) == 1:
             return found[0].id
-    raise UnknownStage(f"Etapa desconocida en este workspace: «{reference}». Etapas válidas: "
-                       f"{_listed([s.name for s in stages])}", stage=reference)
+    raise UnknownStage(
+        f"Etapa desconocida en este workspace: «{reference}». Etapas válidas: {_listed([s.name for s in stages])}",
+        stage=reference,
+    )
 
 
 def dispatch_stage_name(session: Session, workspace_id: str) -> str | None:
@@ -80,7 +90,9 @@ def dispatch_stage_name(session: Session, workspace_id: str) -> str | None:
 def batch_ref(session: Session, job: RobotJob) -> BatchRef:
     """The readable reference of a batch: `<workspace> #<n>`."""
     number = session.exec(
-        select(func.count()).select_from(RobotJob).where(
+        select(func.count())
+        .select_from(RobotJob)
+        .where(
             RobotJob.workspace_id == job.workspace_id,
             (RobotJob.created_at < job.created_at)
             | ((RobotJob.created_at == job.created_at) & (RobotJob.id <= job.id)),
@@ -103,19 +115,27 @@ def resolve_batch(session: Session, reference: str) -> BatchRef:
             workspace = None
         if workspace is not None and int(parsed["number"]) >= 1:
             job = session.exec(
-                select(RobotJob).where(RobotJob.workspace_id == workspace.id)
-                .order_by(RobotJob.created_at, RobotJob.id).offset(int(parsed["number"]) - 1).limit(1)
+                select(RobotJob)
+                .where(RobotJob.workspace_id == workspace.id)
+                .order_by(col(RobotJob.created_at), col(RobotJob.id))
+                .offset(int(parsed["number"]) - 1)
+                .limit(1)
             ).first()
     if job is not None:
         return batch_ref(session, job)
-    raise UnknownJob(f"Lote desconocido: «{reference}». Lotes recientes con pedidos fallidos: "
-                     f"{_listed(recent_retryable(session))}", job_id=reference)
+    raise UnknownJob(
+        f"Lote desconocido: «{reference}». Lotes recientes con pedidos fallidos: {_listed(recent_retryable(session))}",
+        job_id=reference,
+    )
 
 
 def recent_retryable(session: Session, *, limit: int = RECENT_BATCHES) -> list[str]:
     """References of the most recent batches with failed orders, newest first."""
-    failed = select(RobotJobItem.id).where(RobotJobItem.job_id == RobotJob.id,
-                                           RobotJobItem.status == ItemStatus.ERROR).exists()
+    failed = (
+        select(RobotJobItem.id)
+        .where(RobotJobItem.job_id == RobotJob.id, RobotJobItem.status == ItemStatus.ERROR)
+        .exists()
+    )
     jobs = session.exec(select(RobotJob).where(failed).order_by(col(RobotJob.created_at).desc()).limit(limit))
     return [batch_ref(session, job).label for job in jobs]
 

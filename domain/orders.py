@@ -116,13 +116,17 @@ def apply_order_changes(
     the `field.changed` events still to write). The caller writes the events, with its own, in one INSERT."""
     now = now or utcnow()
     ids = sorted(changes_by_order)  # a fixed lock order: two batches touching the same orders cannot deadlock
-    rows = session.execute(
-        select(_ORDERS, *(_CONTACTS.c[name].label(f"c__{name}") for name in _CONTACT_COLUMNS))
-        .select_from(_ORDERS.outerjoin(_CONTACTS, _CONTACTS.c.id == _ORDERS.c.contact_id))
-        .where(_ORDERS.c.id.in_(ids))
-        .order_by(_ORDERS.c.id)
-        .with_for_update(of=_ORDERS)
-    ).mappings().all()
+    rows = (
+        session.execute(
+            select(_ORDERS, *(_CONTACTS.c[name].label(f"c__{name}") for name in _CONTACT_COLUMNS))
+            .select_from(_ORDERS.outerjoin(_CONTACTS, _CONTACTS.c.id == _ORDERS.c.contact_id))
+            .where(_ORDERS.c.id.in_(ids))
+            .order_by(_ORDERS.c.id)
+            .with_for_update(of=_ORDERS)
+        )
+        .mappings()
+        .all()
+    )
     changed_fields, contexts, events, writes = _changes_of(rows, changes_by_order, depth=depth, now=now)
     for group in writes.values():
         bulk_update(session, _ORDERS, group)
@@ -162,9 +166,12 @@ def ship_orders(
     arrays, params = unnest(dialect, _ORDERS, ["id", "tracking_number"], [
         {"id": order_id, "tracking_number": tracking_by_order[order_id] or None} for order_id in ids])  # fmt: skip
     contact = ", ".join(f"c.{name} AS c__{name}" for name in _CONTACT_COLUMNS)
-    rows = session.connection().exec_driver_sql(
-        _SHIP_PG.format(arrays=arrays, contact=contact), {**params, "carrier": carrier, "now": now}
-    ).mappings().all()
+    rows = (
+        session.connection()
+        .exec_driver_sql(_SHIP_PG.format(arrays=arrays, contact=contact), {**params, "carrier": carrier, "now": now})
+        .mappings()
+        .all()
+    )
     changed_fields, contexts, events, writes = _changes_of(rows, changes, depth=0, now=now)
     _expire_loaded(session, [order_id for group in writes.values() for order_id in (r["id"] for r in group)])
     return changed_fields, contexts, events

@@ -166,19 +166,19 @@ def mark_failed(
 
 
 def undelivered(session: Session, *, consumer: str | None = None, event_type: str | None = None) -> list[OutboxEvent]:
-    query = select(OutboxEvent).where(OutboxEvent.delivered_at.is_(None))
+    query = select(OutboxEvent).where(col(OutboxEvent.delivered_at).is_(None))
     if consumer:
         query = query.where(OutboxEvent.consumer == consumer)
     if event_type:
         query = query.where(OutboxEvent.event_type == event_type)
-    return list(session.exec(query.order_by(OutboxEvent.id)))
+    return list(session.exec(query.order_by(col(OutboxEvent.id))))
 
 
 def events_of(session: Session, *, event_type: str, aggregate_id: str | None = None) -> list[OutboxEvent]:
     query = select(OutboxEvent).where(OutboxEvent.event_type == event_type)
     if aggregate_id:
         query = query.where(OutboxEvent.aggregate_id == aggregate_id)
-    return list(session.exec(query.order_by(OutboxEvent.id)))
+    return list(session.exec(query.order_by(col(OutboxEvent.id))))
 
 
 def add_events(session: Session, events: list[dict[str, Any]]) -> None:

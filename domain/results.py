@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, bindparam, or_, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from domain import outbox
 from domain.db import bulk_update, unnest
@@ -55,8 +55,9 @@ class ItemResult(BaseModel):
     item_id: str = Field(min_length=1, max_length=64, description="The robot_job_items id we sent as itemId")
     status: Literal["success", "error"] = Field(description="success or error")
     tracking_number: str | None = Field(
-        default=None, max_length=MAX_TRACKING_NUMBER, description="Courier pedido number; None when the robot "
-        "created the order but could not read its number"
+        default=None,
+        max_length=MAX_TRACKING_NUMBER,
+        description="Courier pedido number; None when the robot created the order but could not read its number",
     )
     error_type: Literal["validation", "portal", "timeout", "unknown"] | None = Field(
         default=None, description="Kind of error: validation, portal, timeout or unknown"
@@ -96,8 +97,9 @@ _ITEMS = RobotJobItem.__table__
 _JOBS = RobotJob.__table__
 # Built once: on the per-callback path, building and hashing a statement per call is CPU spent under the job's lock.
 _ITEM_AUTH = (
-    select(_ITEMS.c.id, _JOBS.c.id, _JOBS.c.workspace_id, _JOBS.c.callback_secret_hash, _JOBS.c.status,
-           _JOBS.c.flow_run_id)  # fmt: skip
+    select(
+        _ITEMS.c.id, _JOBS.c.id, _JOBS.c.workspace_id, _JOBS.c.callback_secret_hash, _JOBS.c.status, _JOBS.c.flow_run_id
+    )  # fmt: skip
     .join(_JOBS, _JOBS.c.id == _ITEMS.c.job_id)
     .where(_ITEMS.c.id == bindparam("item_id"))
 )
@@ -155,7 +157,11 @@ def get_item_auth(session: Session, item_id: str, *, lock: bool = False) -> Item
 
 
 def record_item_result(
-    session: Session, result: ItemResult, *, job_id: str | None = None, now: datetime | None = None,
+    session: Session,
+    result: ItemResult,
+    *,
+    job_id: str | None = None,
+    now: datetime | None = None,
     locked: ItemAuth | None = None,
 ) -> RecordOutcome:
     """Record one callback. With `job_id` (the job the caller authenticated for) the item must belong to it.
@@ -195,7 +201,11 @@ def record_batch_results(
 
 
 def _record(
-    session: Session, job_id: str, job_status_before: str, flow_run_id: str | None, results: list[ItemResult],
+    session: Session,
+    job_id: str,
+    job_status_before: str,
+    flow_run_id: str | None,
+    results: list[ItemResult],
     now: datetime,
 ) -> BatchOutcome:
     """The results of one job whose row this transaction has locked."""
@@ -215,7 +225,9 @@ def _record(
         applied = _write_items(session, list(first.values()), before, now)
     successes = [first[i] for i in applied if first[i].status == ItemStatus.SUCCESS]
     success_delta = len(successes)
-    error_delta = sum(1 for i in applied if first[i].status == ItemStatus.ERROR and before[i].status == ItemStatus.PENDING)
+    error_delta = sum(
+        1 for i in applied if first[i].status == ItemStatus.ERROR and before[i].status == ItemStatus.PENDING
+    )
     # A success over our own closure takes that error back.
     error_delta -= sum(1 for r in successes if before[r.item_id].status == ItemStatus.ERROR)
 
@@ -228,7 +240,7 @@ def _record(
     elif success_delta or error_delta:
         session.execute(
             update(RobotJob)
-            .where(RobotJob.id == job_id)
+            .where(col(RobotJob.id) == job_id)
             .values(
                 success_count=RobotJob.success_count + success_delta,
                 error_count=RobotJob.error_count + error_delta,
@@ -261,7 +273,11 @@ def _record(
             )
         )
     return BatchOutcome(
-        job_id=job_id, outcomes=outcomes, job_finished=finished, job_status=job_status, job_corrected=corrected,
+        job_id=job_id,
+        outcomes=outcomes,
+        job_finished=finished,
+        job_status=job_status,
+        job_corrected=corrected,
         flow_run_id=flow_run_id,
     )
 
@@ -382,7 +398,10 @@ def _write_items(session: Session, results: list[ItemResult], before: dict[str, 
 
 
 def _ship_orders(
-    session: Session, job_id: str, shipped: list[tuple[str, str, str | None]], now: datetime,
+    session: Session,
+    job_id: str,
+    shipped: list[tuple[str, str, str | None]],
+    now: datetime,
     elsewhere: dict[str, _Elsewhere] | None = None,
 ) -> None:
     """Tracking number and carrier through the order-update path, then one robot.coord.completed per order; the

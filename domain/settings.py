@@ -73,7 +73,9 @@ class Settings(BaseSettings):
     )
 
     # Scheduled maintenance.
-    reconciler_enabled: bool = Field(default=True, description="Turns the every-minute reconciler off without a deploy.")
+    reconciler_enabled: bool = Field(
+        default=True, description="Turns the every-minute reconciler off without a deploy."
+    )
     pending_orphan_after_s: int = Field(
         default=120,
         description="A job still `pending` this long after its creation (its orchestration run never started: "

@@ -63,8 +63,14 @@ def _city_label(view: ItemView) -> str:
 
 
 UNKNOWN_PEDIDO = "número de pedido desconocido"
-STATUS_LABEL = {"pending": "pendiente", "processing": "en proceso", "completed": "completado", "failed": "fallido",
-                "success": "creado", "error": "error"}
+STATUS_LABEL = {
+    "pending": "pendiente",
+    "processing": "en proceso",
+    "completed": "completado",
+    "failed": "fallido",
+    "success": "creado",
+    "error": "error",
+}
 
 
 def status_label(status: str) -> str:
@@ -153,10 +159,7 @@ def render_summary_text(summary: BatchSummary) -> str:
     """Exactly the operators' reference format: two spaces between fields, emojis, `CITY (DEPT)`, `$139.900`."""
     out = [f"✅ {len(summary.successes)} pedido(s) creado(s):"]
     for s in summary.successes:
-        out.append(
-            f"• #{s.pedido} - {s.recipient}  📍 {s.address}  🏙️ {s.city}  📱 {s.phone}  💰 {s.total}"
-            + _flag(s)
-        )
+        out.append(f"• #{s.pedido} - {s.recipient}  📍 {s.address}  🏙️ {s.city}  📱 {s.phone}  💰 {s.total}" + _flag(s))
     if summary.rejected:
         out.append("❌ Pedidos rechazados:")
         for r in summary.rejected:

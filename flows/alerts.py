@@ -75,8 +75,9 @@ def automations(block_document_id: uuid.UUID) -> list[AutomationCore]:
                 threshold=1,
                 within=timedelta(0),
             ),
-            actions=[SendNotification(block_document_id=block_document_id, subject=RUN_FAILED_SUBJECT,
-                                      body=RUN_FAILED_BODY)],
+            actions=[
+                SendNotification(block_document_id=block_document_id, subject=RUN_FAILED_SUBJECT, body=RUN_FAILED_BODY)
+            ],
         ),
         AutomationCore(
             name=WITH_ERRORS_AUTOMATION,
@@ -88,8 +89,11 @@ def automations(block_document_id: uuid.UUID) -> list[AutomationCore]:
                 threshold=1,
                 within=timedelta(0),
             ),
-            actions=[SendNotification(block_document_id=block_document_id, subject=WITH_ERRORS_SUBJECT,
-                                      body=WITH_ERRORS_BODY)],
+            actions=[
+                SendNotification(
+                    block_document_id=block_document_id, subject=WITH_ERRORS_SUBJECT, body=WITH_ERRORS_BODY
+                )
+            ],
         ),
     ]
 
@@ -154,7 +158,10 @@ def _emit_batch_finished(job_id: str) -> None:
         }
     emit_event(
         BATCH_FINISHED_WITH_ERRORS,
-        resource={"prefect.resource.id": f"robotjobs.batch.{job_id}", "prefect.resource.name": payload["workspace_name"]},
+        resource={
+            "prefect.resource.id": f"robotjobs.batch.{job_id}",
+            "prefect.resource.name": payload["workspace_name"],
+        },
         payload=payload,
         id=uuid.uuid5(uuid.NAMESPACE_URL, f"{BATCH_FINISHED_WITH_ERRORS}:{job_id}"),
     )

@@ -52,8 +52,14 @@ class DispatchResult(BaseModel):
 
 def _fail(engine, job_id: str, reason: str) -> None:
     with UnitOfWork(engine) as uow:
-        fail_job(uow.session, job_id, reason=reason, error_type=ErrorType.DISPATCH, error_message=reason,
-                 dispatch_refused=True)
+        fail_job(
+            uow.session,
+            job_id,
+            reason=reason,
+            error_type=ErrorType.DISPATCH,
+            error_message=reason,
+            dispatch_refused=True,
+        )
         uow.commit()
 
 
@@ -81,8 +87,12 @@ def dispatch_once(engine, settings: Settings, job_id: str) -> DispatchResult:
         _fail(engine, job_id, reason)
         return DispatchResult(sent=False, reason=reason)
     orders = len(request.get("orders") or [])
-    _say(logging.INFO, job_id, f"enviando {orders} pedido(s) al robot en {robot_address(settings.robot_url)} "
-                               f"(una sola vez; plazo de respuesta {settings.robot_dispatch_timeout_s:g} s)")
+    _say(
+        logging.INFO,
+        job_id,
+        f"enviando {orders} pedido(s) al robot en {robot_address(settings.robot_url)} "
+        f"(una sola vez; plazo de respuesta {settings.robot_dispatch_timeout_s:g} s)",
+    )
     started = time.monotonic()
     try:
         answer = dispatch_batch(settings.robot_url, request, timeout_s=settings.robot_dispatch_timeout_s)
@@ -104,6 +114,10 @@ def dispatch_once(engine, settings: Settings, job_id: str) -> DispatchResult:
         mark_dispatch_accepted(uow.session, job_id)
         uow.commit()
     said = f": «{answer.message}»" if answer.message else ""
-    _say(logging.INFO, job_id, f"el robot aceptó el lote (HTTP {answer.status_code}, "
-                               f"{1000 * (time.monotonic() - started):.0f} ms){said}; se esperan los resultados")
+    _say(
+        logging.INFO,
+        job_id,
+        f"el robot aceptó el lote (HTTP {answer.status_code}, "
+        f"{1000 * (time.monotonic() - started):.0f} ms){said}; se esperan los resultados",
+    )
     return DispatchResult(sent=True, accepted=True, status_code=answer.status_code)

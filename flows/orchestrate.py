@@ -154,7 +154,10 @@ def run_batch(
         )
         logger.info(
             "Lote %s: reanudado; %s pedido(s) con resultado (%s creados, %s con error).",
-            job_id, completed.success_count + completed.error_count, completed.success_count, completed.error_count,
+            job_id,
+            completed.success_count + completed.error_count,
+            completed.success_count,
+            completed.error_count,
         )
         if completed.timed_out:
             logger.warning(
@@ -168,8 +171,10 @@ def run_batch(
         raise JobFailed(f"Lote fallido: {outcome.failure_reason or 'sin motivo registrado'} (lote {job_id})")
     if outcome.status != JobStatus.COMPLETED:
         # Not expected (a resume comes when the job finished); the reconciler starts a run that waits for it.
-        raise JobFailed(f"El lote sigue {outcome.status} tras reanudar; el reconciliador iniciará una ejecución que "
-                        "espere sus resultados (sin reenviarlo)")
+        raise JobFailed(
+            f"El lote sigue {outcome.status} tras reanudar; el reconciliador iniciará una ejecución que "
+            "espere sus resultados (sin reenviarlo)"
+        )
     return outcome
 
 

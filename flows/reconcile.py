@@ -20,7 +20,7 @@ deployment concurrency 1, flow retries 3, and `settings.reconciler_enabled` turn
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from prefect import flow, get_run_logger, task
@@ -91,7 +91,7 @@ class ReconcileReport(BaseModel):
 
 def bucket_key(now: datetime | None = None) -> str:
     """`reconcile:<UTC minute>`: every trigger in the same minute is the same reconcile."""
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
     return f"reconcile:{now:%Y-%m-%dT%H:%MZ}"
 
 
@@ -102,13 +102,20 @@ def fail_overdue_jobs(engine) -> list[str]:
         overdue = jobs_past_deadline(uow.session)
     for job_id in overdue:
         with UnitOfWork(engine) as uow:
-            if fail_job(uow.session, job_id, reason=TIMEOUT_MESSAGE, error_type=ErrorType.TIMEOUT,
-                        error_message=TIMEOUT_MESSAGE):
+            if fail_job(
+                uow.session, job_id, reason=TIMEOUT_MESSAGE, error_type=ErrorType.TIMEOUT, error_message=TIMEOUT_MESSAGE
+            ):
                 failed.append(job_id)
             uow.commit()
         if job_id in failed:
-            log_in_job_run(engine, log, logging.WARNING, job_id, f"Lote {job_id}: plazo vencido (reconciliador); los "
-                           "pedidos sin resultado se cerraron como error (timeout) y se reanuda la ejecución")
+            log_in_job_run(
+                engine,
+                log,
+                logging.WARNING,
+                job_id,
+                f"Lote {job_id}: plazo vencido (reconciliador); los "
+                "pedidos sin resultado se cerraron como error (timeout) y se reanuda la ejecución",
+            )
     return failed
 
 
@@ -140,8 +147,13 @@ def resume_stranded_runs(engine) -> list[str]:
         outcome, _why = resume_run(str(run.id), run_input)
         if outcome == Outcome.RESUMED:
             resumed.append(job_id)
-            log_in_run(log, logging.INFO, f"Lote {job_id}: el reconciliador reanudó la ejecución (el lote terminó y "
-                       "su aviso de reanudación se había perdido)", flow_run_id=str(run.id))
+            log_in_run(
+                log,
+                logging.INFO,
+                f"Lote {job_id}: el reconciliador reanudó la ejecución (el lote terminó y "
+                "su aviso de reanudación se había perdido)",
+                flow_run_id=str(run.id),
+            )
     return resumed
 
 
@@ -152,8 +164,7 @@ def ensure_orchestration(job_id: str) -> str | None:
         run = start_orchestration(job_id, recovery=recovery)
         if not (run.state and run.state.is_final()):
             return str(run.id)
-    log.error("job %s: %s orchestration runs ended without finishing it; no more are started", job_id,
-              MAX_RUNS_PER_JOB)
+    log.error("job %s: %s orchestration runs ended without finishing it; no more are started", job_id, MAX_RUNS_PER_JOB)
     return None
 
 
@@ -175,17 +186,34 @@ def start_pending_jobs(engine, settings: Settings) -> tuple[list[str], list[str]
                     abandoned.append(job_id)
                 uow.commit()
             if job_id in abandoned:
-                log_in_job_run(engine, log, logging.ERROR, job_id, f"Lote {job_id}: nunca se envió al robot; el "
-                               f"reconciliador lo da por fallido tras {settings.pending_give_up_after_s:g} s pendiente")
+                log_in_job_run(
+                    engine,
+                    log,
+                    logging.ERROR,
+                    job_id,
+                    f"Lote {job_id}: nunca se envió al robot; el "
+                    f"reconciliador lo da por fallido tras {settings.pending_give_up_after_s:g} s pendiente",
+                )
             continue
         try:
             if new_run := ensure_orchestration(job_id):
                 started.append(job_id)
-                log_in_run(log, logging.WARNING, f"Lote {job_id}: seguía pendiente; el reconciliador inició esta "
-                           "ejecución para enviarlo (una sola vez)", flow_run_id=new_run)
+                log_in_run(
+                    log,
+                    logging.WARNING,
+                    f"Lote {job_id}: seguía pendiente; el reconciliador inició esta "
+                    "ejecución para enviarlo (una sola vez)",
+                    flow_run_id=new_run,
+                )
         except Exception as exc:  # Prefect refused (5xx) or did not answer: try again next minute, until the limit
-            log_in_job_run(engine, log, logging.WARNING, job_id, f"Lote {job_id}: el reconciliador no pudo iniciar "
-                           f"su ejecución ({type(exc).__name__}); lo reintenta en un minuto")
+            log_in_job_run(
+                engine,
+                log,
+                logging.WARNING,
+                job_id,
+                f"Lote {job_id}: el reconciliador no pudo iniciar "
+                f"su ejecución ({type(exc).__name__}); lo reintenta en un minuto",
+            )
     return started, abandoned
 
 
@@ -218,8 +246,10 @@ def recover_dead_runs(engine) -> list[str]:
             continue
         if new_run and new_run != run_id:
             recovered.append(job_id)
-            message = (f"Lote {job_id}: la ejecución {run_id or '-'} terminó sin cerrar el lote; el reconciliador "
-                       f"inició la ejecución de recuperación {new_run}, que no reenvía el lote y espera sus resultados")
+            message = (
+                f"Lote {job_id}: la ejecución {run_id or '-'} terminó sin cerrar el lote; el reconciliador "
+                f"inició la ejecución de recuperación {new_run}, que no reenvía el lote y espera sus resultados"
+            )
             for target in dict.fromkeys(r for r in (run_id, new_run) if r):
                 log_in_run(log, logging.WARNING, message, flow_run_id=target)
     return recovered
@@ -248,8 +278,15 @@ def republish_stale_summaries(engine) -> tuple[list[str], dict[str, str]]:
                     if changed := agree_run_state(client, flow_run_id, state, status, reason):
                         settled[job_id] = changed
             note = f"; estado de la ejecución ajustado a {settled[job_id]}" if job_id in settled else ""
-            log_in_job_run(engine, log, logging.INFO, job_id, f"Lote {job_id}: el reconciliador publicó el resumen al día "
-                           f"(faltaba o era anterior al último cambio del lote){note}", flow_run_id=flow_run_id)
+            log_in_job_run(
+                engine,
+                log,
+                logging.INFO,
+                job_id,
+                f"Lote {job_id}: el reconciliador publicó el resumen al día "
+                f"(faltaba o era anterior al último cambio del lote){note}",
+                flow_run_id=flow_run_id,
+            )
         except Exception as exc:  # one job's trouble must not hold the others; it stays due
             log.warning("job %s: summary not republished: %s: %s", job_id, type(exc).__name__, exc)
     return republished, settled

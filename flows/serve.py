@@ -28,11 +28,13 @@ SERVE_FLOOR = os.environ.get("ROBOTJOBS_SERVE_FLOOR", "false").lower() == "true"
 
 def deployments() -> list:
     return [
-        submit_robot_job.to_deployment(name=SUBMIT, description="Enviar un lote al robot de Coordinadora (la "
-                                       "ejecución es el lote)"),
+        submit_robot_job.to_deployment(
+            name=SUBMIT, description="Enviar un lote al robot de Coordinadora (la ejecución es el lote)"
+        ),
         retry_failed_items.to_deployment(name=RETRY, description="Reintentar los pedidos fallidos de un lote"),
-        orchestrate_robot_job.to_deployment(name=ORCHESTRATE, description="Recuperación de un lote cuya ejecución "
-                                            "murió (la inicia el reconciliador)"),
+        orchestrate_robot_job.to_deployment(
+            name=ORCHESTRATE, description="Recuperación de un lote cuya ejecución murió (la inicia el reconciliador)"
+        ),
         reconcile.to_deployment(
             name=RECONCILE,
             description="Mantenimiento cada minuto: lotes vencidos, reanudaciones perdidas, lotes pendientes, "

@@ -50,7 +50,8 @@ class Batch(BaseModel):
     retry_of: str | None = None
     rejected: list[Rejected] = Field(default_factory=list)
     resumed: JobSnapshot | None = Field(
-        default=None, description="The run runs again (resumed): its job, already started and dispatched by it.")
+        default=None, description="The run runs again (resumed): its job, already started and dispatched by it."
+    )
 
 
 class BatchResult(BaseModel):
@@ -70,12 +71,19 @@ class BatchResult(BaseModel):
 def _batch(uow, created: JobCreated, run_id: str) -> Batch:
     job = created.job
     ref = batch_ref(uow.session, job)
-    retry_of = batch_ref(uow.session, uow.session.get(type(job), job.retry_of_job_id)).label if job.retry_of_job_id \
-        else None
+    retry_of = (
+        batch_ref(uow.session, uow.session.get(type(job), job.retry_of_job_id)).label if job.retry_of_job_id else None
+    )
     return Batch(
-        job_id=job.id, label=ref.label, workspace_name=ref.workspace_name, created=created.created,
-        owned=created.created or job.flow_run_id == run_id, flow_run_id=job.flow_run_id, status=job.status,
-        total_items=job.total_items, retry_of=retry_of,
+        job_id=job.id,
+        label=ref.label,
+        workspace_name=ref.workspace_name,
+        created=created.created,
+        owned=created.created or job.flow_run_id == run_id,
+        flow_run_id=job.flow_run_id,
+        status=job.status,
+        total_items=job.total_items,
+        retry_of=retry_of,
         rejected=[Rejected(order_id=r.order_id, order_name=r.order_name, reason=r.reason) for r in created.rejected],
     )
 
@@ -87,9 +95,17 @@ def _own_batch(uow, run_id: str) -> Batch | None:
     if job is None:
         return None
     ref = batch_ref(uow.session, job)
-    return Batch(job_id=job.id, label=ref.label, workspace_name=ref.workspace_name, created=False, owned=True,
-                 flow_run_id=run_id, status=job.status, total_items=job.total_items,
-                 resumed=None if job.status == JobStatus.PENDING else snapshot(job.id))
+    return Batch(
+        job_id=job.id,
+        label=ref.label,
+        workspace_name=ref.workspace_name,
+        created=False,
+        owned=True,
+        flow_run_id=run_id,
+        status=job.status,
+        total_items=job.total_items,
+        resumed=None if job.status == JobStatus.PENDING else snapshot(job.id),
+    )
 
 
 @task(name="name-batch-run", retries=0, cache_policy=NO_CACHE, persist_result=False)
@@ -138,10 +154,14 @@ def create_retry_job_task(run_id: str, batch: str, idempotency_key: str) -> Batc
 
 def _result(batch: Batch, outcome: JobOutcome | None = None) -> BatchResult:
     return BatchResult(
-        job_id=batch.job_id, lote=batch.label, status=outcome.status if outcome else batch.status,
-        total_items=batch.total_items, success_count=outcome.success_count if outcome else 0,
+        job_id=batch.job_id,
+        lote=batch.label,
+        status=outcome.status if outcome else batch.status,
+        total_items=batch.total_items,
+        success_count=outcome.success_count if outcome else 0,
         error_count=outcome.error_count if outcome else len(batch.rejected),
-        failure_reason=outcome.failure_reason if outcome else None, rejected=batch.rejected,
+        failure_reason=outcome.failure_reason if outcome else None,
+        rejected=batch.rejected,
         flow_run_id=batch.flow_run_id,
     )
 
@@ -153,15 +173,22 @@ def _run(batch: Batch, run_id: str) -> BatchResult:
         return _result(batch, run_batch(batch.job_id, run_id, job=batch.resumed))
     if not batch.owned:
         # The operator's idempotency key names a batch another run created: that run sends it, not this one.
-        logger.info("La clave de idempotencia corresponde al lote %s (%s), de la ejecución %s: no se envía de nuevo.",
-                    batch.label, batch.job_id, batch.flow_run_id)
+        logger.info(
+            "La clave de idempotencia corresponde al lote %s (%s), de la ejecución %s: no se envía de nuevo.",
+            batch.label,
+            batch.job_id,
+            batch.flow_run_id,
+        )
         return _result(batch)
 
     def announce() -> None:
         orders = f"{batch.total_items} pedido{'s' if batch.total_items != 1 else ''}"
         retry = f" · reintento de #{batch.retry_of.rsplit('#', 1)[1]}" if batch.retry_of else ""
-        name_run(run_id, name=f"{batch.label}{retry} · {orders}",
-                 tags=[f"workspace:{batch.workspace_name}", f"job:{batch.job_id}"])
+        name_run(
+            run_id,
+            name=f"{batch.label}{retry} · {orders}",
+            tags=[f"workspace:{batch.workspace_name}", f"job:{batch.job_id}"],
+        )
         publish_rejected(batch.job_id, [RejectedOrder(r.order_id, r.order_name, r.reason) for r in batch.rejected])
         for r in batch.rejected:
             logger.warning("rechazado %s: %s", r.order_name, r.reason)

@@ -22,8 +22,14 @@ from domain.db import UnitOfWork
 from domain.jobs import get_job, mark_summary_published
 from domain.summary import BatchSummary, batch_summary, render_summary_text
 
-STATUS_LABEL = {"pending": "pendiente", "processing": "en proceso", "completed": "completado", "failed": "fallido",
-                "success": "creado", "error": "error"}
+STATUS_LABEL = {
+    "pending": "pendiente",
+    "processing": "en proceso",
+    "completed": "completado",
+    "failed": "fallido",
+    "success": "creado",
+    "error": "error",
+}
 
 
 def summary_key(job_id: str) -> str:

@@ -41,8 +41,10 @@ def _fail_fast_settings(base: Settings, timeout_s: float) -> Settings:
         with _lock:
             if len(_fail_fast) > 16:  # tests swap settings; a service has one
                 _fail_fast.clear()
-            kept = (base, base.copy_with_update(
-                updates={PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: timeout_s}))
+            kept = (
+                base,
+                base.copy_with_update(updates={PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: timeout_s}),
+            )
             _fail_fast[(id(base), timeout_s)] = kept
     return kept[1]
 
@@ -81,8 +83,11 @@ def prefect_client(*, timeout_s: float = 10.0) -> Iterator[SyncPrefectClient]:
     one. Raises PrefectUnavailable without PREFECT_API_URL.
     """
     with _fail_fast_calls(timeout_s) as settings:
-        identity = (settings.api.url, settings.api.auth_string and settings.api.auth_string.get_secret_value(),
-                    settings.api.key and settings.api.key.get_secret_value())
+        identity = (
+            settings.api.url,
+            settings.api.auth_string and settings.api.auth_string.get_secret_value(),
+            settings.api.key and settings.api.key.get_secret_value(),
+        )
         slot = (os.getpid(), timeout_s)
         kept = _clients.get(slot)
         if kept is None or kept[0] != identity:
@@ -90,7 +95,9 @@ def prefect_client(*, timeout_s: float = 10.0) -> Iterator[SyncPrefectClient]:
                 kept = _clients.get(slot)
                 if kept is None or kept[0] != identity:
                     client = SyncPrefectClient(
-                        settings.api.url, auth_string=identity[1], api_key=identity[2],
+                        settings.api.url,
+                        auth_string=identity[1],
+                        api_key=identity[2],
                         httpx_settings={"timeout": httpx.Timeout(timeout_s)},
                     )
                     client.__enter__()

@@ -36,19 +36,27 @@ def progress_description(done: int, total: int, success: int, error: int) -> str
 MAX_ERROR_LINES = 20
 
 
-def results_lines(job_id: str, *, total: int, success: int, error: int,
-                  errors: list[tuple[str, str | None, str | None]]) -> list[tuple[int, str]]:
+def results_lines(
+    job_id: str, *, total: int, success: int, error: int, errors: list[tuple[str, str | None, str | None]]
+) -> list[tuple[int, str]]:
     """The run-log lines of one flush: the counts, then each new error (order, type, Spanish reason), bounded."""
     done = min(success + error, total)
-    lines = [(logging.INFO, f"Lote {job_id}: resultados recibidos: {done} de {total} "
-                            f"({success} creados, {error} con error)")]
+    lines = [
+        (logging.INFO, f"Lote {job_id}: resultados recibidos: {done} de {total} ({success} creados, {error} con error)")
+    ]
     for order_name, error_type, message in errors[:MAX_ERROR_LINES]:
         kind = f" ({error_type})" if error_type else ""
-        lines.append((logging.WARNING, f"Lote {job_id}: pedido {order_name} con error{kind}: "
-                                       f"{(message or 'sin detalle')[:500]}"))
+        lines.append(
+            (logging.WARNING, f"Lote {job_id}: pedido {order_name} con error{kind}: {(message or 'sin detalle')[:500]}")
+        )
     if len(errors) > MAX_ERROR_LINES:
-        lines.append((logging.WARNING, f"Lote {job_id}: y {len(errors) - MAX_ERROR_LINES} pedido(s) más con error "
-                                       "(el resumen del lote los lista todos)"))
+        lines.append(
+            (
+                logging.WARNING,
+                f"Lote {job_id}: y {len(errors) - MAX_ERROR_LINES} pedido(s) más con error "
+                "(el resumen del lote los lista todos)",
+            )
+        )
     return lines
 
 
@@ -62,16 +70,23 @@ def log_results(engine: Engine, job_id: str, item_ids: list[str]) -> bool:
             job = get_job(uow.session, job_id)
             flow_run_id, total = job.flow_run_id, job.total_items
             success, error = job.success_count, job.error_count
-            errors = [
-                (name, error_type, message)
-                for name, error_type, message in uow.session.exec(
-                    select(Order.name, RobotJobItem.error_type, RobotJobItem.error_message)
-                    .join(Order, Order.id == RobotJobItem.order_id)
-                    .where(RobotJobItem.job_id == job_id, RobotJobItem.id.in_(item_ids[:1000]),
-                           RobotJobItem.status == ItemStatus.ERROR)
-                    .order_by(Order.name)
-                ).all()
-            ] if item_ids else []
+            errors = (
+                [
+                    (name, error_type, message)
+                    for name, error_type, message in uow.session.exec(
+                        select(Order.name, RobotJobItem.error_type, RobotJobItem.error_message)
+                        .join(Order, Order.id == RobotJobItem.order_id)
+                        .where(
+                            RobotJobItem.job_id == job_id,
+                            RobotJobItem.id.in_(item_ids[:1000]),
+                            RobotJobItem.status == ItemStatus.ERROR,
+                        )
+                        .order_by(Order.name)
+                    ).all()
+                ]
+                if item_ids
+                else []
+            )
     except Exception as exc:
         log.warning("results of job %s not logged: %s", job_id, exc)
         return False

@@ -91,7 +91,7 @@ class ResumeStats:
 RUN_LINES = {
     Outcome.RESUMED: "lote terminado; se reanuda la ejecución para cerrar el lote y publicar el resumen",
     Outcome.CORRECTED: "el robot reportó resultados después del cierre: resumen republicado y estado de la ejecución "
-                       "ajustado al lote",
+    "ajustado al lote",
 }
 
 

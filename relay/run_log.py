@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import UUID
 
 from prefect.client.schemas.actions import LogCreate
@@ -61,8 +61,9 @@ def log_in_run(fallback: logging.Logger, level: int, message: str, *, flow_run_i
         run_logger.log(level, message)
 
 
-def log_in_job_run(engine: Engine, fallback: logging.Logger, level: int, job_id: str, message: str,
-                   *, flow_run_id: str | None = None) -> None:
+def log_in_job_run(
+    engine: Engine, fallback: logging.Logger, level: int, job_id: str, message: str, *, flow_run_id: str | None = None
+) -> None:
     """A line in the job's own flow run (read from the job when not given); the fallback logger only if it has none."""
     if flow_run_id is None:
         try:
@@ -80,12 +81,17 @@ def send_run_logs(flow_run_id: str, lines: list[tuple[int, str]], *, logger_name
     """Write `lines` (level, message) into a flow run's logs in ONE API call; False if Prefect did not take them."""
     if not lines:
         return True
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for attempt in range(1, SEND_ATTEMPTS + 1):
         try:
             logs = [
-                LogCreate(name=logger_name, level=level, message=message[:MAX_MESSAGE_CHARS], timestamp=now,
-                          flow_run_id=UUID(flow_run_id))
+                LogCreate(
+                    name=logger_name,
+                    level=level,
+                    message=message[:MAX_MESSAGE_CHARS],
+                    timestamp=now,
+                    flow_run_id=UUID(flow_run_id),
+                )
                 for level, message in lines
             ]
             with prefect_client(timeout_s=5.0) as client:
@@ -95,7 +101,8 @@ def send_run_logs(flow_run_id: str, lines: list[tuple[int, str]], *, logger_name
             if attempt < SEND_ATTEMPTS and (isinstance(exc, TRANSPORT_ERRORS) or is_server_error(exc)):
                 time.sleep(RETRY_PAUSE_S)  # a busy server (SQLite answers 503): once more, off the request path
                 continue
-            log.warning("%s line(s) not written to flow run %s: %s: %s", len(lines), flow_run_id,
-                        type(exc).__name__, exc)
+            log.warning(
+                "%s line(s) not written to flow run %s: %s: %s", len(lines), flow_run_id, type(exc).__name__, exc
+            )
             return False
     return False

@@ -30,17 +30,31 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, SimCo
     parser.add_argument("--drop-answer", action="store_true", help="process, but reset the dispatch connection")
     parser.add_argument("--report", choices=[r.value for r in Report], default="per_order")
     parser.add_argument("--webhook-secret", help="whsec_... secret for the signed batch report")
-    parser.add_argument("--order-scenario", action="append", type=_order_scenario, default=[],
-                        metavar="KEY=SCENARIO", help="per-order override keyed by orderId or referencia")
+    parser.add_argument(
+        "--order-scenario",
+        action="append",
+        type=_order_scenario,
+        default=[],
+        metavar="KEY=SCENARIO",
+        help="per-order override keyed by orderId or referencia",
+    )
     parser.add_argument("--unknown-city", action="append", default=[], help="ciudad the portal does not know")
     parser.add_argument("--callback-timeout", type=float, help="seconds (the production robot sets none)")
     args = parser.parse_args(argv)
     config = SimConfig(
-        scenario=args.scenario, delay=args.delay, duplicate_callbacks=args.duplicate_callbacks,
-        early_callbacks=args.early_callbacks, fatal_after=args.fatal_after, dispatch_status=args.dispatch_status,
-        answer_delay=args.answer_delay, drop_answer=args.drop_answer,
-        report=args.report, webhook_secret=args.webhook_secret, order_scenarios=dict(args.order_scenario),
-        unknown_cities=args.unknown_city, callback_timeout=args.callback_timeout,
+        scenario=args.scenario,
+        delay=args.delay,
+        duplicate_callbacks=args.duplicate_callbacks,
+        early_callbacks=args.early_callbacks,
+        fatal_after=args.fatal_after,
+        dispatch_status=args.dispatch_status,
+        answer_delay=args.answer_delay,
+        drop_answer=args.drop_answer,
+        report=args.report,
+        webhook_secret=args.webhook_secret,
+        order_scenarios=dict(args.order_scenario),
+        unknown_cities=args.unknown_city,
+        callback_timeout=args.callback_timeout,
     )
     return args, config
 
@@ -49,8 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args, config = parse_args(argv)
     server = make_server(args.host, args.port, config)
-    logging.getLogger("simulator").info("robot simulator on http://%s:%s (%s)", args.host, args.port,
-                                        config.scenario.value)
+    logging.getLogger("simulator").info(
+        "robot simulator on http://%s:%s (%s)", args.host, args.port, config.scenario.value
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -56,9 +56,7 @@ def post(url: str, body: str, headers: dict[str, str], *, timeout: float | None)
         connection.close()
 
 
-def send_order_result(
-    url: str, body: dict, *, callback_secret: str | None, timeout: float | None
-) -> Delivery:
+def send_order_result(url: str, body: dict, *, callback_secret: str | None, timeout: float | None) -> Delivery:
     """One per-order callback with the headers of the production robot."""
     headers = {"Content-Type": "application/json"}
     if callback_secret is not None:
@@ -81,9 +79,7 @@ def signed_headers(secret: str, body: str) -> dict[str, str]:
     }
 
 
-def send_batch_report(
-    url: str, job_id: str, results: list[dict], *, secret: str, timeout: float | None
-) -> Delivery:
+def send_batch_report(url: str, job_id: str, results: list[dict], *, secret: str, timeout: float | None) -> Delivery:
     """The signed batch form (§3): one POST {jobId, results} when the batch finishes."""
     body = compact_json({"jobId": job_id, "results": results})
     headers = {"Content-Type": "application/json", "user-agent": "node", **signed_headers(secret, body)}

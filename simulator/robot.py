@@ -34,8 +34,22 @@ CREDENTIAL_FIELDS = ("username", "password")
 ORDER_FIELDS = ("itemId", "orderId", "pedidoInput")
 # `ciudad` is absent on purpose: an empty or missing city is a validation callback, not a 400.
 PEDIDO_FIELDS = (
-    "identificacion", "nombres", "apellidos", "direccion", "departamento", "celular", "email", "referencia",
-    "unidades", "totalConIva", "valorDeclarado", "esRecaudoContraentrega", "peso", "alto", "largo", "ancho",
+    "identificacion",
+    "nombres",
+    "apellidos",
+    "direccion",
+    "departamento",
+    "celular",
+    "email",
+    "referencia",
+    "unidades",
+    "totalConIva",
+    "valorDeclarado",
+    "esRecaudoContraentrega",
+    "peso",
+    "alto",
+    "largo",
+    "ancho",
 )
 BUSY = "Ya hay un batch en proceso para este workspace"
 ALL_CITIES_INVALID = "Todos los pedidos tienen ciudad inválida"
@@ -191,8 +205,11 @@ class SimRobot:
                 start = True
                 self._busy.add(workspace)
                 self.batches[job_id] = {
-                    "jobId": job_id, "workspaceId": workspace, "username": body["credentials"]["username"],
-                    "orders": len(body["orders"]), "state": "running",
+                    "jobId": job_id,
+                    "workspaceId": workspace,
+                    "username": body["credentials"]["username"],
+                    "orders": len(body["orders"]),
+                    "state": "running",
                 }
         self._record(body, answer)
         if answer.status == 400:  # all cities empty: the robot still reports each order
@@ -220,13 +237,15 @@ class SimRobot:
         with self._lock:
             if job_id is not None:
                 self.posts[str(job_id)] += 1
-            self.dispatches.append({
-                "jobId": job_id,
-                "workspaceId": body.get("workspaceId") if isinstance(body, dict) else None,
-                "orders": len(orders) if isinstance(orders, list) else None,
-                "status": answer.status,
-                "at": time.time(),  # when the robot received it (latency benchmark: click → robot)
-            })
+            self.dispatches.append(
+                {
+                    "jobId": job_id,
+                    "workspaceId": body.get("workspaceId") if isinstance(body, dict) else None,
+                    "orders": len(orders) if isinstance(orders, list) else None,
+                    "status": answer.status,
+                    "at": time.time(),  # when the robot received it (latency benchmark: click → robot)
+                }
+            )
         return answer
 
     # -- processing -----------------------------------------------------------------------------------------
@@ -288,8 +307,11 @@ class SimRobot:
                     emit(fatal_result(order["itemId"]))
             if config.report in (Report.batch, Report.both) and not self._stopping.is_set():
                 delivery = callbacks.send_batch_report(
-                    body["callbackUrl"], job_id, list(first.values()),
-                    secret=config.webhook_secret or "", timeout=config.callback_timeout,
+                    body["callbackUrl"],
+                    job_id,
+                    list(first.values()),
+                    secret=config.webhook_secret or "",
+                    timeout=config.callback_timeout,
                 )
                 self._log_callback(job_id, "batch", None, delivery)
         except Exception:  # a crashed worker must still free the workspace
@@ -303,17 +325,23 @@ class SimRobot:
 
     def _deliver(self, body: dict, result: dict, config: SimConfig) -> None:
         delivery = callbacks.send_order_result(
-            body["callbackUrl"], result, callback_secret=body.get("callbackSecret"),
+            body["callbackUrl"],
+            result,
+            callback_secret=body.get("callbackSecret"),
             timeout=config.callback_timeout,
         )
         self._log_callback(body["jobId"], "order", result, delivery)
 
     def _log_callback(self, job_id: str, kind: str, result: dict | None, delivery: callbacks.Delivery) -> None:
         with self._lock:
-            self.callbacks.append({
-                "jobId": job_id, "kind": kind,
-                "itemId": result["itemId"] if result else None,
-                "status": result["status"] if result else None,
-                "httpStatus": delivery.status, "error": delivery.error,
-                "at": time.time(),  # once the webhook answered (latency benchmark: last result → Completed)
-            })
+            self.callbacks.append(
+                {
+                    "jobId": job_id,
+                    "kind": kind,
+                    "itemId": result["itemId"] if result else None,
+                    "status": result["status"] if result else None,
+                    "httpStatus": delivery.status,
+                    "error": delivery.error,
+                    "at": time.time(),  # once the webhook answered (latency benchmark: last result → Completed)
+                }
+            )

@@ -26,12 +26,8 @@ CAPTCHA = "No se pudo resolver el captcha del portal"
 
 def playwright_error(length: int = 5000) -> str:
     """A multi-line Playwright error with its call log, `length` characters long, as the robot's catch sends it."""
-    head = (
-        "page.click: Timeout 30000ms exceeded.\n"
-        "Call log:\n"
-        "  - waiting for locator('#btnGuardarPedido')\n"
-    )
-    line = "  -   locator resolved to <button disabled id=\"btnGuardarPedido\">Guardar</button>\n"
+    head = "page.click: Timeout 30000ms exceeded.\nCall log:\n  - waiting for locator('#btnGuardarPedido')\n"
+    line = '  -   locator resolved to <button disabled id="btnGuardarPedido">Guardar</button>\n'
     text = head
     while len(text) < length:
         text += line
@@ -85,7 +81,8 @@ class SimConfig(BaseModel):
         default=None, description="Answer every dispatch with this status and process nothing (500: HTML page)."
     )
     answer_delay: float = Field(
-        default=0.0, ge=0,
+        default=0.0,
+        ge=0,
         description="Seconds the robot holds its 200 while it already processes the batch (a cold start).",
     )
     drop_answer: bool = Field(

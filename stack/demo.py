@@ -12,7 +12,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 from sqlmodel import select
@@ -50,9 +50,13 @@ def say(text: str = "") -> None:
 
 
 def seed(engine, settings) -> DemoWorkspace:
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     with UnitOfWork(engine) as uow:
-        demo = seed_demo(uow.session, credentials_key=load_credentials_key(settings, allow_generate=True), name=f"Tienda Demo {stamp}")
+        demo = seed_demo(
+            uow.session,
+            credentials_key=load_credentials_key(settings, allow_generate=True),
+            name=f"Tienda Demo {stamp}",
+        )
         save_automation(
             uow.session,
             workspace_id=demo.workspace_id,
@@ -187,8 +191,11 @@ def main() -> int:
             ]
             keys = wait_for(lambda: artifact_keys(job.flow_run_id), time.monotonic() + 20) if job.flow_run_id else set()
             checks.append(
-                Check("the summary and items artifacts are published", any("summary" in k for k in keys)
-                      and any("items" in k for k in keys), ", ".join(sorted(keys)))
+                Check(
+                    "the summary and items artifacts are published",
+                    any("summary" in k for k in keys) and any("items" in k for k in keys),
+                    ", ".join(sorted(keys)),
+                )
             )
 
             def reconciler_runs() -> int:
@@ -202,18 +209,25 @@ def main() -> int:
                 return len(runs)
 
             refused = httpx.post(f"{stack.api_url}/flow_runs/filter", json={"limit": 1}, timeout=10).status_code
-            checks.append(Check("the Prefect API refuses a request without the credential", refused == 401,
-                                f"HTTP {refused}"))
+            checks.append(
+                Check("the Prefect API refuses a request without the credential", refused == 401, f"HTTP {refused}")
+            )
 
             scheduled = wait_for(reconciler_runs, time.monotonic() + 30)
-            checks.append(Check("the every-minute reconciler is scheduled on the server", scheduled > 0,
-                                f"{scheduled} reconcile runs"))
+            checks.append(
+                Check(
+                    "the every-minute reconciler is scheduled on the server",
+                    scheduled > 0,
+                    f"{scheduled} reconcile runs",
+                )
+            )
 
             def shipped_and_messaged():
                 messages = httpx.get(f"{stack.whatsapp_url}/_fake/messages", timeout=5).json()
                 with UnitOfWork(engine, readonly=True) as uow:
                     moved = sum(
-                        1 for order_id in demo.order_ids
+                        1
+                        for order_id in demo.order_ids
                         if uow.session.get(Order, order_id).stage_id == demo.stage_ids["Despachado"]
                     )
                 count = len(messages if isinstance(messages, list) else messages.get("messages", []))
@@ -221,8 +235,11 @@ def main() -> int:
 
             automations = wait_for(shipped_and_messaged, time.monotonic() + 60)
             checks.append(
-                Check("automations: every shipped order moved to Despachado and messaged once", automations is not None,
-                      f"{job.success_count} expected")
+                Check(
+                    "automations: every shipped order moved to Despachado and messaged once",
+                    automations is not None,
+                    f"{job.success_count} expected",
+                )
             )
         except Exception as exc:  # noqa: BLE001 - reported as a failed check, then the stack is stopped
             checks.append(Check("the demo ran", False, f"{type(exc).__name__}: {exc}"))

@@ -96,7 +96,10 @@ def start_stack(config: StackConfig) -> RunningStack:
             prefect_database["PREFECT_API_DATABASE_CONNECTION_URL"] = postgres.url("prefect", driver="asyncpg")
         upgrade(database_url)
         server, api_url = start_prefect_server(
-            config.state_dir / "prefect", port=config.prefect_port, log_dir=log_dir, ui=config.ui,
+            config.state_dir / "prefect",
+            port=config.prefect_port,
+            log_dir=log_dir,
+            ui=config.ui,
             # Schedule the every-minute reconciler within seconds of its deployment appearing, not a minute later.
             PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
             auth_string=auth_string,
@@ -129,9 +132,7 @@ def start_stack(config: StackConfig) -> RunningStack:
         }
         webhook, webhook_url = start_webhook(env=app_env, log_dir=log_dir, port=webhook_port)
         started.append(webhook)
-        started.append(
-            start_flow_runner(config.state_dir / "prefect", api_url, env=app_env, log_dir=log_dir)
-        )
+        started.append(start_flow_runner(config.state_dir / "prefect", api_url, env=app_env, log_dir=log_dir))
         for n in range(config.automation_runners):
             started.append(
                 ManagedProcess(

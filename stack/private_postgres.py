@@ -126,8 +126,9 @@ def is_our_postmaster(pid: int, data_dir: Path | None = None) -> bool:
     return data_dir is None or str(data_dir) in args
 
 
-def stop_postmaster(pid: int, *, timeout_s: float = 60, mode: str = "fast",
-                    reap: subprocess.Popen | None = None) -> None:
+def stop_postmaster(
+    pid: int, *, timeout_s: float = 60, mode: str = "fast", reap: subprocess.Popen | None = None
+) -> None:
     """Stop the postmaster `pid`: SIGINT (fast shutdown: clients disconnected, clean checkpoint) or, with
     mode="immediate", SIGQUIT (like a crash: recovery at the next start); SIGQUIT then SIGKILL of its process group
     if it is still there after `timeout_s`. `reap`: the Popen of that PID, when it is our child."""
@@ -205,8 +206,14 @@ class PrivatePostgres:
             # No fsync: a crash of the machine may lose data, a crash of PostgreSQL (mode="immediate") does not, as
             # every commit still reaches the kernel before it returns (synchronous_commit stays on).
             settings.update(fsync="off", full_page_writes="off")
-        return [str(bin_dir() / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
-                *[arg for name, value in settings.items() for arg in ("-c", f"{name}={value}")]]
+        return [
+            str(bin_dir() / "postgres"),
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(self.port),
+            *[arg for name, value in settings.items() for arg in ("-c", f"{name}={value}")],
+        ]
 
     # -- life cycle ------------------------------------------------------------------------------------------
     def initialize(self) -> None:
@@ -225,18 +232,33 @@ class PrivatePostgres:
         try:
             _give_to_system_user(pwfile)
             result = subprocess.run(
-                [str(bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, f"--pwfile={pwfile}",
-                 "--auth=scram-sha-256", "--encoding=UTF8", "--no-locale", "--no-instructions",
-                 *([] if self.durable else ["--no-sync"])],
-                cwd=self.root, env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                start_new_session=True, **_as_system_user(),
+                [
+                    str(bin_dir() / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    SUPERUSER,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--no-locale",
+                    "--no-instructions",
+                    *([] if self.durable else ["--no-sync"]),
+                ],
+                cwd=self.root,
+                env=self._env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+                **_as_system_user(),
             )
         finally:
             pwfile.unlink(missing_ok=True)
         if result.returncode != 0:
             raise PostgresFailed(f"initdb failed ({result.returncode}) in {self.data_dir}:\n{result.stdout[-4000:]}")
 
-    def start(self, *, timeout_s: float = 60) -> "PrivatePostgres":
+    def start(self, *, timeout_s: float = 60) -> PrivatePostgres:
         """initdb if needed, start the postmaster, return once it accepts connections on 127.0.0.1:port."""
         if self.running:
             return self
@@ -253,8 +275,10 @@ class PrivatePostgres:
                 self._port_pinned = True
                 self.started_in_s = time.monotonic() - started
                 return self
-            if "could not bind" not in self.log_path.read_bytes()[log_size:].decode(errors="replace") \
-                    or attempt == attempts - 1:
+            if (
+                "could not bind" not in self.log_path.read_bytes()[log_size:].decode(errors="replace")
+                or attempt == attempts - 1
+            ):
                 break
             self._requested_port = _free_port()
         raise PostgresFailed(f"PostgreSQL did not start on 127.0.0.1:{self.port}:\n{self.log_tail()}")
@@ -305,8 +329,14 @@ class PrivatePostgres:
         if self._log is None:
             self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            self.args, cwd=self.root, env=self._env(), stdin=subprocess.DEVNULL, stdout=self._log,
-            stderr=subprocess.STDOUT, start_new_session=True, **_as_system_user(),
+            self.args,
+            cwd=self.root,
+            env=self._env(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **_as_system_user(),
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -355,8 +385,10 @@ def main() -> int:
     started = time.monotonic()
     with temporary_postgres() as server:
         ready = time.monotonic() - started
-        print(f"private PostgreSQL ready in {ready:.2f} s (initdb included) on 127.0.0.1:{server.port}, "
-              f"pid {server.pid}, folder {server.root}")
+        print(
+            f"private PostgreSQL ready in {ready:.2f} s (initdb included) on 127.0.0.1:{server.port}, "
+            f"pid {server.pid}, folder {server.root}"
+        )
         stop_started = time.monotonic()
         server.stop()
         stopped = time.monotonic() - stop_started

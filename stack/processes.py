@@ -48,7 +48,7 @@ class ManagedProcess:
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
-    def start(self) -> "ManagedProcess":
+    def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
@@ -65,7 +65,7 @@ class ManagedProcess:
         except FileNotFoundError:
             return ""
 
-    def wait_until(self, check: Callable[[], bool], *, timeout_s: float, what: str) -> "ManagedProcess":
+    def wait_until(self, check: Callable[[], bool], *, timeout_s: float, what: str) -> ManagedProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.alive():
@@ -78,8 +78,10 @@ class ManagedProcess:
             time.sleep(0.2)
         raise ProcessFailed(f"{self.name}: no {what} within {timeout_s:.0f} s:\n{self.log_tail()}")
 
-    def wait_http_ok(self, url: str, *, timeout_s: float = 60) -> "ManagedProcess":
-        return self.wait_until(lambda: httpx.get(url, timeout=2).status_code == 200, timeout_s=timeout_s, what=f"200 from {url}")
+    def wait_http_ok(self, url: str, *, timeout_s: float = 60) -> ManagedProcess:
+        return self.wait_until(
+            lambda: httpx.get(url, timeout=2).status_code == 200, timeout_s=timeout_s, what=f"200 from {url}"
+        )
 
     def stop(self, *, grace_s: float = 15) -> None:
         """SIGTERM our child's process group (the group we created for it), then SIGKILL what is left."""
@@ -107,13 +109,19 @@ class ManagedProcess:
 
 def base_env(**extra: str) -> dict[str, str]:
     # The local stack's processes share the key `make up` generated under var/ (never a production path).
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1", "CREDENTIALS_KEY_AUTOGENERATE": "true"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "PYTHONUNBUFFERED": "1",
+        "CREDENTIALS_KEY_AUTOGENERATE": "true",
+    }
     env.update({key: str(value) for key, value in extra.items()})
     return env
 
 
-def prefect_env(prefect_home: Path, api_url: str | None = None, *, auth_string: str | None = None,
-                **extra: str) -> dict[str, str]:
+def prefect_env(
+    prefect_home: Path, api_url: str | None = None, *, auth_string: str | None = None, **extra: str
+) -> dict[str, str]:
     """Environment of a process talking to (or being) our Prefect server; never the user's profile. With
     `auth_string` (user:password) the process's Prefect client sends it as basic auth."""
     env = base_env(
@@ -133,9 +141,17 @@ def prefect_env(prefect_home: Path, api_url: str | None = None, *, auth_string: 
     return env
 
 
-def start_prefect_server(prefect_home: Path, *, port: int | None = None, log_dir: Path, timeout_s: float = 90,
-                         ui: bool = False, auth_string: str | None = None, database_url: str | None = None,
-                         **extra_env: str) -> tuple[ManagedProcess, str]:
+def start_prefect_server(
+    prefect_home: Path,
+    *,
+    port: int | None = None,
+    log_dir: Path,
+    timeout_s: float = 90,
+    ui: bool = False,
+    auth_string: str | None = None,
+    database_url: str | None = None,
+    **extra_env: str,
+) -> tuple[ManagedProcess, str]:
     """`prefect server start` on 127.0.0.1 with its own SQLite under `prefect_home`, or on `database_url`
     (postgresql+asyncpg://..., the production setup); returns (process, api_url).
 
@@ -153,8 +169,17 @@ def start_prefect_server(prefect_home: Path, *, port: int | None = None, log_dir
         env.update(PREFECT_UI_ENABLED="true", PREFECT_SERVER_UI_ENABLED="true")
     process = ManagedProcess(
         "prefect-server",
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),
-         *([] if ui else ["--no-ui"]), "--analytics-off"],
+        [
+            str(BIN / "prefect"),
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *([] if ui else ["--no-ui"]),
+            "--analytics-off",
+        ],
         env=env,
         log_path=log_dir / "prefect-server.log",
     ).start()
@@ -168,25 +193,35 @@ def start_prefect_server(prefect_home: Path, *, port: int | None = None, log_dir
 
 
 def deployment_names(api_url: str, auth_string: str | None = None) -> set[str]:
-    response = httpx.post(f"{api_url}/deployments/filter", json={"limit": 200}, timeout=5,
-                          headers=auth_header(auth_string))
+    response = httpx.post(
+        f"{api_url}/deployments/filter", json={"limit": 200}, timeout=5, headers=auth_header(auth_string)
+    )
     response.raise_for_status()
     return {d["name"] for d in response.json()}
 
 
-def start_flow_runner(prefect_home: Path, api_url: str, *, env: Mapping[str, str], log_dir: Path,
-                      expected: set[str] | None = None, timeout_s: float = 90) -> ManagedProcess:
+def start_flow_runner(
+    prefect_home: Path,
+    api_url: str,
+    *,
+    env: Mapping[str, str],
+    log_dir: Path,
+    expected: set[str] | None = None,
+    timeout_s: float = 90,
+) -> ManagedProcess:
     """`python -m flows.serve` (poll every second) until its deployments are registered."""
     from flows.deployments import ORCHESTRATE, RECONCILE, RETRY, SUBMIT
 
     expected = expected or {SUBMIT, ORCHESTRATE, RETRY, RECONCILE}
     runner_env = prefect_env(prefect_home, api_url, PREFECT_RUNNER_POLL_FREQUENCY="1", **dict(env))
     auth_string = runner_env.get(CLIENT_VAR)  # the server's basic auth, when on: passed in `env` (or inherited)
-    process = ManagedProcess("flows-serve", [PYTHON, "-m", "flows.serve"], env=runner_env,
-                             log_path=log_dir / "flows-serve.log").start()
+    process = ManagedProcess(
+        "flows-serve", [PYTHON, "-m", "flows.serve"], env=runner_env, log_path=log_dir / "flows-serve.log"
+    ).start()
     try:
-        process.wait_until(lambda: expected <= deployment_names(api_url, auth_string), timeout_s=timeout_s,
-                           what="deployments")
+        process.wait_until(
+            lambda: expected <= deployment_names(api_url, auth_string), timeout_s=timeout_s, what="deployments"
+        )
     except Exception:
         process.stop()
         raise
@@ -196,11 +231,18 @@ def start_flow_runner(prefect_home: Path, api_url: str, *, env: Mapping[str, str
 def prefect_cli(env: Mapping[str, str], *args: str, timeout_s: float = 300) -> str:
     """`prefect --no-prompt <args>` from the project directory (where prefect.yaml is); its output, or
     ProcessFailed with the output's tail when it exits non-zero."""
-    done = subprocess.run([str(BIN / "prefect"), "--no-prompt", *args], cwd=PROJECT_ROOT, env=dict(env),
-                          capture_output=True, text=True, timeout=timeout_s)
+    done = subprocess.run(
+        [str(BIN / "prefect"), "--no-prompt", *args],
+        cwd=PROJECT_ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
     if done.returncode != 0:
-        raise ProcessFailed(f"prefect {' '.join(args)} exited {done.returncode}:\n"
-                            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise ProcessFailed(
+            f"prefect {' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
     return done.stdout
 
 
@@ -216,36 +258,64 @@ def deploy_to_pool(env: Mapping[str, str], *, pool: str = "robotjobs") -> None:
 
 
 def worker_names(api_url: str, pool: str, auth_string: str | None = None) -> set[str]:
-    response = httpx.post(f"{api_url}/work_pools/{pool}/workers/filter", json={}, timeout=5,
-                          headers=auth_header(auth_string))
+    response = httpx.post(
+        f"{api_url}/work_pools/{pool}/workers/filter", json={}, timeout=5, headers=auth_header(auth_string)
+    )
     response.raise_for_status()
     return {w["name"] for w in response.json()}
 
 
-def start_worker(name: str, *, env: Mapping[str, str], log_dir: Path, pool: str = "robotjobs",
-                 limit: int | None = None, timeout_s: float = 90) -> ManagedProcess:
+def start_worker(
+    name: str,
+    *,
+    env: Mapping[str, str],
+    log_dir: Path,
+    pool: str = "robotjobs",
+    limit: int | None = None,
+    timeout_s: float = 90,
+) -> ManagedProcess:
     """`prefect worker start --pool <pool> --name <name>` (a process worker: each flow run a subprocess with the
     worker's environment), polling every second, until the server lists it in the pool. `env` must hold
     PREFECT_API_URL and, when auth is on, PREFECT_API_AUTH_STRING."""
     worker_env = {"PREFECT_WORKER_QUERY_SECONDS": "1", **dict(env)}
     process = ManagedProcess(
         name,
-        [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--name", name, "--type", "process",
-         *(["--limit", str(limit)] if limit else [])],
+        [
+            str(BIN / "prefect"),
+            "worker",
+            "start",
+            "--pool",
+            pool,
+            "--name",
+            name,
+            "--type",
+            "process",
+            *(["--limit", str(limit)] if limit else []),
+        ],
         env=worker_env,
         log_path=log_dir / f"{name}.log",
     ).start()
     try:
-        process.wait_until(lambda: name in worker_names(env["PREFECT_API_URL"], pool, env.get(CLIENT_VAR)),
-                           timeout_s=timeout_s, what=f"worker {name} in pool {pool}")
+        process.wait_until(
+            lambda: name in worker_names(env["PREFECT_API_URL"], pool, env.get(CLIENT_VAR)),
+            timeout_s=timeout_s,
+            what=f"worker {name} in pool {pool}",
+        )
     except Exception:
         process.stop()
         raise
     return process
 
 
-def start_webhook(*, env: Mapping[str, str], log_dir: Path, port: int | None = None, workers: int = 2,
-                  threads: int = 8, timeout_s: float = 30) -> tuple[ManagedProcess, str]:
+def start_webhook(
+    *,
+    env: Mapping[str, str],
+    log_dir: Path,
+    port: int | None = None,
+    workers: int = 2,
+    threads: int = 8,
+    timeout_s: float = 30,
+) -> tuple[ManagedProcess, str]:
     """The webhook under gunicorn (webhook/gunicorn.conf.py) on 127.0.0.1; returns (process, base_url)."""
     port = port or free_port()
     process = ManagedProcess(
@@ -268,8 +338,9 @@ def start_webhook(*, env: Mapping[str, str], log_dir: Path, port: int | None = N
     return process, url
 
 
-def start_simulator_process(*, log_dir: Path, port: int | None = None, args: list[str] | None = None,
-                            timeout_s: float = 20) -> tuple[ManagedProcess, str]:
+def start_simulator_process(
+    *, log_dir: Path, port: int | None = None, args: list[str] | None = None, timeout_s: float = 20
+) -> tuple[ManagedProcess, str]:
     """`python -m simulator` on 127.0.0.1; returns (process, base_url). Tests may use simulator.start_simulator."""
     port = port or free_port()
     process = ManagedProcess(

@@ -108,8 +108,11 @@ def server_for(database: str) -> Iterator[tuple[str, str]]:
 
     started = time.monotonic()
     with temporary_postgres() as server:
-        print(f"private PostgreSQL {server.pid} ready on 127.0.0.1:{server.port} in {time.monotonic() - started:.1f} s "
-              f"({server.root})", flush=True)
+        print(
+            f"private PostgreSQL {server.pid} ready on 127.0.0.1:{server.port} in {time.monotonic() - started:.1f} s "
+            f"({server.root})",
+            flush=True,
+        )
         try:
             yield server.url(), f"PostgreSQL (private, 127.0.0.1:{server.port})"
         finally:
@@ -118,8 +121,12 @@ def server_for(database: str) -> Iterator[tuple[str, str]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database", action="append", required=True,
-                        help=f"sqlite, {PRIVATE} (a private PostgreSQL for the run) or a PostgreSQL server URL")
+    parser.add_argument(
+        "--database",
+        action="append",
+        required=True,
+        help=f"sqlite, {PRIVATE} (a private PostgreSQL for the run) or a PostgreSQL server URL",
+    )
     parser.add_argument("--no-gates", action="store_true", help="skip ruff and mypy, run only pytest")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments")
     args = parser.parse_args()
@@ -137,8 +144,10 @@ def main() -> int:
             # Each pass keeps its webhook spool apart: callbacks spooled in one pass are never replayed into the next.
             spool = tempfile.mkdtemp(prefix="robotjobs-spool-")
             try:
-                code = runner.pytest(args.pytest_args, {**os.environ, "ROBOTJOBS_TEST_DATABASE": test_database,
-                                                        "WEBHOOK_SPOOL_DIR": spool})
+                code = runner.pytest(
+                    args.pytest_args,
+                    {**os.environ, "ROBOTJOBS_TEST_DATABASE": test_database, "WEBHOOK_SPOOL_DIR": spool},
+                )
             finally:
                 shutil.rmtree(spool, ignore_errors=True)
             if code is not None:
@@ -148,10 +157,13 @@ def main() -> int:
         failures += code != 0
     if runner.interrupted:
         name = signal.Signals(runner.interrupted).name
-        print(f"=== interrupted by {name}: private servers stopped and removed, remaining runs not started ===",
-              flush=True)
+        print(
+            f"=== interrupted by {name}: private servers stopped and removed, remaining runs not started ===",
+            flush=True,
+        )
         return 128 + runner.interrupted
     return 1 if failures else 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -35,8 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         stop_recorded(STATE_DIR)
     stack = start_stack(
         StackConfig(
-            state_dir=STATE_DIR, prefect_port=4200, webhook_port=8000, simulator_port=8100, whatsapp_port=8200,
-            ui=True, simulator_args=["--delay", "2"],
+            state_dir=STATE_DIR,
+            prefect_port=4200,
+            webhook_port=8000,
+            simulator_port=8100,
+            whatsapp_port=8200,
+            ui=True,
+            simulator_args=["--delay", "2"],
             private_postgres=POSTGRES_DIR if args.postgres == "private" else None,
         )
     )
@@ -53,10 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     print(login_help())
     print(stack.alerts)
     if args.postgres == "private":
-        print(f"PostgreSQL: {stack.database_url.rsplit('/', 1)[0]}  (databases robotjobs and prefect, data in "
-              f"{POSTGRES_DIR.relative_to(VAR_DIR.parent)})")
-        print(f"CLI: DATABASE_URL={stack.database_url} PREFECT_API_URL=http://127.0.0.1:4200/api "
-              ".venv/bin/robotjobs workspaces")
+        print(
+            f"PostgreSQL: {stack.database_url.rsplit('/', 1)[0]}  (databases robotjobs and prefect, data in "
+            f"{POSTGRES_DIR.relative_to(VAR_DIR.parent)})"
+        )
+        print(
+            f"CLI: DATABASE_URL={stack.database_url} PREFECT_API_URL=http://127.0.0.1:4200/api "
+            ".venv/bin/robotjobs workspaces"
+        )
     else:
         print("CLI: PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/robotjobs workspaces")
     print("stop with: make down")

@@ -44,8 +44,9 @@ class AfterCommit:
         self._lock = threading.Condition()
         self._started_in_pid: int | None = None
 
-    def submit(self, kind: str, job_id: str, context: dict[str, Any] | None = None,
-               *, items: list[str] | None = None) -> None:
+    def submit(
+        self, kind: str, job_id: str, context: dict[str, Any] | None = None, *, items: list[str] | None = None
+    ) -> None:
         if kind not in self._notifiers:
             return  # e.g. "results" in an app built with test notifiers only
         task = (kind, job_id, context or {})
@@ -107,6 +108,12 @@ class AfterCommit:
                 log("info", f"{kind}_notified", job_id=job_id, **context, ms=round(1000 * (time.monotonic() - started)))
             except Exception as exc:
                 # The result is committed; robot.batch.completed stays in the outbox and is redelivered.
-                log("error", f"{kind}_notify_failed", job_id=job_id, **context, error=f"{type(exc).__name__}: {exc}"[:500])
+                log(
+                    "error",
+                    f"{kind}_notify_failed",
+                    job_id=job_id,
+                    **context,
+                    error=f"{type(exc).__name__}: {exc}"[:500],
+                )
             finally:
                 self._queue.task_done()

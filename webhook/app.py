@@ -97,11 +97,13 @@ def create_app(
             settings.webhook_signing_secrets, tolerance_s=settings.webhook_timestamp_tolerance_s, clock=clock
         ),
         secrets=SecretChecker(settings.webhook_legacy_secret),
-        after_commit=AfterCommit({
-            **relay_notifiers,
-            "resume": resume_notifier or relay_notifiers.get("resume", _no_op),
-            "progress": progress_notifier or relay_notifiers.get("progress", _no_op),
-        }),
+        after_commit=AfterCommit(
+            {
+                **relay_notifiers,
+                "resume": resume_notifier or relay_notifiers.get("resume", _no_op),
+                "progress": progress_notifier or relay_notifiers.get("progress", _no_op),
+            }
+        ),
         openapi=openapi.build_openapi(settings.webhook_max_body_bytes),
     )
     state.inbox = Inbox(
@@ -138,6 +140,12 @@ def create_app(
     register_error_handlers(app)
     for blueprint in (callbacks.bp, jobs_api.bp, dead_letters_api.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
-    log("info", "webhook_app_created", database=engine.dialect.name, signing_secrets=len(settings.webhook_signing_secrets),
-        legacy_secret_enabled=settings.webhook_legacy_secret is not None, spool_dir=str(settings.webhook_spool_dir))
+    log(
+        "info",
+        "webhook_app_created",
+        database=engine.dialect.name,
+        signing_secrets=len(settings.webhook_signing_secrets),
+        legacy_secret_enabled=settings.webhook_legacy_secret is not None,
+        spool_dir=str(settings.webhook_spool_dir),
+    )
     return app

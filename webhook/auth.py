@@ -139,7 +139,9 @@ def callback_credential(
     the clock, or `now`: a spooled request is checked at replay as of its arrival)."""
     if any(headers.get(name) for name in SIGNATURE_HEADERS):
         return CallbackCredential(method="signature", webhook_id=verifier.verify(headers, body, now=now))
-    return CallbackCredential(method="secret", secret=_ascii(headers.get(CALLBACK_SECRET_HEADER), CALLBACK_SECRET_HEADER))
+    return CallbackCredential(
+        method="secret", secret=_ascii(headers.get(CALLBACK_SECRET_HEADER), CALLBACK_SECRET_HEADER)
+    )
 
 
 def check_bearer(authorization: str | None, token: SecretStr | None) -> None:

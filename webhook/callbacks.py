@@ -24,7 +24,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
@@ -128,7 +128,10 @@ def _receipt_is_new(session, webhook_id: str, job_id: str | None) -> bool:
 
 
 def _record(
-    session, body: CallbackResult | BatchCallback, credential: CallbackCredential, attribution: Attribution | None = None
+    session,
+    body: CallbackResult | BatchCallback,
+    credential: CallbackCredential,
+    attribution: Attribution | None = None,
 ) -> Recorded:
     checker = current_app.extensions["robotjobs"].secrets
     attribution = attribution if attribution is not None else Attribution()
@@ -212,8 +215,14 @@ def _reason(exc: Exception) -> str:
 
 
 def _dead_letter(
-    state, exc: Exception, headers: Mapping[str, str], raw: bytes, attribution: Attribution,
-    *, spool_entry: str | None, received_at: float | None,
+    state,
+    exc: Exception,
+    headers: Mapping[str, str],
+    raw: bytes,
+    attribution: Attribution,
+    *,
+    spool_entry: str | None,
+    received_at: float | None,
 ) -> int | None:
     """Keep an authenticated, refused callback (and, at replay, the spool entry's receipt) in one transaction."""
     stored = {name: headers[name] for name in KEPT_HEADERS if name != "X-Callback-Secret" and headers.get(name)}
@@ -228,12 +237,17 @@ def _dead_letter(
             headers=stored,
             auth=attribution.method or "",
             job_id=attribution.job_id,
-            received_at=datetime.fromtimestamp(received_at, timezone.utc) if received_at else None,
+            received_at=datetime.fromtimestamp(received_at, UTC) if received_at else None,
             extra=extra,
         )
         uow.commit()
-    log("warning", "callback_dead_lettered", dead_letter_id=letter.id, auth=attribution.method,
-        reason=letter.reason[:300])
+    log(
+        "warning",
+        "callback_dead_lettered",
+        dead_letter_id=letter.id,
+        auth=attribution.method,
+        reason=letter.reason[:300],
+    )
     return letter.id
 
 
@@ -299,8 +313,11 @@ def handle_callback(
     # A finished job corrected by a late result has a "resume" event too (robot.batch.corrected): deliver it now.
     corrected = any(o.job_corrected for o in recorded.outcomes)
     if recorded.job_id and (changed or recorded.job_finished):
-        state.notify_after_commit(recorded.job_id, finished=recorded.job_finished or corrected,
-                                  changed_items=[o.item_id for o in recorded.outcomes if o.changed])
+        state.notify_after_commit(
+            recorded.job_id,
+            finished=recorded.job_finished or corrected,
+            changed_items=[o.item_id for o in recorded.outcomes if o.changed],
+        )
     return Handled(recorded=recorded, attribution=attribution)
 
 
@@ -411,11 +428,24 @@ def replay_spooled(app: Flask, entry: SpooledRequest) -> str:
         if handled.refusal is not None:
             status, code, *_ = refusal_of(handled.refusal)
             if handled.dead_lettered:
-                log("warning", "spool_entry_replayed", outcome="dead_lettered", status=status, error=code,
-                    dead_letter_id=handled.dead_letter_id, age_s=age_s)
+                log(
+                    "warning",
+                    "spool_entry_replayed",
+                    outcome="dead_lettered",
+                    status=status,
+                    error=code,
+                    dead_letter_id=handled.dead_letter_id,
+                    age_s=age_s,
+                )
                 return "dead_lettered"
-            log("warning", "spool_entry_dropped", reason="refused, not attributable", status=status, error=code,
-                age_s=age_s)
+            log(
+                "warning",
+                "spool_entry_dropped",
+                reason="refused, not attributable",
+                status=status,
+                error=code,
+                age_s=age_s,
+            )
             return "dropped"
         log("info", "spool_entry_replayed", outcome="recorded", age_s=age_s)
         return "recorded"

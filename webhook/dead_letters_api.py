@@ -57,6 +57,8 @@ def list_dead_letters():
     if pending not in ("true", "false", "1", "0"):
         raise BadRequest("pending debe ser true o false.", code="invalid_parameter")
     with UnitOfWork(current_app.extensions["robotjobs"].engine, readonly=True) as uow:
-        letters = dead_letters.list_letters(uow.session, pending_only=pending in ("true", "1"), job_id=job_id, limit=limit)
+        letters = dead_letters.list_letters(
+            uow.session, pending_only=pending in ("true", "1"), job_id=job_id, limit=limit
+        )
         out = DeadLetterList(dead_letters=[dead_letter_out(letter) for letter in letters])
     return jsonify(out.model_dump(mode="json"))

@@ -23,7 +23,9 @@ keepalive = 5
 preload_app = False
 # Access lines carry no headers (so never X-Callback-Secret) and no body.
 accesslog = os.environ.get("ROBOTJOBS_WEBHOOK_ACCESSLOG", "-")
-access_log_format = '{"remote":"%(h)s","request":"%(r)s","status":%(s)s,"bytes":%(B)s,"ms":%(M)s,"request_id":"%({x-request-id}o)s"}'
+access_log_format = (
+    '{"remote":"%(h)s","request":"%(r)s","status":%(s)s,"bytes":%(B)s,"ms":%(M)s,"request_id":"%({x-request-id}o)s"}'
+)
 errorlog = "-"
 loglevel = os.environ.get("ROBOTJOBS_WEBHOOK_LOGLEVEL", "info")
 # Request-line and header limits: generous for Standard Webhooks headers (several rotated signatures), bounded.

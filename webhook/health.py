@@ -33,8 +33,15 @@ def readyz():
         spool = SpoolStatus(**state.inbox.status())
     except OSError as exc:  # the spool directory cannot be created or read: nothing to fall back on
         log("critical", "readiness_spool_unusable", error=f"{type(exc).__name__}: {exc}"[:300])
-        spool = SpoolStatus(entries=0, bytes=0, max_bytes=state.inbox.spool.max_bytes, oldest_age_s=None,
-                            replaying=False, full=True, held=0)
+        spool = SpoolStatus(
+            entries=0,
+            bytes=0,
+            max_bytes=state.inbox.spool.max_bytes,
+            oldest_age_s=None,
+            replaying=False,
+            full=True,
+            held=0,
+        )
     # Down to the spool alone is still ready: the robot never retries, so a host that can keep callbacks must
     # keep taking them. Only a full (or unusable) spool makes this host unready.
     status = "unavailable" if spool.full else ("ok" if database == "ok" else "degraded")

@@ -152,8 +152,13 @@ class Inbox:
             outcome = self._apply(entry)
         except DATABASE_DOWN as exc:
             if not self._database_down_logged:
-                log("warning", "spool_replay_paused", reason="database_unavailable", error=type(exc).__name__,
-                    waiting=len(self.spool.names()))
+                log(
+                    "warning",
+                    "spool_replay_paused",
+                    reason="database_unavailable",
+                    error=type(exc).__name__,
+                    waiting=len(self.spool.names()),
+                )
                 self._database_down_logged = True
             report.stopped_by = "database_unavailable"
             return False
@@ -161,12 +166,23 @@ class Inbox:
             self._attempts[name] += 1
             attempts = self._attempts[name]
             if attempts < self._max_attempts:
-                log("error", "spool_replay_error", spool_entry=name, attempts=attempts,
-                    error=f"{type(exc).__name__}: {exc}"[:500], exc_info=exc)
+                log(
+                    "error",
+                    "spool_replay_error",
+                    spool_entry=name,
+                    attempts=attempts,
+                    error=f"{type(exc).__name__}: {exc}"[:500],
+                    exc_info=exc,
+                )
                 report.stopped_by = "error"
                 return False  # retried on the next poll; the entries behind it keep waiting, in order
-            log("critical", "spool_entry_held", spool_entry=name, attempts=attempts,
-                error=f"{type(exc).__name__}: {exc}"[:500])
+            log(
+                "critical",
+                "spool_entry_held",
+                spool_entry=name,
+                attempts=attempts,
+                error=f"{type(exc).__name__}: {exc}"[:500],
+            )
             self.spool.hold(name)
             del self._attempts[name]
             report.outcomes["held"] += 1

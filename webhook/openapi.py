@@ -51,8 +51,13 @@ def build_openapi(max_body_bytes: int) -> dict[str, Any]:
         return refs[(model, mode)]
 
     def header(name: str, description: str) -> dict[str, Any]:
-        return {"name": name, "in": "header", "required": False, "description": description,
-                "schema": {"type": "string"}}
+        return {
+            "name": name,
+            "in": "header",
+            "required": False,
+            "description": description,
+            "schema": {"type": "string"},
+        }
 
     job_id_param = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
     read_errors = {
@@ -92,7 +97,9 @@ def build_openapi(max_body_bytes: int) -> dict[str, Any]:
                         "required": True,
                         "content": {
                             "application/json": {
-                                "schema": {"oneOf": [ref(CallbackResult, "validation"), ref(BatchCallback, "validation")]}
+                                "schema": {
+                                    "oneOf": [ref(CallbackResult, "validation"), ref(BatchCallback, "validation")]
+                                }
                             }
                         },
                     },
@@ -125,7 +132,10 @@ def build_openapi(max_body_bytes: int) -> dict[str, Any]:
                     "summary": "A robot job with its items, orders and contacts",
                     "parameters": [job_id_param],
                     "responses": {
-                        "200": {"description": "The job.", "content": {"application/json": {"schema": ref(JobOut, "serialization")}}},
+                        "200": {
+                            "description": "The job.",
+                            "content": {"application/json": {"schema": ref(JobOut, "serialization")}},
+                        },
                         **read_errors,
                     },
                     "security": [{"bearer": []}],
@@ -162,12 +172,25 @@ def build_openapi(max_body_bytes: int) -> dict[str, Any]:
                     "operationId": "listDeadLetters",
                     "summary": "Authenticated callbacks that could not be applied, newest first",
                     "parameters": [
-                        {"name": "pending", "in": "query", "required": False, "schema": {"type": "boolean"},
-                         "description": "Only the ones not replayed yet."},
-                        {"name": "job_id", "in": "query", "required": False,
-                         "schema": {"type": "string", "maxLength": 36, "pattern": "^[^\\x00]*$"}},
-                        {"name": "limit", "in": "query", "required": False,
-                         "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}},
+                        {
+                            "name": "pending",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "boolean"},
+                            "description": "Only the ones not replayed yet.",
+                        },
+                        {
+                            "name": "job_id",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "maxLength": 36, "pattern": "^[^\\x00]*$"},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
+                        },
                     ],
                     "responses": {
                         "200": {
@@ -186,7 +209,10 @@ def build_openapi(max_body_bytes: int) -> dict[str, Any]:
                     "operationId": "healthz",
                     "summary": "The process answers",
                     "responses": {
-                        "200": {"description": "Alive.", "content": {"application/json": {"schema": ref(Health, "serialization")}}}
+                        "200": {
+                            "description": "Alive.",
+                            "content": {"application/json": {"schema": ref(Health, "serialization")}},
+                        }
                     },
                 }
             },
@@ -212,7 +238,12 @@ def build_openapi(max_body_bytes: int) -> dict[str, Any]:
                 "get": {
                     "operationId": "openapi",
                     "summary": "This document",
-                    "responses": {"200": {"description": "OpenAPI 3.1.", "content": {"application/json": {"schema": {"type": "object"}}}}},
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.1.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
                 }
             },
         },

@@ -48,8 +48,9 @@ class CallbackResult(_Callback):
         "original kept in the message.",
     )
     error_message: str | None = Field(
-        default=None, alias="errorMessage", description="Spanish, for operators; longer than 1,000 characters is "
-        "truncated."
+        default=None,
+        alias="errorMessage",
+        description="Spanish, for operators; longer than 1,000 characters is truncated.",
     )
 
     @field_validator("tracking_number", mode="before")
@@ -168,8 +169,9 @@ class ItemOut(BaseModel):
     status: str
     tracking_number: str | None = None
     pedido: str | None = Field(
-        default=None, description="On success: the pedido number, or 'número de pedido desconocido' when the robot "
-        "created the order without reading it (look it up on the portal)."
+        default=None,
+        description="On success: the pedido number, or 'número de pedido desconocido' when the robot "
+        "created the order without reading it (look it up on the portal).",
     )
     resolved_by: str | None = Field(default=None, description="robot, or robotjobs for our own closures.")
     possible_duplicate: str | None = Field(

@@ -138,14 +138,20 @@ class Spool:
         data = (self.directory / name).read_bytes()
         if not data.startswith(_MAGIC):
             raise SpoolCorrupt(f"{name}: not a spool entry")
-        head, sep, body = data[len(_MAGIC):].partition(b"\n")
+        head, sep, body = data[len(_MAGIC) :].partition(b"\n")
         try:
             meta = json.loads(head)
         except ValueError as exc:
             raise SpoolCorrupt(f"{name}: bad header: {exc}") from None
-        if not sep or len(body) != meta.get("body_bytes") or hashlib.sha256(body).hexdigest() != meta.get("body_sha256"):
+        if (
+            not sep
+            or len(body) != meta.get("body_bytes")
+            or hashlib.sha256(body).hexdigest() != meta.get("body_sha256")
+        ):
             raise SpoolCorrupt(f"{name}: body length or checksum mismatch")
-        return SpooledRequest(name=name, received_at=float(meta["received_at"]), headers=dict(meta["headers"]), body=body)
+        return SpooledRequest(
+            name=name, received_at=float(meta["received_at"]), headers=dict(meta["headers"]), body=body
+        )
 
     def delete(self, name: str) -> None:
         """Remove a replayed entry, durably (else a crash could bring it back: harmless, as replay is receipted)."""

@@ -57,8 +57,14 @@ def shop(uow) -> Shop:
 @pytest.fixture
 def make_order(uow, shop):
     def make(
-        *, name="Pedido 1042", contact_name="Elena Beltrán", phone="+57 313 347 7968", email="elena@example.com",
-        city="MANIZALES", total=Decimal("139900"), stage="Por despachar",
+        *,
+        name="Pedido 1042",
+        contact_name="Elena Beltrán",
+        phone="+57 313 347 7968",
+        email="elena@example.com",
+        city="MANIZALES",
+        total=Decimal("139900"),
+        stage="Por despachar",
     ) -> str:
         with uow() as tx:
             contact = Contact(workspace_id=shop.workspace_id, name=contact_name, phone=phone, email=email)
@@ -67,9 +73,15 @@ def make_order(uow, shop):
             order = create_order(
                 tx.session,
                 Order(
-                    workspace_id=shop.workspace_id, contact_id=contact.id, pipeline_id=shop.pipeline_id,
-                    stage_id=shop.stages[stage], name=name, total_value=total, shipping_address="calle 49f",
-                    shipping_city=city, shipping_department="CDAS",
+                    workspace_id=shop.workspace_id,
+                    contact_id=contact.id,
+                    pipeline_id=shop.pipeline_id,
+                    stage_id=shop.stages[stage],
+                    name=name,
+                    total_value=total,
+                    shipping_address="calle 49f",
+                    shipping_city=city,
+                    shipping_department="CDAS",
                 ),
             )
             tx.commit()
@@ -166,7 +178,8 @@ class Db:
 
     def runs(self, execution_id):
         return self.all(
-            AutomationActionRun, AutomationActionRun.execution_id == execution_id,
+            AutomationActionRun,
+            AutomationActionRun.execution_id == execution_id,
             order_by=AutomationActionRun.action_index,
         )
 

@@ -54,8 +54,11 @@ def three_actions(automation, shop):
         trigger_type="robot.coord.completed",
         actions=[
             {"type": "create_task", "title": "antes {{orden.tracking_number}}"},
-            {"type": "send_whatsapp_template", "template_name": "pedido_despachado",
-             "parameters": ["{{orden.tracking_number}}"]},
+            {
+                "type": "send_whatsapp_template",
+                "template_name": "pedido_despachado",
+                "parameters": ["{{orden.tracking_number}}"],
+            },
             {"type": "change_stage", "stage_id": shop.stages["Despachado"]},
         ],
     )
@@ -68,8 +71,10 @@ def test_crash_after_claiming_the_action_then_redelivery_sends_once(
     automation_id = three_actions(automation, shop)
     order_id = make_order()
     robot_completed(order_id, "C-77")
-    crashing = Effects(whatsapp=CrashingWhatsApp(fake_whatsapp.base_url, after_send=after_send),
-                       webhook=WebhookSender(allow_private=False))
+    crashing = Effects(
+        whatsapp=CrashingWhatsApp(fake_whatsapp.base_url, after_send=after_send),
+        webhook=WebhookSender(allow_private=False),
+    )
 
     with pytest.raises(Crash):
         run_once(engine, settings, worker_id="dies", lease_seconds=1, effects=crashing)
@@ -103,9 +108,24 @@ def _runner_process(database_url, fake_whatsapp, worker_id):
         "AUTOMATIONS_ENABLED": "true",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "automations.runner", "--worker-id", worker_id, "--lease-seconds", "2",
-         "--poll-interval", "0.1", "--batch-size", "10"],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "automations.runner",
+            "--worker-id",
+            worker_id,
+            "--lease-seconds",
+            "2",
+            "--poll-interval",
+            "0.1",
+            "--batch-size",
+            "10",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -140,9 +160,14 @@ def test_runner_process_killed_mid_batch_and_restarted_sends_every_message_once(
 
     second = _runner_process(database_url, fake_whatsapp, "second")
     try:
-        wait_until(lambda: not db.undelivered() and len(db.executions(automation_id)) == 3
-                   and all(e.status == "succeeded" for e in db.executions(automation_id)),
-                   what="the restarted runner to finish")
+        wait_until(
+            lambda: (
+                not db.undelivered()
+                and len(db.executions(automation_id)) == 3
+                and all(e.status == "succeeded" for e in db.executions(automation_id))
+            ),
+            what="the restarted runner to finish",
+        )
     finally:
         output = _stop(second)
     assert second.returncode == 0, output
@@ -177,8 +202,13 @@ def test_two_runners_at_once_do_every_effect_once(
     for thread in threads:
         thread.start()
     try:
-        wait_until(lambda: not db.undelivered() and sum(
-            e.status == "succeeded" for e in db.executions(automation_id)) == len(orders), what="both runners")
+        wait_until(
+            lambda: (
+                not db.undelivered()
+                and sum(e.status == "succeeded" for e in db.executions(automation_id)) == len(orders)
+            ),
+            what="both runners",
+        )
     finally:
         stop.set()
         for thread in threads:

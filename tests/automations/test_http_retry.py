@@ -33,15 +33,27 @@ def _run(answers, policy=RetryPolicy(budget_s=30, base_delay_s=0.5, max_delay_s=
 
     clock = FakeClock()
     with httpx.Client(transport=httpx.MockTransport(handler), base_url="http://127.0.0.1") as client:
-        attempts = post_with_retry(client, "/x", json={}, headers={"Idempotency-Key": "k-1"}, policy=policy,
-                                   sleep=clock.sleep, clock=lambda: clock.now)
+        attempts = post_with_retry(
+            client,
+            "/x",
+            json={},
+            headers={"Idempotency-Key": "k-1"},
+            policy=policy,
+            sleep=clock.sleep,
+            clock=lambda: clock.now,
+        )
     return attempts, seen, clock
 
 
 def test_timeouts_resets_and_5xx_are_retried_with_the_same_key_and_backoff():
-    attempts, seen, clock = _run([
-        httpx.ReadTimeout("slow"), httpx.ConnectError("refused"), httpx.Response(502), httpx.Response(200),
-    ])
+    attempts, seen, clock = _run(
+        [
+            httpx.ReadTimeout("slow"),
+            httpx.ConnectError("refused"),
+            httpx.Response(502),
+            httpx.Response(200),
+        ]
+    )
     assert attempts.response.status_code == 200 and attempts.count == 4 and not attempts.gave_up
     assert seen == ["k-1"] * 4 and clock.sleeps == [0.5, 1.0, 2.0]
 

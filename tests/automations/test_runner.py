@@ -16,8 +16,11 @@ def dispatched_automation(automation, shop, **extra):
         trigger_type="robot.coord.completed",
         actions=[
             {"type": "change_stage", "stage_id": shop.stages["Despachado"]},
-            {"type": "send_whatsapp_template", "template_name": "pedido_despachado",
-             "parameters": ["{{contacto.nombre}}", "{{orden.tracking_number}}", "{{orden.total_formato}}"]},
+            {
+                "type": "send_whatsapp_template",
+                "template_name": "pedido_despachado",
+                "parameters": ["{{contacto.nombre}}", "{{orden.tracking_number}}", "{{orden.total_formato}}"],
+            },
         ],
         **extra,
     )
@@ -38,13 +41,18 @@ def test_robot_completed_moves_to_despachado_and_sends_the_tracking_number(
     assert message["type"] == "template"
     assert message["template"]["name"] == "pedido_despachado"
     assert [p["text"] for p in message["template"]["components"][0]["parameters"]] == [
-        "Elena Beltrán", "C-10107", "$139.900"]
+        "Elena Beltrán",
+        "C-10107",
+        "$139.900",
+    ]
     assert message["idempotency_key"] == f"{event_id}:{automation_id}:1"
     [execution] = db.executions(automation_id)
     assert (execution.event_id, execution.status, execution.depth) == (event_id, "succeeded", 0)
     runs = db.runs(execution.id)
-    assert [(r.action_type, r.status) for r in runs] == [("change_stage", "succeeded"),
-                                                           ("send_whatsapp_template", "succeeded")]
+    assert [(r.action_type, r.status) for r in runs] == [
+        ("change_stage", "succeeded"),
+        ("send_whatsapp_template", "succeeded"),
+    ]
     assert all(r.duration_ms is not None and r.attempts == 1 for r in runs)
     assert runs[1].result["message_id"] == message["id"]
     assert db.undelivered() == []
@@ -52,7 +60,9 @@ def test_robot_completed_moves_to_despachado_and_sends_the_tracking_number(
     with uow() as tx:
         [view] = execution_log(tx.session, event_id=event_id)
     assert view.status == "succeeded" and [(a.index, a.type, a.status) for a in view.actions] == [
-        (0, "change_stage", "succeeded"), (1, "send_whatsapp_template", "succeeded")]
+        (0, "change_stage", "succeeded"),
+        (1, "send_whatsapp_template", "succeeded"),
+    ]
     # A second pass finds nothing to do: no second message.
     drain()
     assert len(fake_whatsapp.messages) == 1
@@ -89,17 +99,21 @@ def test_provider_down_past_the_retry_budget_stops_the_rest_and_is_logged(
     assert db.undelivered() == []  # handled: failure is logged, the event is not retried forever
 
 
-def test_conditions_decide_and_filters_select(shop, make_order, robot_completed, automation, drain, db,
-                                              fake_whatsapp):
+def test_conditions_decide_and_filters_select(shop, make_order, robot_completed, automation, drain, db, fake_whatsapp):
     only_manizales = automation(
         trigger_type="robot.coord.completed",
-        conditions={"logic": "and", "conditions": [
-            {"field": "orden.ciudad_envio", "operator": "equals", "value": "Manizales"},
-            {"field": "orden.valor", "operator": "gte", "value": 100000}]},
+        conditions={
+            "logic": "and",
+            "conditions": [
+                {"field": "orden.ciudad_envio", "operator": "equals", "value": "Manizales"},
+                {"field": "orden.valor", "operator": "gte", "value": 100000},
+            ],
+        },
         actions=[{"type": "create_task", "title": "Despacho grande a {{orden.ciudad_envio}}"}],
     )
     other_pipeline = automation(
-        trigger_type="robot.coord.completed", trigger_config={"pipeline_id": shop.other_pipeline_id},
+        trigger_type="robot.coord.completed",
+        trigger_config={"pipeline_id": shop.other_pipeline_id},
         actions=[{"type": "create_task", "title": "nunca"}],
     )
     manizales = make_order(city="MANIZALES")
@@ -117,8 +131,9 @@ def test_conditions_decide_and_filters_select(shop, make_order, robot_completed,
     assert db.executions(other_pipeline) == []  # filtered out by the trigger config: no execution at all
 
 
-def test_missing_variables_render_empty_and_are_recorded(shop, make_order, robot_completed, automation, drain, db,
-                                                         fake_whatsapp):
+def test_missing_variables_render_empty_and_are_recorded(
+    shop, make_order, robot_completed, automation, drain, db, fake_whatsapp
+):
     automation_id = automation(
         trigger_type="robot.coord.completed",
         actions=[{"type": "send_whatsapp_text", "text": "Hola {{contacto.nombre}} ({{contacto.email}})"}],
@@ -131,14 +146,16 @@ def test_missing_variables_render_empty_and_are_recorded(shop, make_order, robot
     assert db.runs(execution.id)[0].result["missing_variables"] == ["contacto.email"]
 
 
-def test_update_field_cascades_one_level_into_field_changed(shop, make_order, robot_completed, automation, drain,
-                                                            db):
+def test_update_field_cascades_one_level_into_field_changed(shop, make_order, robot_completed, automation, drain, db):
     first = automation(
         trigger_type="robot.coord.completed",
-        actions=[{"type": "update_field", "field": "custom_fields.notificado", "value": "guía {{orden.tracking_number}}"}],
+        actions=[
+            {"type": "update_field", "field": "custom_fields.notificado", "value": "guía {{orden.tracking_number}}"}
+        ],
     )
     second = automation(
-        trigger_type="field.changed", trigger_config={"field": "custom_fields.notificado"},
+        trigger_type="field.changed",
+        trigger_config={"field": "custom_fields.notificado"},
         conditions={"conditions": [{"field": "evento.valor_nuevo", "operator": "contains", "value": "C-9"}]},
         actions=[{"type": "create_task", "title": "Confirmar {{evento.valor_nuevo}}", "due_in_hours": 24}],
     )
@@ -154,10 +171,16 @@ def test_update_field_cascades_one_level_into_field_changed(shop, make_order, ro
 
 
 def test_cascade_stops_at_depth_3_and_records_the_suppression(uow, shop, make_order, automation, drain, db):
-    to_y = automation(trigger_type="order.stage_changed", trigger_config={"stage_id": shop.stages["X"]},
-                      actions=[{"type": "change_stage", "stage_id": shop.stages["Y"]}])
-    to_x = automation(trigger_type="order.stage_changed", trigger_config={"stage_id": shop.stages["Y"]},
-                      actions=[{"type": "change_stage", "stage_id": shop.stages["X"]}])
+    to_y = automation(
+        trigger_type="order.stage_changed",
+        trigger_config={"stage_id": shop.stages["X"]},
+        actions=[{"type": "change_stage", "stage_id": shop.stages["Y"]}],
+    )
+    to_x = automation(
+        trigger_type="order.stage_changed",
+        trigger_config={"stage_id": shop.stages["Y"]},
+        actions=[{"type": "change_stage", "stage_id": shop.stages["X"]}],
+    )
     order_id = make_order()
     with uow() as tx:
         move_order_to_stage(tx.session, order_id, stage_id=shop.stages["X"])
@@ -167,7 +190,11 @@ def test_cascade_stops_at_depth_3_and_records_the_suppression(uow, shop, make_or
 
     executions = sorted(db.executions(to_y) + db.executions(to_x), key=lambda e: e.depth)
     assert [(e.depth, e.status) for e in executions] == [
-        (0, "succeeded"), (1, "succeeded"), (2, "succeeded"), (3, "suppressed")]
+        (0, "succeeded"),
+        (1, "succeeded"),
+        (2, "succeeded"),
+        (3, "suppressed"),
+    ]
     assert [e.automation_id for e in executions] == [to_y, to_x, to_y, to_x]
     assert "profundidad 3" in executions[3].error
     assert [r.status for r in db.runs(executions[3].id)] == ["skipped"]
@@ -176,19 +203,22 @@ def test_cascade_stops_at_depth_3_and_records_the_suppression(uow, shop, make_or
 
 
 def test_disabled_automation_does_nothing(shop, make_order, robot_completed, automation, drain, db):
-    automation_id = automation(trigger_type="robot.coord.completed", enabled=False,
-                               actions=[{"type": "create_task", "title": "x"}])
+    automation_id = automation(
+        trigger_type="robot.coord.completed", enabled=False, actions=[{"type": "create_task", "title": "x"}]
+    )
     robot_completed(make_order(), "C-1")
     drain()
     assert db.executions(automation_id) == [] and db.tasks() == []
 
 
-def test_change_stage_outside_the_orders_pipeline_fails_at_run_time(shop, make_order, robot_completed, automation,
-                                                                   drain, db):
+def test_change_stage_outside_the_orders_pipeline_fails_at_run_time(
+    shop, make_order, robot_completed, automation, drain, db
+):
     # Saved without a pipeline filter, so only the order can tell: the domain refuses and the log says why.
-    automation_id = automation(trigger_type="robot.coord.completed",
-                               actions=[{"type": "change_stage", "stage_id": shop.other_stage_id},
-                                        {"type": "create_task", "title": "x"}])
+    automation_id = automation(
+        trigger_type="robot.coord.completed",
+        actions=[{"type": "change_stage", "stage_id": shop.other_stage_id}, {"type": "create_task", "title": "x"}],
+    )
     order_id = make_order()
     robot_completed(order_id, "C-1")
     drain()

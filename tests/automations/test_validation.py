@@ -25,17 +25,29 @@ def errors_of(uow, shop, **data) -> list[dict]:
 
 def test_a_valid_automation_is_stored(uow, shop, db):
     automation = save(
-        uow, shop, trigger_type="robot.coord.completed", trigger_config={"pipeline_id": shop.pipeline_id},
+        uow,
+        shop,
+        trigger_type="robot.coord.completed",
+        trigger_config={"pipeline_id": shop.pipeline_id},
         conditions={"logic": "and", "conditions": [{"field": "orden.valor", "operator": "gt", "value": 0}]},
-        actions=[{"type": "change_stage", "stage_id": shop.stages["Despachado"]},
-                 {"type": "send_whatsapp_template", "template_name": "despacho",
-                  "parameters": ["{{orden.tracking_number}}"]}],
+        actions=[
+            {"type": "change_stage", "stage_id": shop.stages["Despachado"]},
+            {
+                "type": "send_whatsapp_template",
+                "template_name": "despacho",
+                "parameters": ["{{orden.tracking_number}}"],
+            },
+        ],
     )
     stored = db.get(Automation, automation.id)
     assert stored.enabled is True
-    assert stored.actions[1] == {"type": "send_whatsapp_template", "to": "{{contacto.telefono}}",
-                                 "template_name": "despacho", "language": "es",
-                                 "parameters": ["{{orden.tracking_number}}"]}
+    assert stored.actions[1] == {
+        "type": "send_whatsapp_template",
+        "to": "{{contacto.telefono}}",
+        "template_name": "despacho",
+        "language": "es",
+        "parameters": ["{{orden.tracking_number}}"],
+    }
     assert stored.conditions["conditions"][0]["operator"] == "gt"
 
 
@@ -48,14 +60,20 @@ def test_more_than_ten_actions_is_refused(uow, shop, db):
 
 def test_change_stage_to_another_pipelines_stage_is_refused(uow, shop):
     errors = errors_of(
-        uow, shop, trigger_type="robot.coord.completed", trigger_config={"pipeline_id": shop.pipeline_id},
+        uow,
+        shop,
+        trigger_type="robot.coord.completed",
+        trigger_config={"pipeline_id": shop.pipeline_id},
         actions=[{"type": "change_stage", "stage_id": shop.other_stage_id}],
     )
     assert errors[0]["loc"] == "actions.0.stage_id"
     assert "otro pipeline" in errors[0]["msg"]
     # The stage filter of order.stage_changed fixes the pipeline too.
     errors = errors_of(
-        uow, shop, trigger_type="order.stage_changed", trigger_config={"stage_id": shop.stages["Despachado"]},
+        uow,
+        shop,
+        trigger_type="order.stage_changed",
+        trigger_config={"stage_id": shop.stages["Despachado"]},
         actions=[{"type": "change_stage", "stage_id": shop.other_stage_id}],
     )
     assert "otro pipeline" in errors[0]["msg"]
@@ -63,12 +81,20 @@ def test_change_stage_to_another_pipelines_stage_is_refused(uow, shop):
 
 def test_unknown_operator_is_refused(uow, shop):
     errors = errors_of(
-        uow, shop, trigger_type="order.created", actions=[TASK],
-        conditions={"logic": "or", "conditions": [
-            {"logic": "and", "conditions": [{"field": "orden.valor", "operator": "approximately", "value": 1}]}]},
+        uow,
+        shop,
+        trigger_type="order.created",
+        actions=[TASK],
+        conditions={
+            "logic": "or",
+            "conditions": [
+                {"logic": "and", "conditions": [{"field": "orden.valor", "operator": "approximately", "value": 1}]}
+            ],
+        },
     )
-    assert errors == [{"loc": "conditions.conditions.0.conditions.0.operator",
-                       "msg": "Operador desconocido: 'approximately'"}]
+    assert errors == [
+        {"loc": "conditions.conditions.0.conditions.0.operator", "msg": "Operador desconocido: 'approximately'"}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -76,21 +102,45 @@ def test_unknown_operator_is_refused(uow, shop):
     [
         ({"trigger_type": "robot.finished", "actions": [TASK]}, "trigger_type", "Disparador desconocido"),
         ({"trigger_type": "field.changed", "actions": [TASK]}, "trigger_config.field", "Filtro requerido"),
-        ({"trigger_type": "order.created", "trigger_config": {"stage_id": "x"}, "actions": [TASK]},
-         "trigger_config.stage_id", "Filtro no disponible"),
+        (
+            {"trigger_type": "order.created", "trigger_config": {"stage_id": "x"}, "actions": [TASK]},
+            "trigger_config.stage_id",
+            "Filtro no disponible",
+        ),
         ({"trigger_type": "order.created", "actions": []}, "actions", "al menos una acción"),
         ({"trigger_type": "order.created", "actions": [{"type": "send_sms"}]}, "actions.0", "Tipo de acción"),
-        ({"trigger_type": "order.created", "actions": [{"type": "change_stage", "stage_id": "nope"}]},
-         "actions.0.stage_id", "Etapa desconocida"),
-        ({"trigger_type": "order.created", "actions": [{"type": "update_field", "field": "color", "value": 1}]},
-         "actions.0.field", "Campo desconocido"),
-        ({"trigger_type": "order.created", "actions": [{"type": "webhook", "url": "file:///etc/passwd",
-                                                        "message": "x"}]}, "actions.0.url", "http"),
-        ({"trigger_type": "order.created", "actions": [{"type": "send_whatsapp_text", "text": "{{orden.guia}}"}]},
-         "actions.0.text", "Variable desconocida"),
-        ({"trigger_type": "order.created", "actions": [TASK],
-          "conditions": {"conditions": [{"field": "evento.campo", "operator": "exists"}]}},
-         "conditions", "Variable desconocida"),
+        (
+            {"trigger_type": "order.created", "actions": [{"type": "change_stage", "stage_id": "nope"}]},
+            "actions.0.stage_id",
+            "Etapa desconocida",
+        ),
+        (
+            {"trigger_type": "order.created", "actions": [{"type": "update_field", "field": "color", "value": 1}]},
+            "actions.0.field",
+            "Campo desconocido",
+        ),
+        (
+            {
+                "trigger_type": "order.created",
+                "actions": [{"type": "webhook", "url": "file:///etc/passwd", "message": "x"}],
+            },
+            "actions.0.url",
+            "http",
+        ),
+        (
+            {"trigger_type": "order.created", "actions": [{"type": "send_whatsapp_text", "text": "{{orden.guia}}"}]},
+            "actions.0.text",
+            "Variable desconocida",
+        ),
+        (
+            {
+                "trigger_type": "order.created",
+                "actions": [TASK],
+                "conditions": {"conditions": [{"field": "evento.campo", "operator": "exists"}]},
+            },
+            "conditions",
+            "Variable desconocida",
+        ),
     ],
 )
 def test_other_invalid_automations(uow, shop, data, loc, fragment):
@@ -101,9 +151,18 @@ def test_other_invalid_automations(uow, shop, data, loc, fragment):
 def test_update_replaces_the_automation(uow, shop, db):
     automation = save(uow, shop, trigger_type="order.created", actions=[TASK])
     with uow() as tx:
-        save_automation(tx.session, workspace_id=shop.workspace_id, automation_id=automation.id,
-                        data={"name": "b", "trigger_type": "field.changed", "trigger_config": {"field": "carrier"},
-                              "actions": [TASK, TASK], "enabled": False})
+        save_automation(
+            tx.session,
+            workspace_id=shop.workspace_id,
+            automation_id=automation.id,
+            data={
+                "name": "b",
+                "trigger_type": "field.changed",
+                "trigger_config": {"field": "carrier"},
+                "actions": [TASK, TASK],
+                "enabled": False,
+            },
+        )
         tx.commit()
     stored = db.get(Automation, automation.id)
     assert (stored.name, stored.trigger_type, len(stored.actions), stored.enabled) == ("b", "field.changed", 2, False)

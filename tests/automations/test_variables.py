@@ -12,9 +12,17 @@ PAYLOAD = {
     "job_id": "job-7",
     "item_id": "itm_abc",
     "order": {
-        "id": "o-1", "name": "Pedido 10107", "total_value": "139900.00", "tracking_number": "10107",
-        "carrier": "COORDINADORA", "shipping_address": "calle 49f", "shipping_city": "MANIZALES",
-        "shipping_department": "CDAS", "pipeline_id": "p", "stage_id": "s", "tags": ["VIP"],
+        "id": "o-1",
+        "name": "Pedido 10107",
+        "total_value": "139900.00",
+        "tracking_number": "10107",
+        "carrier": "COORDINADORA",
+        "shipping_address": "calle 49f",
+        "shipping_city": "MANIZALES",
+        "shipping_department": "CDAS",
+        "pipeline_id": "p",
+        "stage_id": "s",
+        "tags": ["VIP"],
         "custom_fields": {"color": "rojo"},
     },
     "contact": {"id": "c-1", "name": "Elena Beltrán", "phone": "3133477968", "email": None},
@@ -43,8 +51,15 @@ def test_catalog_variables_come_from_the_payload():
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [("139900.00", "$139.900"), (1500000, "$1.500.000"), ("999", "$999"), ("0", "$0"), ("1234.5", "$1.235"),
-     (None, ""), ("abc", "")],
+    [
+        ("139900.00", "$139.900"),
+        (1500000, "$1.500.000"),
+        ("999", "$999"),
+        ("0", "$0"),
+        ("1234.5", "$1.235"),
+        (None, ""),
+        ("abc", ""),
+    ],
 )
 def test_pesos_use_dot_thousands_and_no_decimals(value, text):
     assert format_cop(value) == text
@@ -52,8 +67,11 @@ def test_pesos_use_dot_thousands_and_no_decimals(value, text):
 
 def test_render_replaces_variables_and_reports_missing_ones():
     variables = build_variables("robot.coord.completed", PAYLOAD)
-    rendered = render("Hola {{contacto.nombre}}, guía {{ orden.tracking_number }} por {{orden.total_formato}}. "
-                      "Escríbenos a {{contacto.email}} {{orden.inventada}}", variables)
+    rendered = render(
+        "Hola {{contacto.nombre}}, guía {{ orden.tracking_number }} por {{orden.total_formato}}. "
+        "Escríbenos a {{contacto.email}} {{orden.inventada}}",
+        variables,
+    )
     assert rendered.text == "Hola Elena Beltrán, guía 10107 por $139.900. Escríbenos a  "
     assert rendered.missing == ["contacto.email", "orden.inventada"]
     assert preview("Sin variables", variables).missing == []
@@ -62,15 +80,19 @@ def test_render_replaces_variables_and_reports_missing_ones():
 def test_action_preview_renders_every_text_and_lists_missing():
     variables = build_variables("robot.coord.completed", PAYLOAD)
     whatsapp = render_action(
-        SendWhatsappTemplateAction(template_name="pedido_despachado",
-                                   parameters=["{{contacto.nombre}}", "{{orden.tracking_number}}", "{{contacto.email}}"]),
+        SendWhatsappTemplateAction(
+            template_name="pedido_despachado",
+            parameters=["{{contacto.nombre}}", "{{orden.tracking_number}}", "{{contacto.email}}"],
+        ),
         variables,
     )
     assert whatsapp.action["to"] == "3133477968"
     assert whatsapp.action["parameters"] == ["Elena Beltrán", "10107", ""]
     assert whatsapp.missing == ["contacto.email"]
-    hook = render_action(WebhookAction(url="https://hooks.slack.com/x", body={"text": "Guía {{orden.tracking_number}}",
-                                                                              "n": 1}), variables)
+    hook = render_action(
+        WebhookAction(url="https://hooks.slack.com/x", body={"text": "Guía {{orden.tracking_number}}", "n": 1}),
+        variables,
+    )
     assert hook.action["body"] == {"text": "Guía 10107", "n": 1}
 
 
@@ -80,8 +102,17 @@ def test_catalog_is_listable_data():
     robot = catalog["robot.coord.completed"]
     assert robot["label"] == "Robot Coordinadora completado" and robot["category"] == "Logistica"
     assert {v["path"] for v in robot["variables"]} >= {
-        "orden.id", "orden.nombre", "orden.valor", "orden.tracking_number", "orden.carrier", "orden.ciudad_envio",
-        "orden.direccion_envio", "orden.departamento_envio", "contacto.nombre", "contacto.telefono", "contacto.email",
+        "orden.id",
+        "orden.nombre",
+        "orden.valor",
+        "orden.tracking_number",
+        "orden.carrier",
+        "orden.ciudad_envio",
+        "orden.direccion_envio",
+        "orden.departamento_envio",
+        "contacto.nombre",
+        "contacto.telefono",
+        "contacto.email",
     }
     assert [f for f in catalog["field.changed"]["filters"] if f["name"] == "field"][0]["required"] is True
     assert {f["name"] for f in catalog["order.stage_changed"]["filters"]} == {"pipeline_id", "stage_id"}

@@ -81,8 +81,14 @@ def test_guard_allows_public_addresses_and_opt_in_private_ones():
 def webhook_automation(automation, url):
     return automation(
         trigger_type="robot.coord.completed",
-        actions=[{"type": "webhook", "url": url, "message": "Pedido {{orden.nombre}} despachado, guía {{orden.tracking_number}}"},
-                 {"type": "create_task", "title": "después del webhook"}],
+        actions=[
+            {
+                "type": "webhook",
+                "url": url,
+                "message": "Pedido {{orden.nombre}} despachado, guía {{orden.tracking_number}}",
+            },
+            {"type": "create_task", "title": "después del webhook"},
+        ],
     )
 
 

@@ -32,11 +32,17 @@ def finished_job(uow):
         job = jobs.create_robot_job(tx.session, workspace_id=demo.workspace_id, order_ids=demo.order_ids[:3]).job
         jobs.start_job(tx.session, job.id, flow_run_id="run-1")
         items = [v.item.id for v in jobs.get_job_view(tx.session, job.id).items]
-        record_batch_results(tx.session, job.id, [
-            ItemResult(item_id=items[0], status="success", tracking_number="10107"),
-            ItemResult(item_id=items[1], status="success", tracking_number="10108"),
-            ItemResult(item_id=items[2], status="error", error_type="portal", error_message="No se encontró el municipio"),
-        ])
+        record_batch_results(
+            tx.session,
+            job.id,
+            [
+                ItemResult(item_id=items[0], status="success", tracking_number="10107"),
+                ItemResult(item_id=items[1], status="success", tracking_number="10108"),
+                ItemResult(
+                    item_id=items[2], status="error", error_type="portal", error_message="No se encontró el municipio"
+                ),
+            ],
+        )
         tx.commit()
     return demo, job.id
 
@@ -72,12 +78,16 @@ def test_unknown_job_is_a_clear_error(engine, database_url, capsys):
 def test_submit_and_retry_trigger_the_deployments_with_the_ui_parameters(finished_job, database_url):
     demo, job_id = finished_job
     fake = FakeDeployments()
-    code, text = run(["submit", "--workspace", demo.workspace_id, "--orders", "a, b", "--key", "k1"], database_url, fake)
+    code, text = run(
+        ["submit", "--workspace", demo.workspace_id, "--orders", "a, b", "--key", "k1"], database_url, fake
+    )
     assert code == 0 and "run-123" in text and "http://127.0.0.1:4200/runs/flow-run/run-123" in text
     code, _ = run(["retry", job_id], database_url, fake)
     assert fake.calls == [
-        ("submit-robot-job/submit-robot-job",
-         {"workspace": demo.workspace_id, "stage": "", "order_ids": ["a", "b"], "idempotency_key": "k1"}),
+        (
+            "submit-robot-job/submit-robot-job",
+            {"workspace": demo.workspace_id, "stage": "", "order_ids": ["a", "b"], "idempotency_key": "k1"},
+        ),
         ("retry-failed-items/retry-failed-items", {"batch": job_id}),
     ]
 

@@ -68,7 +68,9 @@ def demo(uow):
 
 def create_job(uow, demo, orders, *, flow_run_id, key=None):
     with uow() as tx:
-        job = jobs.create_robot_job(tx.session, workspace_id=demo.workspace_id, order_ids=orders, idempotency_key=key).job
+        job = jobs.create_robot_job(
+            tx.session, workspace_id=demo.workspace_id, order_ids=orders, idempotency_key=key
+        ).job
         jobs.start_job(tx.session, job.id, flow_run_id=flow_run_id)
         tx.commit()
         return job.id
@@ -77,8 +79,13 @@ def create_job(uow, demo, orders, *, flow_run_id, key=None):
 def result(uow, job_id, index, status):
     with uow() as tx:
         item = jobs.get_job_view(tx.session, job_id).items[index].item
-        outcome = ItemResult(item_id=item.id, status="success", tracking_number=f"9{index:04d}") if status == "ok" else \
-            ItemResult(item_id=item.id, status="error", error_type="portal", error_message="No se encontró el municipio")
+        outcome = (
+            ItemResult(item_id=item.id, status="success", tracking_number=f"9{index:04d}")
+            if status == "ok"
+            else ItemResult(
+                item_id=item.id, status="error", error_type="portal", error_message="No se encontró el municipio"
+            )
+        )
         record_batch_results(tx.session, job_id, [outcome])
         tx.commit()
 
@@ -108,14 +115,17 @@ def test_submit_wait_follows_the_batch_its_run_created_not_the_latest_of_the_wor
     # Not a TTY: plain progress lines, then the summary of OUR batch.
     assert "Avance: 0/3 pedidos (0 %)  0 creados  0 con error  [en proceso]" in text
     assert text.rstrip().endswith("Exitosos: 2  Con error: 1  Total: 3")
-    assert text.index("Avance: 3/3 pedidos (100 %)  2 creados  1 con error  [completado]") < text.index("✅ 2 pedido(s)")
+    assert text.index("Avance: 3/3 pedidos (100 %)  2 creados  1 con error  [completado]") < text.index(
+        "✅ 2 pedido(s)"
+    )
 
 
 def test_retry_wait_accepts_the_batch_the_run_names_and_exits_non_zero_when_it_failed(uow, demo, database_url):
     # Today's retry run hands its batch to another run (its own flow_run_id): the run's artifacts name the batch.
     job = create_job(uow, demo, demo.order_ids[:2], flow_run_id="run-orchestrate")
-    prefect = FakePrefect([lambda: result(uow, job, 0, "error"), lambda: result(uow, job, 1, "error")],
-                          run_id="run-retry")
+    prefect = FakePrefect(
+        [lambda: result(uow, job, 0, "error"), lambda: result(uow, job, 1, "error")], run_id="run-retry"
+    )
     prefect.artifact_jobs = [job]
     code, text = run_cli(["retry", "some-old-job", "--wait"], database_url, prefect)
     assert code == 1
@@ -139,8 +149,11 @@ def test_a_run_that_ends_without_a_batch_says_why_and_fails(demo, database_url):
 
 def test_a_batch_still_running_at_the_timeout_fails_and_names_the_batch(uow, demo, database_url):
     job = create_job(uow, demo, demo.order_ids[:2], flow_run_id="run-ours")
-    code, text = run_cli(["submit", "--workspace", demo.workspace_id, "--wait", "--timeout", "30"], database_url,
-                         FakePrefect([lambda: result(uow, job, 0, "ok")]))
+    code, text = run_cli(
+        ["submit", "--workspace", demo.workspace_id, "--wait", "--timeout", "30"],
+        database_url,
+        FakePrefect([lambda: result(uow, job, 0, "ok")]),
+    )
     assert code == 1
     assert f"El lote no terminó en 30 s; siga su avance con `robotjobs status {job}`." in text
     assert "Avance: 1/2 pedidos (50 %)  1 creados  0 con error  [en proceso]" in text

@@ -35,8 +35,9 @@ def test_dead_letters_list_show_and_replay(uow, database_url, capsys):
     job_id, items, _ = _job(uow)
     body = json.dumps({"itemId": items[0], "status": "success", "trackingNumber": "555"}).encode()
     with uow() as tx:
-        letter_id = dead_letters.add(tx.session, reason="422 validation_error: status", body=body, headers={},
-                                     auth="job", job_id=job_id).id
+        letter_id = dead_letters.add(
+            tx.session, reason="422 validation_error: status", body=body, headers={}, auth="job", job_id=job_id
+        ).id
         tx.commit()
     code, text = run(["dead-letters"], database_url)
     assert code == 0 and "pendiente" in text and job_id in text and "422 validation_error" in text
@@ -54,8 +55,10 @@ def test_spool_status_and_replay_by_hand(uow, database_url, tmp_path):
     job_id, items, secret = _job(uow)
     spool = Spool(tmp_path / "spool", max_bytes=1 << 20)
     for n, item_id in enumerate(items):
-        spool.write({"X-Callback-Secret": secret, "Content-Type": "application/json"},
-                    json.dumps({"itemId": item_id, "status": "success", "trackingNumber": f"8{n}"}).encode())
+        spool.write(
+            {"X-Callback-Secret": secret, "Content-Type": "application/json"},
+            json.dumps({"itemId": item_id, "status": "success", "trackingNumber": f"8{n}"}).encode(),
+        )
     code, text = run(["spool", "--dir", str(spool.directory)], database_url)
     assert code == 0 and "2 en espera" in text
     code, text = run(["spool", "--dir", str(spool.directory), "replay"], database_url)

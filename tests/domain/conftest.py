@@ -33,7 +33,10 @@ def dispatched_job(uow, demo, credentials_key):
             jobs.start_job(tx.session, created.job.id, flow_run_id="flow-run-1")
             jobs.claim_dispatch(tx.session, created.job.id, callback_secret_hash=hash_callback_secret("s3cret"))
             request = build_dispatch_request(
-                tx.session, created.job.id, callback_url="http://127.0.0.1/cb", callback_secret="s3cret",
+                tx.session,
+                created.job.id,
+                callback_url="http://127.0.0.1/cb",
+                callback_secret="s3cret",
                 credentials_key=credentials_key,
             )
             tx.commit()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import update
@@ -13,7 +13,7 @@ from domain.history import batch_kinds, database_has_jobs, seed_history
 from domain.models import ErrorType, Order, OutboxEvent, RobotJob, RobotJobItem
 from domain.results import ItemResult, record_batch_results
 
-DAY1 = datetime(2025, 3, 3, 9, 0, tzinfo=timezone.utc)
+DAY1 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 DAY2 = DAY1 + timedelta(days=1)
 
 # Indexes into DEMO_ORDERS (domain/seed.py).
@@ -55,31 +55,58 @@ def small_history(uow, demo):
     o = demo.order_ids
     with uow() as tx:
         s = tx.session
-        a = jobs.create_robot_job(s, workspace_id=demo.workspace_id, order_ids=[o[i] for i in (
-            ELENA_MANIZALES, CARLOS_MEDELLIN, LUISA_BOGOTA, JHON_CALI, DELIA_BUENAVISTA)]).job.id
+        a = jobs.create_robot_job(
+            s,
+            workspace_id=demo.workspace_id,
+            order_ids=[o[i] for i in (ELENA_MANIZALES, CARLOS_MEDELLIN, LUISA_BOGOTA, JHON_CALI, DELIA_BUENAVISTA)],
+        ).job.id
         _backdate(s, a, DAY1)
         sent = _dispatch(s, a, DAY1)
         record_batch_results(s, a, [_ok(sent[o[ELENA_MANIZALES]], "1001")], now=DAY1 + timedelta(seconds=30))
         record_batch_results(s, a, [_ok(sent[o[CARLOS_MEDELLIN]], "1002")], now=DAY1 + timedelta(seconds=60))
-        record_batch_results(s, a, [_err(sent[o[LUISA_BOGOTA]], "portal", "No se encontró el municipio")],
-                             now=DAY1 + timedelta(seconds=90))
-        record_batch_results(s, a, [_err(sent[o[JHON_CALI]], "unknown", "Error fatal en el procesamiento del batch")],
-                             now=DAY1 + timedelta(seconds=120))
+        record_batch_results(
+            s,
+            a,
+            [_err(sent[o[LUISA_BOGOTA]], "portal", "No se encontró el municipio")],
+            now=DAY1 + timedelta(seconds=90),
+        )
+        record_batch_results(
+            s,
+            a,
+            [_err(sent[o[JHON_CALI]], "unknown", "Error fatal en el procesamiento del batch")],
+            now=DAY1 + timedelta(seconds=120),
+        )
 
         b = jobs.retry_failed_items(s, a).job.id
         at_b = DAY1 + timedelta(hours=2)
         _backdate(s, b, at_b)
         sent = _dispatch(s, b, at_b)
         record_batch_results(s, b, [_ok(sent[o[LUISA_BOGOTA]], "1003")], now=at_b + timedelta(seconds=45))
-        assert jobs.fail_job(s, b, reason="Tiempo agotado", error_type=ErrorType.TIMEOUT,
-                             error_message=jobs.TIMEOUT_MESSAGE, now=at_b + timedelta(seconds=600))
+        assert jobs.fail_job(
+            s,
+            b,
+            reason="Tiempo agotado",
+            error_type=ErrorType.TIMEOUT,
+            error_message=jobs.TIMEOUT_MESSAGE,
+            now=at_b + timedelta(seconds=600),
+        )
 
-        c = jobs.create_robot_job(s, workspace_id=demo.workspace_id,
-                                  order_ids=[o[i] for i in (DIEGO_MANIZALES, GLORIA_MEDELLIN, FREDY_NO_CITY)]).job.id
+        c = jobs.create_robot_job(
+            s,
+            workspace_id=demo.workspace_id,
+            order_ids=[o[i] for i in (DIEGO_MANIZALES, GLORIA_MEDELLIN, FREDY_NO_CITY)],
+        ).job.id
         _backdate(s, c, DAY2)
         _dispatch(s, c, DAY2)
-        assert jobs.fail_job(s, c, reason="Robot caído", error_type=ErrorType.DISPATCH, error_message="Robot caído",
-                             dispatch_refused=True, now=DAY2 + timedelta(seconds=5))
+        assert jobs.fail_job(
+            s,
+            c,
+            reason="Robot caído",
+            error_type=ErrorType.DISPATCH,
+            error_message="Robot caído",
+            dispatch_refused=True,
+            now=DAY2 + timedelta(seconds=5),
+        )
 
         d = jobs.create_robot_job(s, workspace_id=demo.workspace_id, order_ids=[o[MARIA_BARRANQUILLA]]).job.id
         _backdate(s, d, DAY2 + timedelta(hours=1))
@@ -120,7 +147,11 @@ def test_item_facts_one_row_per_item_with_category_place_and_timing(uow, demo, s
     delia = by[h["A"], o[DELIA_BUENAVISTA]]
     assert delia.error_category == "validation" and delia.rejected_before_dispatch
     assert (delia.city, delia.department, delia.seconds_to_result, delia.dispatched_at) == (
-        "BUENAVISTA (CORD)", "CORD", None, None)
+        "BUENAVISTA (CORD)",
+        "CORD",
+        None,
+        None,
+    )
 
     jhon_retry = by[h["B"], o[JHON_CALI]]
     assert (jhon_retry.error_category, jhon_retry.is_retry, jhon_retry.retry_of_job_id) == ("timeout", True, h["A"])
@@ -128,7 +159,10 @@ def test_item_facts_one_row_per_item_with_category_place_and_timing(uow, demo, s
 
     fredy = by[h["C"], o[FREDY_NO_CITY]]
     assert (fredy.city, fredy.department, fredy.error_category) == (
-        analytics.NO_CITY, analytics.NO_DEPARTMENT, "validation")
+        analytics.NO_CITY,
+        analytics.NO_DEPARTMENT,
+        "validation",
+    )
     assert by[h["C"], o[GLORIA_MEDELLIN]].error_category == "dispatch"
     assert by[h["D"], o[MARIA_BARRANQUILLA]].status == "pending"
 
@@ -197,7 +231,7 @@ def test_error_category_of_odd_values():
 
 def test_seed_history_builds_finished_batches_through_the_use_cases(uow, engine, database_url, credentials_key):
     assert not database_has_jobs(database_url)
-    end = datetime(2025, 6, 1, 12, tzinfo=timezone.utc)
+    end = datetime(2025, 6, 1, 12, tzinfo=UTC)
     with uow() as tx:
         job_ids = seed_history(tx.session, credentials_key=credentials_key, batches=8, seed=7, end=end)
         tx.commit()
@@ -232,7 +266,7 @@ def test_seed_history_builds_finished_batches_through_the_use_cases(uow, engine,
 
 
 def test_seed_history_is_reproducible(uow, credentials_key):
-    end = datetime(2025, 6, 1, 12, tzinfo=timezone.utc)
+    end = datetime(2025, 6, 1, 12, tzinfo=UTC)
     shapes = []
     for _ in range(2):
         with uow() as tx:

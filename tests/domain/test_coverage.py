@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from domain.coverage import Destination, Rejection, department_abbreviation, load_coverage_csv, normalize, validate_destination
+from domain.coverage import (
+    Destination,
+    Rejection,
+    department_abbreviation,
+    load_coverage_csv,
+    normalize,
+    validate_destination,
+)
 
 
 @pytest.mark.parametrize(
@@ -17,8 +24,15 @@ def test_normalize_strips_accents_case_and_spaces(raw, expected):
 
 @pytest.mark.parametrize(
     ("department", "abbr"),
-    [("Caldas", "CDAS"), ("Bogotá D.C.", "C/MARCA"), ("Valle del Cauca", "VALLE"), ("norte de santander", "N/STDER"),
-     ("CDAS", "CDAS"), ("Guajira", "GUAJ"), ("Atlántida", None)],
+    [
+        ("Caldas", "CDAS"),
+        ("Bogotá D.C.", "C/MARCA"),
+        ("Valle del Cauca", "VALLE"),
+        ("norte de santander", "N/STDER"),
+        ("CDAS", "CDAS"),
+        ("Guajira", "GUAJ"),
+        ("Atlántida", None),
+    ],
 )
 def test_department_abbreviations(department, abbr):
     assert department_abbreviation(department) == abbr
@@ -50,6 +64,6 @@ def test_unknown_department_and_city_reasons(uow):
         assert validate_destination(tx.session, city="X", department="Atlántida", cash_on_delivery=False) == Rejection(
             'Departamento no reconocido: "Atlántida"'
         )
-        assert validate_destination(tx.session, city="Macondo", department="Magdalena", cash_on_delivery=False) == Rejection(
-            'Ciudad no encontrada en cobertura: "Macondo" (MG/LENA)'
-        )
+        assert validate_destination(
+            tx.session, city="Macondo", department="Magdalena", cash_on_delivery=False
+        ) == Rejection('Ciudad no encontrada en cobertura: "Macondo" (MG/LENA)')

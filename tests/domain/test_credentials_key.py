@@ -26,8 +26,11 @@ def test_a_host_without_the_key_fails_with_a_clear_error_and_generates_nothing(v
 def test_the_local_stack_generates_one_key_and_keeps_it(var_dir):
     settings = get_settings(credentials_key=None, credentials_key_autogenerate=True)
     first = load_credentials_key(settings)
-    assert load_credentials_key(settings) == first == load_credentials_key(get_settings(credentials_key=None),
-                                                                              allow_generate=True)
+    assert (
+        load_credentials_key(settings)
+        == first
+        == load_credentials_key(get_settings(credentials_key=None), allow_generate=True)
+    )
     assert (var_dir / "credentials.key").stat().st_mode & 0o777 == 0o600
     assert decrypt_password(encrypt_password("clave", first), first) == "clave"
 

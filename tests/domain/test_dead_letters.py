@@ -8,8 +8,10 @@ from domain import dead_letters
 def test_bodies_round_trip_as_text_or_base64(uow):
     bodies = [b'{"itemId":"a","m":"Ciudad vac\xc3\xada"}', b"\xff\xfe not utf-8", b'{"nul":"\x00"}']
     with uow() as tx:
-        ids = [dead_letters.add(tx.session, reason="r", body=body, headers={"webhook-id": "m"}, auth="signature").id
-               for body in bodies]
+        ids = [
+            dead_letters.add(tx.session, reason="r", body=body, headers={"webhook-id": "m"}, auth="signature").id
+            for body in bodies
+        ]
         tx.commit()
     with uow() as tx:
         stored = [dead_letters.get(tx.session, letter_id) for letter_id in ids]

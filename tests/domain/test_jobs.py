@@ -25,15 +25,17 @@ def test_job_from_dispatch_stage_has_one_item_per_order_and_rejects_uncovered_ci
     assert created.created and job.status == JobStatus.PENDING
     assert job.total_items == len(demo.order_ids)
     reasons = sorted(r.reason for r in created.rejected)
-    assert reasons == sorted([
-        'Ciudad no encontrada en cobertura: "Buenavista" (CORD)',
-        'Ciudad no encontrada en cobertura: "Villa de Leyva" (BOY)',
-        "Ciudad TUMACO (NAR) no soporta recaudo contra-entrega (COD). "
-        "Cambie el pedido a pago anticipado o use otra transportadora.",
-        "Ciudad QUIBDO (CHOCO) no soporta recaudo contra-entrega (COD). "
-        "Cambie el pedido a pago anticipado o use otra transportadora.",
-        "Ciudad y departamento vacios",
-    ])
+    assert reasons == sorted(
+        [
+            'Ciudad no encontrada en cobertura: "Buenavista" (CORD)',
+            'Ciudad no encontrada en cobertura: "Villa de Leyva" (BOY)',
+            "Ciudad TUMACO (NAR) no soporta recaudo contra-entrega (COD). "
+            "Cambie el pedido a pago anticipado o use otra transportadora.",
+            "Ciudad QUIBDO (CHOCO) no soporta recaudo contra-entrega (COD). "
+            "Cambie el pedido a pago anticipado o use otra transportadora.",
+            "Ciudad y departamento vacios",
+        ]
+    )
     with uow() as tx:
         items = tx.session.exec(select(RobotJobItem).where(RobotJobItem.job_id == job.id)).all()
         assert len({i.order_id for i in items}) == len(items) == len(demo.order_ids)
@@ -151,7 +153,11 @@ def test_fail_job_closes_every_pending_item_and_never_overwrites_completed(uow, 
     with uow() as tx:
         record_batch_results(tx.session, job_id, [ItemResult(item_id=items[0], status="success", tracking_number="1")])
         assert jobs.fail_job(
-            tx.session, job_id, reason="Tiempo agotado", error_type=ErrorType.TIMEOUT, error_message=jobs.TIMEOUT_MESSAGE
+            tx.session,
+            job_id,
+            reason="Tiempo agotado",
+            error_type=ErrorType.TIMEOUT,
+            error_message=jobs.TIMEOUT_MESSAGE,
         )
         tx.commit()
     with uow() as tx:
@@ -169,7 +175,9 @@ def test_late_timeout_does_not_touch_a_completed_job(uow, dispatched_job):
     job_id, items = dispatched_job(order_ids=None)
     with uow() as tx:
         record_batch_results(
-            tx.session, job_id, [ItemResult(item_id=i, status="success", tracking_number=f"T{n}") for n, i in enumerate(items)]
+            tx.session,
+            job_id,
+            [ItemResult(item_id=i, status="success", tracking_number=f"T{n}") for n, i in enumerate(items)],
         )
         tx.commit()
     with uow() as tx:
@@ -192,13 +200,18 @@ def test_retry_takes_only_the_failed_orders_and_twice_gives_one_job(uow, dispatc
         jobs.retry_failed_items(tx.session, job_id)
     with uow() as tx:
         results = [ItemResult(item_id=i, status="success", tracking_number=f"T{n}") for n, i in enumerate(items[2:])]
-        results += [ItemResult(item_id=i, status="error", error_type="portal", error_message="No se encontró el municipio") for i in items[:2]]
+        results += [
+            ItemResult(item_id=i, status="error", error_type="portal", error_message="No se encontró el municipio")
+            for i in items[:2]
+        ]
         record_batch_results(tx.session, job_id, results)
         tx.commit()
     with uow() as tx:
-        failed_orders = set(tx.session.exec(
-            select(RobotJobItem.order_id).where(RobotJobItem.job_id == job_id, RobotJobItem.status == "error")
-        ).all())
+        failed_orders = set(
+            tx.session.exec(
+                select(RobotJobItem.order_id).where(RobotJobItem.job_id == job_id, RobotJobItem.status == "error")
+            ).all()
+        )
         retry = jobs.retry_failed_items(tx.session, job_id)
         tx.commit()
     with uow() as tx:
@@ -210,10 +223,15 @@ def test_retry_takes_only_the_failed_orders_and_twice_gives_one_job(uow, dispatc
     # once the retry shipped those orders, a late second click still returns the same retry job
     with uow() as tx:
         jobs.start_job(tx.session, retry.job.id, flow_run_id="fr-retry")
-        record_batch_results(tx.session, retry.job.id, [
-            ItemResult(item_id=v.item.id, status="success", tracking_number=f"R{n}") for n, v in enumerate(view.items)
-            if v.item.status == "pending"
-        ])
+        record_batch_results(
+            tx.session,
+            retry.job.id,
+            [
+                ItemResult(item_id=v.item.id, status="success", tracking_number=f"R{n}")
+                for n, v in enumerate(view.items)
+                if v.item.status == "pending"
+            ],
+        )
         tx.commit()
     with uow() as tx:
         late = jobs.retry_failed_items(tx.session, job_id)

@@ -43,7 +43,8 @@ def test_a_stage_by_name_or_id_empty_is_the_dispatch_stage(uow, demo, credential
         with pytest.raises(UnknownStage) as wrong:
             resolve_stage(tx.session, demo.workspace_id, other.stage_ids["Nuevo"])
     assert str(wrong.value).endswith(
-        "Etapas válidas: «Nuevo», «Confirmado», «Por despachar», «Despachado», «Entregado»")
+        "Etapas válidas: «Nuevo», «Confirmado», «Por despachar», «Despachado», «Entregado»"
+    )
 
 
 def _finished_job(tx, workspace_id: str, *, run: str) -> RobotJob:
@@ -70,15 +71,18 @@ def test_batches_are_numbered_per_workspace_and_found_by_reference_id_or_prefix(
         with pytest.raises(UnknownJob) as wrong:
             resolve_batch(tx.session, "Tienda Demo #3")
     assert str(wrong.value) == (
-        "Lote desconocido: «Tienda Demo #3». Lotes recientes con pedidos fallidos: «Tienda Demo #2», «Tienda Demo #1»")
+        "Lote desconocido: «Tienda Demo #3». Lotes recientes con pedidos fallidos: «Tienda Demo #2», «Tienda Demo #1»"
+    )
 
 
 def test_the_run_creating_a_job_is_recorded_at_once_and_a_key_keeps_the_first_run(uow, demo):
     with uow() as tx:
-        created = jobs.create_robot_job(tx.session, workspace_id=demo.workspace_id, idempotency_key="run:a",
-                                        flow_run_id="a")
-        again = jobs.create_robot_job(tx.session, workspace_id=demo.workspace_id, idempotency_key="run:a",
-                                      flow_run_id="b")
+        created = jobs.create_robot_job(
+            tx.session, workspace_id=demo.workspace_id, idempotency_key="run:a", flow_run_id="a"
+        )
+        again = jobs.create_robot_job(
+            tx.session, workspace_id=demo.workspace_id, idempotency_key="run:a", flow_run_id="b"
+        )
         tx.commit()
     assert created.job.flow_run_id == "a" and created.job.status == JobStatus.PENDING
     assert not again.created and again.job.id == created.job.id and again.job.flow_run_id == "a"

@@ -19,14 +19,15 @@ from domain.jobs import (
 )
 from domain.models import ErrorType, Order, RobotJobItem
 from domain.results import normalise_result, record_batch_results, record_item_result
-from tests.domain.results_helpers import err, events, ok
 from domain.summary import batch_summary, render_summary_text
+from tests.domain.results_helpers import err, events, ok
 
 
 def _time_out(uow, job_id):
     with uow() as tx:
-        assert fail_job(tx.session, job_id, reason=TIMEOUT_MESSAGE, error_type=ErrorType.TIMEOUT,
-                        error_message=TIMEOUT_MESSAGE)
+        assert fail_job(
+            tx.session, job_id, reason=TIMEOUT_MESSAGE, error_type=ErrorType.TIMEOUT, error_message=TIMEOUT_MESSAGE
+        )
         tx.commit()
 
 
@@ -46,7 +47,12 @@ def test_a_late_success_overturns_our_timeout_and_corrects_the_job(uow, dispatch
         assert (job.status, job.success_count, job.error_count) == ("completed", 1, job.total_items - 1)
         assert job.failure_reason is None
         item = tx.session.get(RobotJobItem, items[0])
-        assert (item.status, item.resolved_by, item.error_type, item.tracking_number) == ("success", "robot", None, "10107")
+        assert (item.status, item.resolved_by, item.error_type, item.tracking_number) == (
+            "success",
+            "robot",
+            None,
+            "10107",
+        )
         order = tx.session.get(Order, item.order_id)
         assert (order.tracking_number, order.carrier) == ("10107", "COORDINADORA")
         assert len(events(tx, outbox.ROBOT_COORD_COMPLETED)) == 1
@@ -72,7 +78,11 @@ def test_a_robot_error_replaces_our_closure_reason_without_moving_counters(uow, 
         job = get_job(tx.session, job_id)
         assert (job.status, job.success_count, job.error_count) == ("failed", 0, before)
         item = tx.session.get(RobotJobItem, items[0])
-        assert (item.error_type, item.resolved_by, item.error_message) == ("unknown", "robot", err(items[0]).error_message)
+        assert (item.error_type, item.resolved_by, item.error_message) == (
+            "unknown",
+            "robot",
+            err(items[0]).error_message,
+        )
     # Once the robot itself said error, its later success is a second report: the first one stands.
     with uow() as tx:
         assert not record_item_result(tx.session, ok(items[0])).changed
@@ -82,8 +92,14 @@ def test_a_robot_error_replaces_our_closure_reason_without_moving_counters(uow, 
 def test_a_refused_dispatch_is_overturned_by_the_portal(uow, dispatched_job):
     job_id, items = dispatched_job()
     with uow() as tx:
-        fail_job(tx.session, job_id, reason="HTTP 500", error_type=ErrorType.DISPATCH, error_message="HTTP 500",
-                 dispatch_refused=True)
+        fail_job(
+            tx.session,
+            job_id,
+            reason="HTTP 500",
+            error_type=ErrorType.DISPATCH,
+            error_message="HTTP 500",
+            dispatch_refused=True,
+        )
         tx.commit()
     with uow() as tx:
         batch = record_batch_results(tx.session, job_id, [ok(i, f"76{n}") for n, i in enumerate(items)])
@@ -111,8 +127,9 @@ def test_a_success_without_pedido_number_is_a_created_order(uow, dispatched_job)
         assert "número de pedido desconocido" in text
         # Never sent again, although the order has no tracking number.
         with pytest.raises(OrdersNotDispatchable, match="ya fue creado en el portal"):
-            create_robot_job(tx.session, workspace_id=get_job(tx.session, job_id).workspace_id,
-                             order_ids=[item.order_id])
+            create_robot_job(
+                tx.session, workspace_id=get_job(tx.session, job_id).workspace_id, order_ids=[item.order_id]
+            )
 
 
 def _finish_with_errors(uow, job_id, items):
@@ -158,8 +175,13 @@ def test_a_late_success_withdraws_the_unsent_retry_item(uow, dispatched_job, cre
         assert (retry_job.status, retry_job.error_count) == ("pending", len(retry.rejected) + 1)
         start_job(tx.session, retry.job.id, flow_run_id="run-2")
         claim_dispatch(tx.session, retry.job.id, callback_secret_hash=hash_callback_secret("x"))
-        request = build_dispatch_request(tx.session, retry.job.id, callback_url="http://127.0.0.1/cb",
-                                         callback_secret="x", credentials_key=credentials_key)
+        request = build_dispatch_request(
+            tx.session,
+            retry.job.id,
+            callback_url="http://127.0.0.1/cb",
+            callback_secret="x",
+            credentials_key=credentials_key,
+        )
         assert held.id not in {o["itemId"] for o in request["orders"]}
         tx.rollback()
 

@@ -88,13 +88,20 @@ class World:
             with self.uow() as tx:
                 job_id = tx.session.get(RobotJobItem, item_id).job_id
             by_job.setdefault(job_id, []).append(
-                normalise_result(item_id=item_id, status=status, tracking_number=tracking,
-                                 error_type="portal", error_message="No se encontró el municipio")
+                normalise_result(
+                    item_id=item_id,
+                    status=status,
+                    tracking_number=tracking,
+                    error_type="portal",
+                    error_message="No se encontró el municipio",
+                )
             )
         for job_id, batch in by_job.items():
             with self.uow() as tx:
-                before = {i.id: (i.status, i.resolved_by) for i in tx.session.exec(
-                    select(RobotJobItem).where(RobotJobItem.job_id == job_id))}
+                before = {
+                    i.id: (i.status, i.resolved_by)
+                    for i in tx.session.exec(select(RobotJobItem).where(RobotJobItem.job_id == job_id))
+                }
                 record_batch_results(tx.session, job_id, batch)
                 tx.commit()
             for result in batch:  # the model: the robot's first report lands unless the robot already spoke
@@ -108,8 +115,13 @@ class World:
 
     def time_out(self) -> None:
         with self.uow() as tx:
-            fail_job(tx.session, self.jobs[-1], reason=TIMEOUT_MESSAGE, error_type=ErrorType.TIMEOUT,
-                     error_message=TIMEOUT_MESSAGE)
+            fail_job(
+                tx.session,
+                self.jobs[-1],
+                reason=TIMEOUT_MESSAGE,
+                error_type=ErrorType.TIMEOUT,
+                error_message=TIMEOUT_MESSAGE,
+            )
             tx.commit()
 
     def retry(self) -> None:
@@ -128,14 +140,15 @@ class World:
 
     def check(self) -> None:
         with self.uow() as tx:
-            items = tx.session.exec(
-                select(RobotJobItem).where(RobotJobItem.order_id.in_(self.order_ids))
-            ).all()
+            items = tx.session.exec(select(RobotJobItem).where(RobotJobItem.order_id.in_(self.order_ids))).all()
             jobs = {j.id: j for j in tx.session.exec(select(RobotJob).where(RobotJob.id.in_(self.jobs)))}
             fired = Counter(
-                e.aggregate_id for e in tx.session.exec(
-                    select(OutboxEvent).where(OutboxEvent.event_type == outbox.ROBOT_COORD_COMPLETED,
-                                              OutboxEvent.aggregate_id.in_(self.order_ids))
+                e.aggregate_id
+                for e in tx.session.exec(
+                    select(OutboxEvent).where(
+                        OutboxEvent.event_type == outbox.ROBOT_COORD_COMPLETED,
+                        OutboxEvent.aggregate_id.in_(self.order_ids),
+                    )
                 )
             )
         for job_id, job in jobs.items():

@@ -95,7 +95,9 @@ def test_the_last_result_completes_the_job_once(uow, dispatched_job):
 def test_all_errors_fail_the_job(uow, dispatched_job):
     job_id, items = dispatched_job()
     with uow() as tx:
-        outcome = record_batch_results(tx.session, job_id, [err(i, "Login fallido en el portal de Coordinadora", "portal") for i in items])
+        outcome = record_batch_results(
+            tx.session, job_id, [err(i, "Login fallido en el portal de Coordinadora", "portal") for i in items]
+        )
         tx.commit()
     assert outcome.job_status == "failed"
     with uow() as tx:
@@ -200,6 +202,7 @@ def test_failure_between_item_write_and_event_write_leaves_nothing(uow, dispatch
 def test_failure_at_commit_leaves_nothing(uow, dispatched_job):
     job_id, items = dispatched_job()
     with uow() as tx:
+
         def boom(session):
             raise RuntimeError("commit failed")
 
@@ -213,7 +216,9 @@ def test_failure_at_commit_leaves_nothing(uow, dispatched_job):
 
 
 def test_unusual_fields_are_normalised_not_refused():
-    long = "locator.click: Timeout 30000ms exceeded.\n=========================== logs ===========================\n" * 60
+    long = (
+        "locator.click: Timeout 30000ms exceeded.\n=========================== logs ===========================\n" * 60
+    )
     odd = normalise_result(item_id="itm_x", status="error", error_type="playwright", error_message=long)
     assert odd.error_type == "unknown" and odd.error_message.startswith("[errorType del robot: playwright] locator")
     assert len(odd.error_message) == 1000 and odd.error_message.endswith("[mensaje truncado]")

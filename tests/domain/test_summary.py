@@ -26,19 +26,46 @@ def test_money_is_colombian_pesos(value, text):
 
 
 def _line(**kw):
-    base = dict(item_id="i", order_id="o", order_name="Pedido", tracking_number=None, error_type=None, error_message=None)
+    base = dict(
+        item_id="i", order_id="o", order_name="Pedido", tracking_number=None, error_type=None, error_message=None
+    )
     return SummaryLine(**{**base, **kw})
 
 
 def test_reference_example_is_reproduced_byte_for_byte():
-    elena = _line(status="success", tracking_number="10107", recipient="Elena Beltrán", address="calle 49f",
-                  city="MANIZALES (CDAS)", phone="3133477968", total="$139.900")
-    others = [_line(status="success", tracking_number=str(n), recipient="x", address="x", city="x", phone="x", total="$1")
-              for n in range(3)]
-    delia = _line(status="error", recipient="Delia Rojas", address="Calle 10# 11 32", city="BUENAVISTA (CORD)",
-                  phone="3127776655", total="$99.000", error_message="No se encontró el municipio")
-    summary = BatchSummary(job_id="j", job_status="completed", success_count=4, error_count=1, total_items=5,
-                           pending_count=0, failure_reason=None, successes=[elena, *others], rejected=[delia])
+    elena = _line(
+        status="success",
+        tracking_number="10107",
+        recipient="Elena Beltrán",
+        address="calle 49f",
+        city="MANIZALES (CDAS)",
+        phone="3133477968",
+        total="$139.900",
+    )
+    others = [
+        _line(status="success", tracking_number=str(n), recipient="x", address="x", city="x", phone="x", total="$1")
+        for n in range(3)
+    ]
+    delia = _line(
+        status="error",
+        recipient="Delia Rojas",
+        address="Calle 10# 11 32",
+        city="BUENAVISTA (CORD)",
+        phone="3127776655",
+        total="$99.000",
+        error_message="No se encontró el municipio",
+    )
+    summary = BatchSummary(
+        job_id="j",
+        job_status="completed",
+        success_count=4,
+        error_count=1,
+        total_items=5,
+        pending_count=0,
+        failure_reason=None,
+        successes=[elena, *others],
+        rejected=[delia],
+    )
     text = render_summary_text(summary)
     lines = text.splitlines(keepends=True)
     # the reference shows one success line of four: compare that line, the headers and the rejected line
@@ -48,7 +75,9 @@ def test_reference_example_is_reproduced_byte_for_byte():
 def test_summary_from_the_database(uow, demo, dispatched_job):
     job_id, items = dispatched_job()
     with uow() as tx:
-        record_batch_results(tx.session, job_id, [ItemResult(item_id=items[0], status="success", tracking_number="10107")])
+        record_batch_results(
+            tx.session, job_id, [ItemResult(item_id=items[0], status="success", tracking_number="10107")]
+        )
         tx.commit()
         summary = batch_summary(tx.session, job_id)
     text = render_summary_text(summary)

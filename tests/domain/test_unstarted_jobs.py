@@ -31,7 +31,8 @@ def test_a_pending_job_is_failed_as_never_sent_and_frees_the_workspace(uow, demo
         assert view.job.dispatch_state == "not_dispatched"  # honest: it was never sent
         sendable = [e.item for e in view.items if e.item.robot_input is not None]
         assert sendable and {(i.status, i.error_type, i.resolved_by) for i in sendable} == {
-            ("error", "dispatch", "robotjobs")}
+            ("error", "dispatch", "robotjobs")
+        }
         assert all(i.error_message == jobs.NEVER_STARTED_MESSAGE for i in sendable)
         assert view.job.error_count == view.job.total_items
         assert len(outbox.events_of(tx.session, event_type=outbox.BATCH_COMPLETED, aggregate_id=job_id)) == 1

@@ -103,8 +103,11 @@ def stack(tmp_path_factory):
         started.append(server)
         host_port = api_url.split("//", 1)[1].split("/", 1)[0]
         proxy = CuttableProxy("127.0.0.1", int(host_port.rsplit(":", 1)[1]))
-        domain_env = {"DATABASE_URL": database_url, "CREDENTIALS_KEY": credentials_key,
-                      "PREFECT_API_AUTH_STRING": auth_string}
+        domain_env = {
+            "DATABASE_URL": database_url,
+            "CREDENTIALS_KEY": credentials_key,
+            "PREFECT_API_AUTH_STRING": auth_string,
+        }
         webhook, webhook_url = start_webhook(
             env={
                 **domain_env,
@@ -135,10 +138,12 @@ def stack(tmp_path_factory):
             log_dir=log_dir,
         )
         started.append(serve)
-        with temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth_string,
-                                         PREFECT_CLIENT_MAX_RETRIES: 2}):
-            yield Stack(api_url, webhook_url, simulator, serve, webhook, proxy, engine, credentials_key, log_dir,
-                        auth_string)
+        with temporary_settings(
+            updates={PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth_string, PREFECT_CLIENT_MAX_RETRIES: 2}
+        ):
+            yield Stack(
+                api_url, webhook_url, simulator, serve, webhook, proxy, engine, credentials_key, log_dir, auth_string
+            )
     finally:
         for process in reversed(started):
             process.stop()
@@ -161,8 +166,16 @@ def sim(stack):
         stack.restart_simulator()
     stack.simulator.reset()
     stack.simulator.configure(
-        scenario="success", delay=0.1, duplicate_callbacks=False, early_callbacks=0, fatal_after=1,
-        dispatch_status=None, order_scenarios={}, unknown_cities=[], answer_delay=0.0, drop_answer=False,
+        scenario="success",
+        delay=0.1,
+        duplicate_callbacks=False,
+        early_callbacks=0,
+        fatal_after=1,
+        dispatch_status=None,
+        order_scenarios={},
+        unknown_cities=[],
+        answer_delay=0.0,
+        drop_answer=False,
     )
     yield stack.simulator
     stack.prefect_proxy.cut = False

@@ -37,8 +37,12 @@ GOOD_ORDERS = [o for o in DEMO_ORDERS if o[5] in ("Manizales", "Medellín", "Cal
 
 def seed_workspace(stack, count: int = 3) -> tuple[str, list[str]]:
     with UnitOfWork(stack.engine) as uow:
-        demo = seed_demo(uow.session, credentials_key=stack.credentials_key, name=f"e2e-{uuid.uuid4().hex[:6]}",
-                         orders=GOOD_ORDERS[:count])
+        demo = seed_demo(
+            uow.session,
+            credentials_key=stack.credentials_key,
+            name=f"e2e-{uuid.uuid4().hex[:6]}",
+            orders=GOOD_ORDERS[:count],
+        )
         uow.commit()
     return demo.workspace_id, demo.order_ids
 
@@ -52,8 +56,11 @@ def submit(workspace_id: str, order_ids: list[str], *, wait_s: float = 60, **par
         timeout=0,
         as_subflow=False,
     )
-    wait_for(lambda: batch_created(run.id) or flow_run(run.id).state.is_final(), timeout_s=wait_s,
-             what=f"run {run.id} to create its batch")
+    wait_for(
+        lambda: batch_created(run.id) or flow_run(run.id).state.is_final(),
+        timeout_s=wait_s,
+        what=f"run {run.id} to create its batch",
+    )
     return flow_run(run.id)
 
 
@@ -70,15 +77,21 @@ def batch_created(run_id: str | UUID) -> bool:
 
 def retry(batch: str, *, wait_s: float = 120) -> FlowRun:
     """Trigger `retry-failed-items` (`batch`: a job id or «<workspace> #<n>») and wait for its run, the new batch."""
-    return run_deployment(f"{RETRY}/{RETRY}", parameters={"batch": batch}, timeout=wait_s,
-                          poll_interval=0.5, as_subflow=False)
+    return run_deployment(
+        f"{RETRY}/{RETRY}", parameters={"batch": batch}, timeout=wait_s, poll_interval=0.5, as_subflow=False
+    )
 
 
 def reconcile(*, wait_s: float = 90, attempts: int = 5) -> FlowRun:
     """A manual reconcile with its own bucket key; tried again if the concurrency limit (1) cancelled it."""
     for _ in range(attempts):
-        run = run_deployment(RECONCILE_DEPLOYMENT, parameters={"idempotency_key": f"e2e:{uuid.uuid4()}"},
-                             timeout=wait_s, poll_interval=0.5, as_subflow=False)
+        run = run_deployment(
+            RECONCILE_DEPLOYMENT,
+            parameters={"idempotency_key": f"e2e:{uuid.uuid4()}"},
+            timeout=wait_s,
+            poll_interval=0.5,
+            as_subflow=False,
+        )
         if not (run.state and run.state.is_cancelled() and "concurrency" in (run.state.message or "")):
             return run
         time.sleep(2)
@@ -87,16 +100,22 @@ def reconcile(*, wait_s: float = 90, attempts: int = 5) -> FlowRun:
 
 def job_of(stack, workspace_id: str) -> RobotJob:
     with UnitOfWork(stack.engine, readonly=True) as uow:
-        jobs = list(uow.session.exec(select(RobotJob).where(RobotJob.workspace_id == workspace_id)
-                                     .order_by(RobotJob.created_at)))
+        jobs = list(
+            uow.session.exec(
+                select(RobotJob).where(RobotJob.workspace_id == workspace_id).order_by(RobotJob.created_at)
+            )
+        )
     assert jobs, f"no job in workspace {workspace_id}"
     return jobs[-1]
 
 
 def jobs_of(stack, workspace_id: str) -> list[RobotJob]:
     with UnitOfWork(stack.engine, readonly=True) as uow:
-        return list(uow.session.exec(select(RobotJob).where(RobotJob.workspace_id == workspace_id)
-                                     .order_by(RobotJob.created_at)))
+        return list(
+            uow.session.exec(
+                select(RobotJob).where(RobotJob.workspace_id == workspace_id).order_by(RobotJob.created_at)
+            )
+        )
 
 
 def job(stack, job_id: str) -> RobotJob:
@@ -132,18 +151,27 @@ def flow_run(flow_run_id: str | UUID) -> FlowRun:
 
 
 def wait_flow_final(flow_run_id: str | UUID, *, timeout_s: float = 60) -> FlowRun:
-    return wait_for(lambda: (run := flow_run(flow_run_id)).state and run.state.is_final() and run,
-                    timeout_s=timeout_s, what=f"flow run {flow_run_id} to finish")
+    return wait_for(
+        lambda: (run := flow_run(flow_run_id)).state and run.state.is_final() and run,
+        timeout_s=timeout_s,
+        what=f"flow run {flow_run_id} to finish",
+    )
 
 
 def wait_flow_state(flow_run_id: str | UUID, state_name: str, *, timeout_s: float = 60) -> FlowRun:
-    return wait_for(lambda: (run := flow_run(flow_run_id)).state and run.state.name == state_name and run,
-                    timeout_s=timeout_s, what=f"flow run {flow_run_id} to be {state_name}")
+    return wait_for(
+        lambda: (run := flow_run(flow_run_id)).state and run.state.name == state_name and run,
+        timeout_s=timeout_s,
+        what=f"flow run {flow_run_id} to be {state_name}",
+    )
 
 
 def wait_job_finished(stack, job_id: str, *, timeout_s: float = 60) -> RobotJob:
-    return wait_for(lambda: (j := job(stack, job_id)).status in ("completed", "failed") and j,
-                    timeout_s=timeout_s, what=f"job {job_id} to finish")
+    return wait_for(
+        lambda: (j := job(stack, job_id)).status in ("completed", "failed") and j,
+        timeout_s=timeout_s,
+        what=f"job {job_id} to finish",
+    )
 
 
 def orchestration_run_of(stack, job_id: str, *, timeout_s: float = 30) -> str:
@@ -195,8 +223,9 @@ def age_job(stack, job_id: str, seconds: float) -> None:
     """Arrange a job created `seconds` ago (a test cannot wait the production limits out)."""
     with UnitOfWork(stack.engine) as uow:
         created_at = uow.session.get(RobotJob, job_id).created_at
-        uow.session.execute(update(RobotJob).where(RobotJob.id == job_id)
-                            .values(created_at=created_at - timedelta(seconds=seconds)))
+        uow.session.execute(
+            update(RobotJob).where(RobotJob.id == job_id).values(created_at=created_at - timedelta(seconds=seconds))
+        )
         uow.commit()
 
 

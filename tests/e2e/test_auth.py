@@ -18,8 +18,10 @@ def test_the_api_refuses_a_request_without_the_credential(stack):
     wrong = auth_header(stack.auth_string.split(":")[0] + ":not-the-password")
     assert httpx.post(filter_runs, json={"limit": 1}, headers=wrong, timeout=10).status_code == 401
     assert httpx.post(f"{stack.api_url}/artifacts/filter", json={}, timeout=10).status_code == 401  # customers' data
-    assert httpx.post(filter_runs, json={"limit": 1}, headers=auth_header(stack.auth_string),
-                      timeout=10).status_code == 200
+    assert (
+        httpx.post(filter_runs, json={"limit": 1}, headers=auth_header(stack.auth_string), timeout=10).status_code
+        == 200
+    )
     assert httpx.get(f"{stack.api_url}/health", timeout=10).status_code == 200  # probes stay open
 
 

@@ -102,8 +102,11 @@ def test_callbacks_before_the_200(stack, sim):
     assert job.dispatch_state == "accepted"
     assert summary_artifact(job.id) is not None
     # The resume met a run that was still running (never suspended): retried, then delivered once it finished.
-    wait_for(lambda: all(e.delivered_at for e in events(stack, BATCH_COMPLETED, job.id)), timeout_s=15,
-             what="the resume event to be delivered")
+    wait_for(
+        lambda: all(e.delivered_at for e in events(stack, BATCH_COMPLETED, job.id)),
+        timeout_s=15,
+        what="the resume event to be delivered",
+    )
 
 
 def test_duplicates_and_fatal_re_report(stack, sim):
@@ -149,8 +152,10 @@ def test_a_wrong_name_fails_the_run_at_once_listing_the_valid_ones(stack, sim):
     assert "Workspace desconocido: «Tienda Que No Existe». Workspaces válidos:" in wrong_workspace.state.message
     assert f"«{name}»" in wrong_workspace.state.message
     assert wrong_stage.state.is_failed()
-    assert "Etapa desconocida en este workspace: «Bodega». Etapas válidas: «Nuevo», «Confirmado»" in \
-        wrong_stage.state.message
+    assert (
+        "Etapa desconocida en este workspace: «Bodega». Etapas válidas: «Nuevo», «Confirmado»"
+        in wrong_stage.state.message
+    )
     assert jobs_of(stack, workspace_id) == []
 
 
@@ -175,8 +180,11 @@ def test_retry_chosen_by_reference_is_its_own_run(stack, sim):
     sim.configure(order_scenarios={})
 
     wrong = retry("Lote que no existe")
-    assert wrong.state.is_failed() and "Lote desconocido: «Lote que no existe». Lotes recientes con pedidos " \
-        "fallidos:" in wrong.state.message and f"«{name} #1»" in wrong.state.message
+    assert (
+        wrong.state.is_failed()
+        and "Lote desconocido: «Lote que no existe». Lotes recientes con pedidos fallidos:" in wrong.state.message
+        and f"«{name} #1»" in wrong.state.message
+    )
     retried = retry(f"{name} #1")
     [first, second] = jobs_of(stack, workspace_id)
     assert retried.state.is_completed(), retried.state

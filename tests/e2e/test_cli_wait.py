@@ -18,8 +18,11 @@ def test_submit_wait_follows_its_run_to_the_summary(stack, sim, monkeypatch):
     monkeypatch.setenv("PREFECT_API_AUTH_STRING", stack.auth_string)
     workspace_id, order_ids = seed_workspace(stack, 3)
     out = io.StringIO()
-    code = main(["submit", "--workspace", workspace_id, "--orders", ",".join(order_ids), "--wait", "--timeout", "180"],
-                out=out, database_url=stack.engine.url.render_as_string(hide_password=False))
+    code = main(
+        ["submit", "--workspace", workspace_id, "--orders", ",".join(order_ids), "--wait", "--timeout", "180"],
+        out=out,
+        database_url=stack.engine.url.render_as_string(hide_password=False),
+    )
     text = out.getvalue()
     assert code == 0, text
     [job] = jobs_of(stack, workspace_id)

@@ -15,8 +15,14 @@ pytestmark = pytest.mark.e2e
 
 
 def _prefect(env, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "prefect"), "--no-prompt", *args], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(BIN / "prefect"), "--no-prompt", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_prefect_deploy_all_and_a_process_worker(tmp_path):
@@ -52,8 +58,14 @@ def test_prefect_deploy_all_and_a_process_worker(tmp_path):
 
         # The deploy's alert step (README): the automations and their notification block, by name, twice.
         for _ in range(2):
-            alerts = subprocess.run([sys.executable, "-m", "flows.alerts"], cwd=PROJECT_ROOT, capture_output=True,
-                                    text=True, timeout=120, env={**env, "ALERT_WEBHOOK_URL": "http://127.0.0.1:9/hook"})
+            alerts = subprocess.run(
+                [sys.executable, "-m", "flows.alerts"],
+                cwd=PROJECT_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={**env, "ALERT_WEBHOOK_URL": "http://127.0.0.1:9/hook"},
+            )
             assert alerts.returncode == 0, alerts.stdout + alerts.stderr
         automations = api.post(f"{api_url}/automations/filter", json={}).json()
         assert sorted(a["name"] for a in automations) == ["robotjobs: lote con errores", "robotjobs: lote fallido"]
@@ -62,14 +74,22 @@ def test_prefect_deploy_all_and_a_process_worker(tmp_path):
         worker = ManagedProcess(
             "worker",
             [str(BIN / "prefect"), "worker", "start", "--pool", "robotjobs"],
-            env={**env, "PREFECT_WORKER_QUERY_SECONDS": "1", "RECONCILER_ENABLED": "false",
-                 "DATABASE_URL": f"sqlite:///{tmp_path / 'unused.db'}"},
+            env={
+                **env,
+                "PREFECT_WORKER_QUERY_SECONDS": "1",
+                "RECONCILER_ENABLED": "false",
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'unused.db'}",
+            },
             log_path=tmp_path / "worker.log",
         ).start()
         run = api.post(f"{api_url}/deployments/{reconcile['id']}/create_flow_run", json={}).json()
         worker.wait_until(
-            lambda: api.get(f"{api_url}/flow_runs/{run['id']}").json()["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED"),
-            timeout_s=90, what="the deployed run to finish",
+            lambda: (
+                api.get(f"{api_url}/flow_runs/{run['id']}").json()["state"]["type"]
+                in ("COMPLETED", "FAILED", "CRASHED")
+            ),
+            timeout_s=90,
+            what="the deployed run to finish",
         )
         final = api.get(f"{api_url}/flow_runs/{run['id']}").json()["state"]
         assert final["type"] == "COMPLETED", (final, worker.log_tail())

@@ -5,7 +5,7 @@ and the published summary agree."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -72,13 +72,16 @@ def test_successes_after_the_deadline_correct_the_job_its_run_and_its_summary(st
     run_id = orchestration_run_of(stack, the_job.id)
     wait_flow_state(run_id, "Suspended", timeout_s=60)
     deadline = job(stack, the_job.id).deadline_at
-    time.sleep(max(0.0, (deadline - datetime.now(timezone.utc)).total_seconds()) + 0.5)
+    time.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 0.5)
 
     # Our clock decides: the reconciler times the job out and resumes its run, which ends Failed with the reason.
     assert reconcile().state.is_completed()
     run = wait_flow_final(run_id, timeout_s=60)
-    record_figure(stack, "deadline → run Failed (reconcile triggered at the deadline)",
-                  (run.state.timestamp - deadline).total_seconds())
+    record_figure(
+        stack,
+        "deadline → run Failed (reconcile triggered at the deadline)",
+        (run.state.timestamp - deadline).total_seconds(),
+    )
     timed_out = wait_job_finished(stack, the_job.id, timeout_s=5)
     assert (timed_out.status, timed_out.failure_reason, timed_out.error_count) == ("failed", TIMEOUT_MESSAGE, 2)
     assert run.state.is_failed() and TIMEOUT_MESSAGE in run.state.message
@@ -88,18 +91,25 @@ def test_successes_after_the_deadline_correct_the_job_its_run_and_its_summary(st
     released = time.monotonic()
     sim.release()
     wait_for(lambda: flow_run(run_id).state.is_completed(), timeout_s=30, what="the run corrected to Completed")
-    record_figure(stack, "late success → run Completed and summary republished (webhook after-commit)",
-                  time.monotonic() - released)
+    record_figure(
+        stack,
+        "late success → run Completed and summary republished (webhook after-commit)",
+        time.monotonic() - released,
+    )
     the_job = job(stack, the_job.id)
     assert (the_job.status, the_job.success_count, the_job.error_count) == ("completed", 2, 0)
     assert the_job.failure_reason is None
     assert {(i.status, bool(i.tracking_number), i.resolved_by) for i in items(stack, the_job.id)} == {
-        ("success", True, "robot")}
+        ("success", True, "robot")
+    }
     assert len(coord_completed(stack, the_job.id)) == 2
     corrected = flow_run(run_id)
     assert corrected.state.is_completed() and corrected.state.message == CORRECTED_MESSAGE
-    wait_for(lambda: job(stack, the_job.id).summary_published_at >= the_job.updated_at, timeout_s=10,
-             what="the corrected summary")
+    wait_for(
+        lambda: job(stack, the_job.id).summary_published_at >= the_job.updated_at,
+        timeout_s=10,
+        what="the corrected summary",
+    )
     assert_summary_agrees(job(stack, the_job.id))
     assert sorted(r["estado"] for r in table_rows(items_artifact(the_job.id))) == ["creado", "creado"]
     assert sim.state()["posts"] == {the_job.id: 1}
@@ -107,8 +117,9 @@ def test_successes_after_the_deadline_correct_the_job_its_run_and_its_summary(st
 
 def test_unusual_robot_fields_are_recorded(stack, sim):
     workspace_id, order_ids = seed_workspace(stack, 3)
-    sim.configure(order_scenarios={order_ids[0]: "unknown_error_type", order_ids[1]: "long_error",
-                                   order_ids[2]: "no_tracking"})
+    sim.configure(
+        order_scenarios={order_ids[0]: "unknown_error_type", order_ids[1]: "long_error", order_ids[2]: "no_tracking"}
+    )
     submit(workspace_id, order_ids)
     the_job = job_of(stack, workspace_id)
     run = wait_flow_final(orchestration_run_of(stack, the_job.id))

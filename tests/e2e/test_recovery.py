@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import UUID
 
 import pytest
@@ -55,7 +55,7 @@ def test_robot_that_never_calls_back_times_out(stack, sim):
     run_id = orchestration_run_of(stack, the_job.id)
     wait_flow_state(run_id, "Suspended")
     deadline = job(stack, the_job.id).deadline_at
-    time.sleep(max(0.0, (deadline - datetime.now(timezone.utc)).total_seconds()) + 0.5)
+    time.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 0.5)
 
     report = reconcile()
     assert report.state.is_completed(), report.state
@@ -66,8 +66,11 @@ def test_robot_that_never_calls_back_times_out(stack, sim):
         ("error", "timeout", TIMEOUT_MESSAGE)
     }
     run = wait_flow_final(run_id, timeout_s=30)
-    record_figure(stack, "deadline → run Failed (robot silent, reconcile triggered at the deadline)",
-                  (run.state.timestamp - deadline).total_seconds())
+    record_figure(
+        stack,
+        "deadline → run Failed (robot silent, reconcile triggered at the deadline)",
+        (run.state.timestamp - deadline).total_seconds(),
+    )
     # The run ended on our clock, not Prefect's: resumed by the reconciler, failed with the operators' reason.
     assert run.state.is_failed() and TIMEOUT_MESSAGE in run.state.message, run.state
     assert TIMEOUT_MESSAGE in summary_artifact(the_job.id).data
@@ -85,9 +88,13 @@ def test_lost_resume_is_completed_by_the_reconciler(stack, sim):
     assert the_job.status == "completed"
     # And lose the outbox event too: only the "finished job, still suspended run" scan can save this one.
     # Wait until the webhook's after-commit resume has tried, retried for its patience (5 s) and given up.
-    wait_for(lambda: any((e.last_error or "").startswith("unreachable")
-                         for e in events(stack, outbox.BATCH_COMPLETED, the_job.id)),
-             timeout_s=20, what="the webhook's failed resume attempt")
+    wait_for(
+        lambda: any(
+            (e.last_error or "").startswith("unreachable") for e in events(stack, outbox.BATCH_COMPLETED, the_job.id)
+        ),
+        timeout_s=20,
+        what="the webhook's failed resume attempt",
+    )
     time.sleep(6)
     resume_events = events(stack, outbox.BATCH_COMPLETED, the_job.id)
     assert all(e.locked_by is None and e.delivered_at is None for e in resume_events)
@@ -160,8 +167,11 @@ def test_killed_run_gets_a_recovery_run_from_the_reconciler_that_only_waits(stac
     job_id, crashed_id, _ = _kill_while_it_waits_for_the_200(stack, sim, 2)
 
     assert reconcile().state.is_completed()
-    recovery_id = wait_for(lambda: (j := job(stack, job_id)).flow_run_id != crashed_id and j.flow_run_id,
-                           timeout_s=60, what="the recovery run to take the job")
+    recovery_id = wait_for(
+        lambda: (j := job(stack, job_id)).flow_run_id != crashed_id and j.flow_run_id,
+        timeout_s=60,
+        what="the recovery run to take the job",
+    )
     wait_flow_state(recovery_id, "Suspended", timeout_s=60)
     sim.release()
     run = wait_flow_final(recovery_id, timeout_s=60)
@@ -209,7 +219,10 @@ def test_pending_jobs_are_started_or_given_up_by_the_reconciler(stack, sim):
 
     given_up = job(stack, stuck)
     assert (given_up.status, given_up.failure_reason, given_up.dispatch_state) == (
-        "failed", NEVER_STARTED_MESSAGE, "not_dispatched")
+        "failed",
+        NEVER_STARTED_MESSAGE,
+        "not_dispatched",
+    )
     assert {(i.status, i.error_type) for i in items(stack, stuck)} == {("error", "dispatch")}
     assert given_up.summary_published_at >= given_up.updated_at
     assert NEVER_STARTED_MESSAGE in summary_artifact(stuck).data
@@ -258,8 +271,12 @@ def test_served_reconciler_follows_the_scheduling_contract(stack):
 
     from stack.prefect_auth import auth_header
 
-    found = {d["name"]: d for d in httpx.post(f"{stack.api_url}/deployments/filter", json={},
-                                              headers=auth_header(stack.auth_string)).json()}
+    found = {
+        d["name"]: d
+        for d in httpx.post(
+            f"{stack.api_url}/deployments/filter", json={}, headers=auth_header(stack.auth_string)
+        ).json()
+    }
     reconcile_deployment = found["reconcile"]
     assert reconcile_deployment["global_concurrency_limit"]["limit"] == 1
     # This stack serves it unscheduled (see conftest); what `python -m flows.serve` serves by default is every 60 s.
@@ -271,16 +288,24 @@ def test_served_reconciler_follows_the_scheduling_contract(stack):
     # Two runs in the same bucket do the work once: the second finds the first's result under the key.
     key = f"reconcile:e2e-{time.time_ns()}"
     from prefect.deployments import run_deployment
+
     from flows.deployments import RECONCILE_DEPLOYMENT
 
-    runs = [run_deployment(RECONCILE_DEPLOYMENT, parameters={"idempotency_key": key}, timeout=90, poll_interval=0.5,
-                           as_subflow=False) for _ in range(2)]
+    runs = [
+        run_deployment(
+            RECONCILE_DEPLOYMENT, parameters={"idempotency_key": key}, timeout=90, poll_interval=0.5, as_subflow=False
+        )
+        for _ in range(2)
+    ]
     assert all(r.state.is_completed() for r in runs)
     with get_client(sync_client=True) as client:
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
         task_states = [
-            [t.state.name for t in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[r.id])))]
+            [
+                t.state.name
+                for t in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[r.id])))
+            ]
             for r in runs
         ]
     assert task_states == [["Completed"], ["Cached"]]

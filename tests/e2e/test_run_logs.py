@@ -35,8 +35,9 @@ PORTAL_PASSWORD = seed_demo.__kwdefaults__["portal_password"]
 
 def run_log_messages(flow_run_id: str) -> list[str]:
     with get_client(sync_client=True) as client:
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(flow_run_id)])),
-                                limit=200)
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(flow_run_id)])), limit=200
+        )
     return [entry.message for entry in logs]
 
 
@@ -48,9 +49,15 @@ def keep_run_logs(stack, name: str, flow_run_id: str) -> None:
 
 def wait_for_line(flow_run_id: str, *parts: str, timeout_s: float = 60) -> list[str]:
     """The run's log messages once one of them holds every part (Prefect's log worker sends in ~2 s batches)."""
-    return wait_for(lambda: (messages := run_log_messages(flow_run_id))
-                    and any(all(p in m for p in parts) for m in messages) and messages,
-                    timeout_s=timeout_s, what=f"a log line with {parts} in run {flow_run_id}")
+    return wait_for(
+        lambda: (
+            (messages := run_log_messages(flow_run_id))
+            and any(all(p in m for p in parts) for m in messages)
+            and messages
+        ),
+        timeout_s=timeout_s,
+        what=f"a log line with {parts} in run {flow_run_id}",
+    )
 
 
 @pytest.fixture
@@ -83,14 +90,16 @@ def test_dispatch_and_results_land_in_the_batch_run_logs_without_secrets(stack, 
 
     # The dispatch, from inside the run (its task's logger).
     messages = wait_for_line(run_id, f"Lote {the_job.id}: el robot aceptó el lote (HTTP 200")
-    assert any(m.startswith(f"Lote {the_job.id}: enviando 3 pedido(s) al robot en http://127.0.0.1:")
-               for m in messages), messages
+    assert any(
+        m.startswith(f"Lote {the_job.id}: enviando 3 pedido(s) al robot en http://127.0.0.1:") for m in messages
+    ), messages
     # The results, from the webhook (no run context there): the final counts, and the error with its order and reason.
     messages = wait_for_line(run_id, f"Lote {the_job.id}: resultados recibidos: 3 de 3 (2 creados, 1 con error)")
     errors = [m for m in messages if m.startswith(f"Lote {the_job.id}: pedido ") and "con error" in m]
     assert len(errors) == 1, errors
-    assert errors[0].startswith(f"Lote {the_job.id}: pedido {failed_order} con error") and \
-        errors[0].endswith(": No se encontró el municipio"), errors
+    assert errors[0].startswith(f"Lote {the_job.id}: pedido {failed_order} con error") and errors[0].endswith(
+        ": No se encontró el municipio"
+    ), errors
     # The webhook resumed the run, and said so there.
     assert any(m.startswith(f"Lote {the_job.id}: lote terminado; se reanuda") for m in messages), messages
 

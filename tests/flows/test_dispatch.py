@@ -37,7 +37,9 @@ def test_dispatch_sends_once_and_marks_accepted(engine, settings, simulator, sta
     ("status", "reason_part"),
     [(409, "HTTP 409"), (500, "HTTP 500"), (400, "HTTP 400"), ("unreachable", "No se pudo conectar")],
 )
-def test_refusal_fails_the_job_with_a_reason_on_every_item(engine, settings, simulator, started_job, status, reason_part):
+def test_refusal_fails_the_job_with_a_reason_on_every_item(
+    engine, settings, simulator, started_job, status, reason_part
+):
     if status == "unreachable":
         settings = settings.model_copy(update={"robot_url": unused_loopback_url()})
     else:
@@ -88,8 +90,9 @@ def test_dns_failure_is_a_refusal():
 
 
 def test_a_2xx_with_an_unreadable_body_is_still_accepted():
-    transport = httpx.MockTransport(lambda request: httpx.Response(
-        200, content=b"{not json", headers={"content-type": "application/json"}))
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(200, content=b"{not json", headers={"content-type": "application/json"})
+    )
     answer = dispatch_batch("http://robot.invalid", {"jobId": "j"}, timeout_s=1, transport=transport)
     assert (answer.status_code, answer.message) == (200, None)
 

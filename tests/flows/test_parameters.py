@@ -34,8 +34,10 @@ def test_the_forms_are_flat_described_and_without_null_toggles(flow, fields, req
     for name, field in schema["properties"].items():
         assert field.get("description"), name
         assert "anyOf" not in field, name  # a "str / None" toggle in the UI
-    assert "Nombre del workspace" in schema["properties"].get("workspace", {"description": "Nombre del workspace"})[
-        "description"]
+    assert (
+        "Nombre del workspace"
+        in schema["properties"].get("workspace", {"description": "Nombre del workspace"})["description"]
+    )
 
 
 def test_a_run_without_an_operator_key_keys_its_job_by_itself():

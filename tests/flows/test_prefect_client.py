@@ -12,9 +12,9 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from sqlmodel import select
 from prefect.client.schemas.objects import Artifact, ArtifactCollection
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+from sqlmodel import select
 
 from domain.db import UnitOfWork
 from domain.models import RobotJobItem
@@ -58,8 +58,16 @@ class FakePrefectApi:
                 if path == "/artifacts/latest/filter":
                     key = body["artifacts"]["key"]["any_"][0]
                     found = [a for a in api.artifacts.values() if a["key"] == key]
-                    return self._answer(200, [ArtifactCollection(
-                        id=uuid.uuid4(), key=key, latest_id=found[-1]["id"]).model_dump(mode="json")] if found else [])
+                    return self._answer(
+                        200,
+                        [
+                            ArtifactCollection(id=uuid.uuid4(), key=key, latest_id=found[-1]["id"]).model_dump(
+                                mode="json"
+                            )
+                        ]
+                        if found
+                        else [],
+                    )
                 if path == "/artifacts/" and self.command == "POST":
                     artifact = Artifact(**body).model_dump(mode="json")
                     api.artifacts[artifact["id"]] = artifact
@@ -82,7 +90,9 @@ class FakePrefectApi:
 
     def of(self, method, path):
         """Calls of `method` to `path` (PATCH: to any artifact under it)."""
-        return [c for c in self.calls if c[0] == method and (c[1] == path or method == "PATCH" and c[1].startswith(path))]
+        return [
+            c for c in self.calls if c[0] == method and (c[1] == path or method == "PATCH" and c[1].startswith(path))
+        ]
 
 
 @pytest.fixture
@@ -141,8 +151,11 @@ def test_progress_updates_by_id_and_skips_a_state_already_published(fake_api, en
     percent = progress.publish_progress(engine, started_job)  # by id: one PATCH, no lookup
     assert percent > 0
     assert _progress(fake_api) == (percent, f"Pedidos procesados: 1 de {round(100 / percent)} (1 creados, 0 con error)")
-    assert (len(fake_api.of("POST", "/artifacts/latest/filter")), len(fake_api.of("POST", "/artifacts/")),
-            len(fake_api.of("PATCH", "/artifacts/"))) == (2, 1, 2)
+    assert (
+        len(fake_api.of("POST", "/artifacts/latest/filter")),
+        len(fake_api.of("POST", "/artifacts/")),
+        len(fake_api.of("PATCH", "/artifacts/")),
+    ) == (2, 1, 2)
 
 
 def test_progress_looks_the_artifact_up_again_when_its_id_is_gone(fake_api, engine, started_job):

@@ -10,8 +10,8 @@ from domain import outbox
 from domain.db import UnitOfWork
 from domain.jobs import TIMEOUT_MESSAGE, fail_job, get_job, start_job
 from domain.models import ErrorType
-from relay.progress import progress_key
 from domain.results import ItemResult, record_item_result
+from relay.progress import progress_key
 from relay.resume import Outcome, deliver_resume_events, resume_after_commit, resume_run, run_input_of
 from relay.run_input import BatchCompleted, pause_key, response_key
 from relay.settle import CORRECTED_MESSAGE, agreeing_state
@@ -25,11 +25,23 @@ def _finish(engine, job_id):
 
 
 def test_run_input_from_an_outbox_payload():
-    payload = {"job_id": "j", "flow_run_id": "f", "status": "completed", "success_count": 2, "error_count": 1,
-               "total_items": 3}
+    payload = {
+        "job_id": "j",
+        "flow_run_id": "f",
+        "status": "completed",
+        "success_count": 2,
+        "error_count": 1,
+        "total_items": 3,
+    }
     assert BatchCompleted.from_payload(payload).model_dump() == {
-        "job_id": "j", "status": "completed", "success_count": 2, "error_count": 1, "total_items": 3,
-        "timed_out": False, "timed_out_items": 0}
+        "job_id": "j",
+        "status": "completed",
+        "success_count": 2,
+        "error_count": 1,
+        "total_items": 3,
+        "timed_out": False,
+        "timed_out_items": 0,
+    }
     assert response_key("j") == f"suspended-{pause_key('j')}-response" == "suspended-robot-job-j-response"
     assert progress_key("ABC") == "robot-job-abc-progress"
 
@@ -77,8 +89,13 @@ def test_run_input_of_a_job_our_deadline_closed_says_timed_out(engine, started_j
     first, *_ = _item_ids(engine, started_job)
     with UnitOfWork(engine) as uow:
         record_item_result(uow.session, ItemResult(item_id=first, status="success", tracking_number="7600123"))
-        fail_job(uow.session, started_job, reason=TIMEOUT_MESSAGE, error_type=ErrorType.TIMEOUT,
-                 error_message=TIMEOUT_MESSAGE)
+        fail_job(
+            uow.session,
+            started_job,
+            reason=TIMEOUT_MESSAGE,
+            error_type=ErrorType.TIMEOUT,
+            error_message=TIMEOUT_MESSAGE,
+        )
         uow.commit()
     with UnitOfWork(engine, readonly=True) as uow:
         run_input = run_input_of(uow.session, get_job(uow.session, started_job))
@@ -91,8 +108,10 @@ def test_run_input_of_a_job_our_deadline_closed_says_timed_out(engine, started_j
 def test_run_input_of_a_job_the_robot_finished_is_not_timed_out(engine, started_job):
     with UnitOfWork(engine) as uow:
         for item_id in _item_ids(engine, started_job):
-            record_item_result(uow.session, ItemResult(item_id=item_id, status="error", error_type="timeout",
-                                                       error_message="timeout del portal"))
+            record_item_result(
+                uow.session,
+                ItemResult(item_id=item_id, status="error", error_type="timeout", error_message="timeout del portal"),
+            )
         uow.commit()
     with UnitOfWork(engine, readonly=True) as uow:
         run_input = run_input_of(uow.session, get_job(uow.session, started_job))

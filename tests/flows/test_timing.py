@@ -3,7 +3,7 @@ a margin, and the reconciler's schedule is the interval that rule counts on (ser
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import yaml
 
@@ -11,7 +11,7 @@ from flows.deployments import RECONCILE, RECONCILE_INTERVAL_S, SUSPEND_MARGIN_S,
 from flows.orchestrate import suspend_timeout_s
 from stack.processes import PROJECT_ROOT
 
-NOW = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def test_suspend_timeout_is_the_deadline_plus_a_reconciler_interval_and_a_margin():

@@ -86,17 +86,31 @@ def simulator():
 
 def pedido(n: int, **overrides) -> dict:
     data = {
-        "identificacion": "1053000000", "nombres": "Elena", "apellidos": "Beltrán", "direccion": "calle 49f",
-        "ciudad": "MANIZALES (CDAS)", "departamento": "CDAS", "celular": "3133477968", "email": "e@example.com",
-        "referencia": f"REF-{n}", "unidades": 1, "totalConIva": 139900, "valorDeclarado": 55000,
-        "esRecaudoContraentrega": True, "peso": 0.08, "alto": 5, "largo": 5, "ancho": 10,
+        "identificacion": "1053000000",
+        "nombres": "Elena",
+        "apellidos": "Beltrán",
+        "direccion": "calle 49f",
+        "ciudad": "MANIZALES (CDAS)",
+        "departamento": "CDAS",
+        "celular": "3133477968",
+        "email": "e@example.com",
+        "referencia": f"REF-{n}",
+        "unidades": 1,
+        "totalConIva": 139900,
+        "valorDeclarado": 55000,
+        "esRecaudoContraentrega": True,
+        "peso": 0.08,
+        "alto": 5,
+        "largo": 5,
+        "ancho": 10,
     }
     data.update(overrides)
     return data
 
 
-def make_batch(callback_url: str, count: int = 2, *, workspace: str = "ws-1", secret: str | None = "s3cret",
-               **per_order) -> dict:
+def make_batch(
+    callback_url: str, count: int = 2, *, workspace: str = "ws-1", secret: str | None = "s3cret", **per_order
+) -> dict:
     """A valid dispatch body; per_order maps an order index to pedidoInput overrides."""
     body = {
         "workspaceId": workspace,
@@ -104,8 +118,11 @@ def make_batch(callback_url: str, count: int = 2, *, workspace: str = "ws-1", se
         "callbackUrl": callback_url,
         "jobId": f"job-{uuid.uuid4().hex[:8]}",
         "orders": [
-            {"itemId": f"item-{uuid.uuid4().hex}", "orderId": f"order-{n}",
-             "pedidoInput": pedido(n, **per_order.get(f"o{n}", {}))}
+            {
+                "itemId": f"item-{uuid.uuid4().hex}",
+                "orderId": f"order-{n}",
+                "pedidoInput": pedido(n, **per_order.get(f"o{n}", {})),
+            }
             for n in range(count)
         ],
     }

@@ -41,8 +41,10 @@ def test_body_is_compact_utf8_with_non_ascii_unescaped_and_no_empty_keys(simulat
     dispatch(simulator, body)
     raws = {r.json["itemId"]: r.raw for r in receiver.wait_for(2)}
     error_item = body["orders"][1]["itemId"]
-    expected = ('{"itemId":"' + error_item + '","status":"error","errorType":"validation",'
-                '"errorMessage":"Ciudad vacía o no proporcionada"}').encode("utf-8")
+    expected = (
+        '{"itemId":"' + error_item + '","status":"error","errorType":"validation",'
+        '"errorMessage":"Ciudad vacía o no proporcionada"}'
+    ).encode("utf-8")
     assert raws[error_item] == expected
     success = json.loads(raws[body["orders"][0]["itemId"]])
     assert raws[body["orders"][0]["itemId"]] == json.dumps(success, separators=(",", ":")).encode()
@@ -82,7 +84,10 @@ def test_signed_batch_report_verifies_with_standard_webhooks(simulator, receiver
     assert payload["jobId"] == body["jobId"]
     assert [r["itemId"] for r in payload["results"]] == [o["itemId"] for o in body["orders"]]
     assert [r.get("errorMessage") for r in payload["results"]] == [
-        "Ciudad vacía o no proporcionada", None, "No se encontró el municipio"]
+        "Ciudad vacía o no proporcionada",
+        None,
+        "No se encontró el municipio",
+    ]
     assert "vacía".encode() in signed.raw
     with pytest.raises(WebhookVerificationError):
         Webhook("whsec_" + "b3RoZXItc2VjcmV0LW90aGVyLXNlY3JldA==").verify(signed.raw, signed.header_map)

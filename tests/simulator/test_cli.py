@@ -19,9 +19,24 @@ def test_cli_runs_the_simulator_with_its_flags(receiver):
     url = unused_loopback_url()
     port = url.rsplit(":", 1)[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", port, "--delay", "0.01",
-         "--order-scenario", "order-1=invalid_city", "--unknown-city", "X (Y)"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            port,
+            "--delay",
+            "0.01",
+            "--order-scenario",
+            "order-1=invalid_city",
+            "--unknown-city",
+            "X (Y)",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 15

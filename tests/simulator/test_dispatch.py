@@ -30,8 +30,13 @@ def test_accepts_a_batch_and_reports_every_order_once(simulator, receiver):
         assert result["status"] == "success" and result["trackingNumber"].startswith("7600")
     assert len({r["trackingNumber"] for r in results}) == 3
     assert state["posts"] == {body["jobId"]: 1}
-    assert state["batches"][0] == {"jobId": body["jobId"], "workspaceId": "ws-1", "username": "portal-user",
-                                   "orders": 3, "state": "done"}
+    assert state["batches"][0] == {
+        "jobId": body["jobId"],
+        "workspaceId": "ws-1",
+        "username": "portal-user",
+        "orders": 3,
+        "state": "done",
+    }
     assert [c["httpStatus"] for c in state["callbacks"]] == [200, 200, 200]
 
 
@@ -72,10 +77,19 @@ def test_all_cities_empty_is_a_400_and_each_order_still_gets_a_validation_callba
         assert response.status_code == 400
         assert response.json() == {"success": False, "error": "Todos los pedidos tienen ciudad inválida"}
         receiver.wait_for(2 * attempt)
-    assert receiver.bodies() == [
-        {"itemId": o["itemId"], "status": "error", "errorType": "validation",
-         "errorMessage": "Ciudad vacía o no proporcionada"} for o in body["orders"]
-    ] * 2
+    assert (
+        receiver.bodies()
+        == [
+            {
+                "itemId": o["itemId"],
+                "status": "error",
+                "errorType": "validation",
+                "errorMessage": "Ciudad vacía o no proporcionada",
+            }
+            for o in body["orders"]
+        ]
+        * 2
+    )
     assert simulator.state()["batches"] == []
 
 
@@ -87,12 +101,20 @@ def test_an_empty_city_in_a_mixed_batch_gets_a_validation_callback(simulator, re
     assert by_item[body["orders"][1]["itemId"]]["errorType"] == "validation"
 
 
-@pytest.mark.parametrize("path, expected", [
-    (("workspaceId",), "workspaceId"), (("credentials",), "credentials"), (("callbackUrl",), "callbackUrl"),
-    (("jobId",), "jobId"), (("orders",), "orders"), (("credentials", "password"), "credentials.password"),
-    (("orders", 0, "itemId"), "itemId"), (("orders", 0, "pedidoInput", "nombres"), "nombres"),
-    (("orders", 1, "pedidoInput", "esRecaudoContraentrega"), "esRecaudoContraentrega"),
-])
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        (("workspaceId",), "workspaceId"),
+        (("credentials",), "credentials"),
+        (("callbackUrl",), "callbackUrl"),
+        (("jobId",), "jobId"),
+        (("orders",), "orders"),
+        (("credentials", "password"), "credentials.password"),
+        (("orders", 0, "itemId"), "itemId"),
+        (("orders", 0, "pedidoInput", "nombres"), "nombres"),
+        (("orders", 1, "pedidoInput", "esRecaudoContraentrega"), "esRecaudoContraentrega"),
+    ],
+)
 def test_a_missing_required_field_is_a_400(simulator, receiver, path, expected):
     body = make_batch(receiver.url, 2)
     target = body

@@ -23,10 +23,13 @@ def configure_over_http(simulator, **changes) -> dict:
     return response.json()
 
 
-@pytest.mark.parametrize("scenario, error_type, message", [
-    ("invalid_city", "portal", "No se encontró el municipio"),
-    ("login_failure", "portal", "Login fallido en el portal de Coordinadora"),
-])
+@pytest.mark.parametrize(
+    "scenario, error_type, message",
+    [
+        ("invalid_city", "portal", "No se encontró el municipio"),
+        ("login_failure", "portal", "Login fallido en el portal de Coordinadora"),
+    ],
+)
 def test_every_order_fails_the_same_way(simulator, receiver, scenario, error_type, message):
     assert configure_over_http(simulator, scenario=scenario)["scenario"] == scenario
     body = make_batch(receiver.url, 2)
@@ -48,8 +51,15 @@ def test_fatal_path_re_reports_every_order_as_unknown_error(simulator, receiver)
     assert len(results) == 6
     items = [o["itemId"] for o in body["orders"]]
     assert [r["itemId"] for r in results[:2]] == items[:2] and all(r["status"] == "success" for r in results[:2])
-    assert results[2:] == [{"itemId": item, "status": "error", "errorType": "unknown",
-                            "errorMessage": "Error fatal en el procesamiento del batch"} for item in items]
+    assert results[2:] == [
+        {
+            "itemId": item,
+            "status": "error",
+            "errorType": "unknown",
+            "errorMessage": "Error fatal en el procesamiento del batch",
+        }
+        for item in items
+    ]
 
 
 def test_duplicate_callbacks_send_each_result_twice(simulator, receiver):
@@ -97,8 +107,12 @@ def test_forced_dispatch_status_processes_nothing(simulator, receiver, status):
 
 def test_per_order_overrides_by_order_id_referencia_and_city(simulator, receiver):
     simulator.configure(
-        order_scenarios={"order-0": "login_failure", "REF-1": "in_process", "order-3": "silent",
-                         "order-4": "duplicate"},
+        order_scenarios={
+            "order-0": "login_failure",
+            "REF-1": "in_process",
+            "order-3": "silent",
+            "order-4": "duplicate",
+        },
         unknown_cities=["BUENAVISTA (CORD)"],
     )
     body = make_batch(receiver.url, 5, o2={"ciudad": "BUENAVISTA (CORD)"})
@@ -110,7 +124,8 @@ def test_per_order_overrides_by_order_id_referencia_and_city(simulator, receiver
         (items[0], "Login fallido en el portal de Coordinadora"),
         (items[1], "Pedido ya en proceso"),
         (items[2], "No se encontró el municipio"),
-        (items[4], None), (items[4], None),
+        (items[4], None),
+        (items[4], None),
     ]
     assert results[1]["errorType"] == "validation" and results[3] == results[4]
 
@@ -148,8 +163,9 @@ def test_a_reset_drops_held_batches_without_calling_back(simulator, receiver):
 
 
 def test_unusual_but_honest_fields(simulator, receiver):
-    simulator.configure(order_scenarios={"order-0": "unknown_error_type", "order-1": "long_error",
-                                         "order-2": "no_tracking"})
+    simulator.configure(
+        order_scenarios={"order-0": "unknown_error_type", "order-1": "long_error", "order-2": "no_tracking"}
+    )
     body = make_batch(receiver.url, 3)
     dispatch(simulator, body)
     unknown, long, no_tracking = (r.json for r in receiver.wait_for(3))

@@ -55,16 +55,29 @@ def test_immediate_stop_recovers_committed_rows(private_postgres):
 
 
 def test_loopback_only_with_a_password(private_postgres):
-    with psycopg.connect(host="127.0.0.1", port=private_postgres.port, user="postgres",
-                         password=private_postgres.password, dbname="postgres") as conn:
-        settings = dict(conn.execute(
-            "SELECT name, setting FROM pg_settings WHERE name IN ('listen_addresses', 'unix_socket_directories')"
-        ).fetchall())
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=private_postgres.port,
+        user="postgres",
+        password=private_postgres.password,
+        dbname="postgres",
+    ) as conn:
+        settings = dict(
+            conn.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN ('listen_addresses', 'unix_socket_directories')"
+            ).fetchall()
+        )
         assert conn.execute("SHOW server_version").fetchone()[0].startswith("18.")
     assert settings == {"listen_addresses": "127.0.0.1", "unix_socket_directories": ""}
     with pytest.raises(psycopg.OperationalError, match="password"):
-        psycopg.connect(host="127.0.0.1", port=private_postgres.port, user="postgres", password="wrong",
-                        dbname="postgres", connect_timeout=5)
+        psycopg.connect(
+            host="127.0.0.1",
+            port=private_postgres.port,
+            user="postgres",
+            password="wrong",
+            dbname="postgres",
+            connect_timeout=5,
+        )
 
 
 def test_the_server_and_its_folder_are_gone_after_the_block():
@@ -81,9 +94,24 @@ def test_an_interrupted_test_run_stops_and_removes_its_private_server(tmp_path):
         "import time\n\ndef test_slow():\n    print('slow test started', flush=True)\n    time.sleep(120)\n"
     )
     runner = subprocess.Popen(
-        [sys.executable, "-m", "stack.run_tests", "--no-gates", "--database", "private", "--database", "sqlite", "--",
-         "-s", str(tmp_path / "test_slow.py")],
-        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "stack.run_tests",
+            "--no-gates",
+            "--database",
+            "private",
+            "--database",
+            "sqlite",
+            "--",
+            "-s",
+            str(tmp_path / "test_slow.py"),
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     lines: list[str] = []
     try:

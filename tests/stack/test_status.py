@@ -14,12 +14,16 @@ from stack.status import report
 def test_status_tells_running_from_stopped(tmp_path):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    (tmp_path / "pids.json").write_text(json.dumps({
-        "pids": {"webhook": os.getpid(), "flow-runner": gone.pid},
-        "cmdlines": {"webhook": process_cmdline(os.getpid()), "flow-runner": "python -m flows.serve"},
-        "webhook_url": "http://127.0.0.1:9",  # nothing listens on the discard port
-        "log_dir": str(tmp_path),
-    }))
+    (tmp_path / "pids.json").write_text(
+        json.dumps(
+            {
+                "pids": {"webhook": os.getpid(), "flow-runner": gone.pid},
+                "cmdlines": {"webhook": process_cmdline(os.getpid()), "flow-runner": "python -m flows.serve"},
+                "webhook_url": "http://127.0.0.1:9",  # nothing listens on the discard port
+                "log_dir": str(tmp_path),
+            }
+        )
+    )
     lines, healthy = report(tmp_path)
     text = "\n".join(lines)
     assert not healthy

@@ -13,7 +13,7 @@ from domain.dispatch import hash_callback_secret
 from domain.models import ItemStatus, RobotJobItem
 from domain.seed import seed_demo
 from domain.settings import get_settings
-from tests.webhook.helpers import API_TOKEN, SettledClient, Job, RecordingNotifier, db_state, new_signing_secret
+from tests.webhook.helpers import API_TOKEN, Job, RecordingNotifier, SettledClient, db_state, new_signing_secret
 from webhook import create_app
 
 
@@ -87,7 +87,9 @@ def make_job(uow, credentials_key):
         secret = secrets.token_urlsafe(32)
         with uow() as tx:
             demo = seed_demo(tx.session, credentials_key=credentials_key, name=name)
-            created = jobs.create_robot_job(tx.session, workspace_id=demo.workspace_id, order_ids=demo.order_ids[:orders])
+            created = jobs.create_robot_job(
+                tx.session, workspace_id=demo.workspace_id, order_ids=demo.order_ids[:orders]
+            )
             jobs.start_job(tx.session, created.job.id, flow_run_id="6d1b0f44-6a39-4d2c-9a7e-1f1c2b3d4e5f")
             assert jobs.claim_dispatch(tx.session, created.job.id, callback_secret_hash=hash_callback_secret(secret))
             items = tx.session.exec(
@@ -95,7 +97,9 @@ def make_job(uow, credentials_key):
             ).all()
             tx.commit()
         pending = [i.id for i in items if i.status == ItemStatus.PENDING]
-        return Job(id=created.job.id, secret=secret, items=pending, rejected=[i.id for i in items if i.id not in pending])
+        return Job(
+            id=created.job.id, secret=secret, items=pending, rejected=[i.id for i in items if i.id not in pending]
+        )
 
     return make
 
@@ -127,7 +131,8 @@ def down_engine(tmp_path):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/robotjobs",
-                             connect_args={"connect_timeout": 2})
+        engine = make_engine(
+            f"postgresql+psycopg://postgres@127.0.0.1:{port}/robotjobs", connect_args={"connect_timeout": 2}
+        )
     yield engine
     engine.dispose()

@@ -25,8 +25,17 @@ def free_port() -> int:
 class GunicornServer:
     """`with GunicornServer(env=..., worker_class=...) as server: server.url`; stderr goes to `server.log_path`."""
 
-    def __init__(self, *, env: dict[str, str], log_path: Path, worker_class: str = "sync", workers: int = 2,
-                 threads: int = 1, extra_args: list[str] | None = None, ready_timeout_s: float = 30):
+    def __init__(
+        self,
+        *,
+        env: dict[str, str],
+        log_path: Path,
+        worker_class: str = "sync",
+        workers: int = 2,
+        threads: int = 1,
+        extra_args: list[str] | None = None,
+        ready_timeout_s: float = 30,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -44,7 +53,7 @@ class GunicornServer:
         self._ready_timeout_s = ready_timeout_s
         self.process: subprocess.Popen | None = None
 
-    def __enter__(self) -> "GunicornServer":
+    def __enter__(self) -> GunicornServer:
         gunicorn = Path(sys.executable).with_name("gunicorn")
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
@@ -57,7 +66,9 @@ class GunicornServer:
         deadline = time.monotonic() + self._ready_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}: {self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"gunicorn exited with {self.process.returncode}: {self.log_path.read_text()[-3000:]}"
+                )
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
                     return self

@@ -6,7 +6,7 @@ import base64
 import json
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask.testing import FlaskClient
 from sqlalchemy import text
@@ -29,7 +29,7 @@ def robot_body(payload: dict) -> bytes:
 def sign(secret: str, body: bytes, *, msg_id: str | None = None, timestamp: float | None = None) -> dict[str, str]:
     """Standard Webhooks headers made with the standardwebhooks package itself (an independent signer)."""
     msg_id = msg_id or f"msg_{secrets.token_hex(8)}"
-    moment = datetime.fromtimestamp(timestamp if timestamp is not None else datetime.now(timezone.utc).timestamp(), timezone.utc)
+    moment = datetime.fromtimestamp(timestamp if timestamp is not None else datetime.now(UTC).timestamp(), UTC)
     signature = Webhook(secret).sign(msg_id, moment, body.decode("utf-8"))
     return {
         "webhook-id": msg_id,
@@ -91,4 +91,3 @@ def robot_headers(secret: str | None) -> dict[str, str]:
     if secret is not None:
         headers["X-Callback-Secret"] = secret
     return headers
-

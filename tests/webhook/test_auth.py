@@ -42,7 +42,10 @@ def test_refusals_all_read_the_same(client, job, snapshot, make_job):
     """Unknown item, wrong secret, missing header: one message, so a caller learns nothing from it."""
     wrong = _refused(client, job, robot_headers("wrong"), snapshot).json
     unknown = _refused(
-        client, job, robot_headers(job.secret), snapshot,
+        client,
+        job,
+        robot_headers(job.secret),
+        snapshot,
         body=robot_body({"itemId": "itm_unknown", "status": "error"}),
     ).json
     assert wrong == unknown
@@ -83,7 +86,10 @@ def test_timestamp_outside_tolerance_is_refused(frozen_client, job, signing_secr
 
 def test_real_clock_accepts_a_fresh_signature(client, job, signing_secrets):
     body = _body(job)
-    assert client.post(CALLBACK, data=body, headers=sign(signing_secrets[0], body, timestamp=time.time())).status_code == 200
+    assert (
+        client.post(CALLBACK, data=body, headers=sign(signing_secrets[0], body, timestamp=time.time())).status_code
+        == 200
+    )
 
 
 def _tamper(headers: dict, **changes) -> dict:
@@ -133,12 +139,19 @@ def test_tampered_body_is_refused(frozen_client, job, signing_secrets, snapshot)
 
 def test_signature_headers_win_over_a_valid_secret(frozen_client, job, snapshot):
     """A request that presents a signature is judged by it: a bad signature is not rescued by X-Callback-Secret."""
-    headers = {**robot_headers(job.secret), "webhook-id": "x", "webhook-timestamp": str(int(NOW)), "webhook-signature": "v1,AAAA"}
+    headers = {
+        **robot_headers(job.secret),
+        "webhook-id": "x",
+        "webhook-timestamp": str(int(NOW)),
+        "webhook-signature": "v1,AAAA",
+    }
     _refused(frozen_client, job, headers, snapshot)
 
 
 def test_signed_callbacks_off_when_no_secrets_are_configured(make_app, settings, job, snapshot):
-    client = make_app(settings=settings.model_copy(update={"webhook_signing_secrets": []}), clock=lambda: NOW).test_client()
+    client = make_app(
+        settings=settings.model_copy(update={"webhook_signing_secrets": []}), clock=lambda: NOW
+    ).test_client()
     body = _body(job)
     _refused(client, job, sign(new_signing_secret(), body, timestamp=NOW), snapshot, body=body)
 
@@ -152,7 +165,11 @@ def test_signature_is_checked_over_raw_bytes_even_when_not_utf8(frozen_client, j
     body = b'{"itemId": "\xff\xfe"}'
     key = base64.b64decode(signing_secrets[0].removeprefix("whsec_"))
     digest = hmac.new(key, b"msg_raw." + str(int(NOW)).encode() + b"." + body, hashlib.sha256).digest()
-    headers = {"webhook-id": "msg_raw", "webhook-timestamp": str(int(NOW)), "webhook-signature": "v1," + base64.b64encode(digest).decode()}
+    headers = {
+        "webhook-id": "msg_raw",
+        "webhook-timestamp": str(int(NOW)),
+        "webhook-signature": "v1," + base64.b64encode(digest).decode(),
+    }
     before = snapshot()
     response = frozen_client.post(CALLBACK, data=body, headers=headers)
     assert response.status_code == 400 and response.json["error"] == "invalid_encoding"

@@ -158,7 +158,10 @@ def test_refused_signed_request_does_not_burn_its_webhook_id(client, job, signin
     assert client.post(CALLBACK, data=body, headers=headers).status_code == 403
     assert snapshot() == before
     fixed = robot_body({"jobId": job.id, "results": [ok(job.items[0])]})
-    assert client.post(CALLBACK, data=fixed, headers=sign(signing_secrets[0], fixed, msg_id="msg_retry")).status_code == 200
+    assert (
+        client.post(CALLBACK, data=fixed, headers=sign(signing_secrets[0], fixed, msg_id="msg_retry")).status_code
+        == 200
+    )
 
 
 def test_result_for_another_jobs_item(client, make_job, snapshot, signing_secrets):
@@ -198,7 +201,9 @@ def test_legacy_secret_when_enabled(make_app, settings, job, uow, snapshot):
     before = snapshot()
     assert post_per_order(legacy_off, job, ok(job.items[0]), secret=LEGACY_SECRET).status_code == 401
     assert snapshot() == before
-    client = make_app(settings=settings.model_copy(update={"webhook_legacy_secret": _secret(LEGACY_SECRET)})).test_client()
+    client = make_app(
+        settings=settings.model_copy(update={"webhook_legacy_secret": _secret(LEGACY_SECRET)})
+    ).test_client()
     assert post_per_order(client, job, ok(job.items[0]), secret=LEGACY_SECRET).status_code == 200
     assert post_per_order(client, job, ok("itm_unknown"), secret=LEGACY_SECRET).status_code == 404
     with uow() as tx:

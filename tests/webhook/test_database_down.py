@@ -43,7 +43,9 @@ def test_callback_with_database_down_is_spooled_with_202(make_app, dead_engine, 
 
 
 def test_full_spool_with_database_down_is_503_with_retry_after(make_app, settings, dead_engine, caplog):
-    client = make_app(engine=dead_engine, settings=settings.model_copy(update={"webhook_spool_max_bytes": 0})).test_client()
+    client = make_app(
+        engine=dead_engine, settings=settings.model_copy(update={"webhook_spool_max_bytes": 0})
+    ).test_client()
     body = robot_body({"itemId": "itm_x", "status": "success", "trackingNumber": "1"})
     response = client.post(CALLBACK, data=body, headers=robot_headers("some-secret"))
     assert response.status_code == 503
@@ -60,7 +62,11 @@ def test_read_api_and_readiness_with_database_down(make_app, dead_engine):
     ready = client.get("/readyz")
     # Still ready: callbacks go to the spool, and the robot never retries.
     assert ready.status_code == 200
-    assert (ready.json["status"], ready.json["database"], ready.json["spool"]["full"]) == ("degraded", "unavailable", False)
+    assert (ready.json["status"], ready.json["database"], ready.json["spool"]["full"]) == (
+        "degraded",
+        "unavailable",
+        False,
+    )
     assert client.get("/healthz").status_code == 200
 
 

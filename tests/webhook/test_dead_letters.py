@@ -46,13 +46,19 @@ def test_unauthenticated_or_unattributable_refusals_are_not_kept(client, job):
     assert client.post(CALLBACK, data=b"\xff{", headers=robot_headers(job.secret)).status_code == 400
     no_item = robot_body({"status": "success"})
     assert client.post(CALLBACK, data=no_item, headers=robot_headers(job.secret)).status_code == 422
-    assert client.post(CALLBACK, data=robot_body({"itemId": job.items[0], "status": "success"}),
-                       headers=robot_headers("wrong")).status_code == 401
+    assert (
+        client.post(
+            CALLBACK, data=robot_body({"itemId": job.items[0], "status": "success"}), headers=robot_headers("wrong")
+        ).status_code
+        == 401
+    )
     assert letters(client) == []
 
 
 def test_legacy_secret_vouches_even_for_bytes_that_are_not_utf8(make_app, settings, job):
-    client = make_app(settings=settings.model_copy(update={"webhook_legacy_secret": SecretStr(LEGACY_SECRET)})).test_client()
+    client = make_app(
+        settings=settings.model_copy(update={"webhook_legacy_secret": SecretStr(LEGACY_SECRET)})
+    ).test_client()
     assert client.post(CALLBACK, data=b"\xff\x00{", headers=robot_headers(LEGACY_SECRET)).status_code == 400
     [letter] = letters(client)
     assert (letter["auth"], letter["body_encoding"], letter["body"]) == ("legacy", "base64", "/wB7")
@@ -60,8 +66,9 @@ def test_legacy_secret_vouches_even_for_bytes_that_are_not_utf8(make_app, settin
 
 def test_a_result_for_another_jobs_item_is_refused_and_kept(client, make_job, signing_secrets, uow):
     job, other = make_job(), make_job(name="Otra tienda")
-    body = robot_body({"jobId": job.id, "results": [{"itemId": other.items[0], "status": "success",
-                                                     "trackingNumber": "1"}]})
+    body = robot_body(
+        {"jobId": job.id, "results": [{"itemId": other.items[0], "status": "success", "trackingNumber": "1"}]}
+    )
     assert client.post(CALLBACK, data=body, headers=sign(signing_secrets[0], body)).status_code == 403
     [letter] = letters(client, f"?job_id={job.id}")
     assert letter["reason"].startswith("403 item_not_in_job")
@@ -77,8 +84,14 @@ def test_read_api_needs_the_token_and_checks_its_parameters(client):
 def test_replay_applies_a_dead_letter_once(client, engine, uow, job):
     body = robot_body({"itemId": job.items[0], "status": "success", "trackingNumber": "777"})
     with uow() as tx:
-        letter_id = dead_letters.add(tx.session, reason="422 validation_error: (a rule since relaxed)", body=body,
-                                     headers={"Content-Type": "application/json"}, auth="job", job_id=job.id).id
+        letter_id = dead_letters.add(
+            tx.session,
+            reason="422 validation_error: (a rule since relaxed)",
+            body=body,
+            headers={"Content-Type": "application/json"},
+            auth="job",
+            job_id=job.id,
+        ).id
         tx.commit()
     assert replay_dead_letter(engine, letter_id) == "registrado: 1 cambiado(s), 0 sin cambio"
     with uow() as tx:
@@ -95,8 +108,9 @@ def test_a_replay_that_fails_again_is_noted_and_stays_pending(client, engine, uo
     job, other = make_job(), make_job(name="Otra tienda")
     body = robot_body({"itemId": other.items[0], "status": "success", "trackingNumber": "1"})
     with uow() as tx:
-        letter_id = dead_letters.add(tx.session, reason="403 item_not_in_job", body=body, headers={}, auth="job",
-                                     job_id=job.id).id
+        letter_id = dead_letters.add(
+            tx.session, reason="403 item_not_in_job", body=body, headers={}, auth="job", job_id=job.id
+        ).id
         tx.commit()
     with pytest.raises(Exception) as failure:
         replay_dead_letter(engine, letter_id)

@@ -35,8 +35,9 @@ def server(database_url, migrated_engine, signing_secrets, tmp_path_factory):
         "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",
     }
     # Up to 2 min to boot: each worker imports Prefect (the relay), 30 s and more on a loaded 2-core machine.
-    with GunicornServer(env=env, log_path=tmp_path_factory.mktemp("gunicorn") / "gunicorn.log",
-                        ready_timeout_s=120) as running:
+    with GunicornServer(
+        env=env, log_path=tmp_path_factory.mktemp("gunicorn") / "gunicorn.log", ready_timeout_s=120
+    ) as running:
         yield running
 
 
@@ -63,8 +64,14 @@ def node_fetch(server, body: bytes, secret: str | None) -> tuple[int, dict]:
 
 
 def test_existing_robot_request_replayed_exactly(server, uow, job):
-    body = robot_body({"itemId": job.items[0], "status": "error", "errorType": "portal",
-                       "errorMessage": "No se encontró el municipio"})
+    body = robot_body(
+        {
+            "itemId": job.items[0],
+            "status": "error",
+            "errorType": "portal",
+            "errorMessage": "No se encontró el municipio",
+        }
+    )
     assert "ó".encode() in body and b"\\u" not in body  # non-ASCII travels unescaped, as Node sends it
     status, payload = node_fetch(server, body, job.secret)
     assert status == 200 and payload["changed"] == [job.items[0]]
@@ -88,9 +95,15 @@ def test_robot_without_secret_header_is_refused(server, job, snapshot):
 
 def test_signed_batch_and_prefect_down_during_the_last_result(server, uow, job, signing_secrets):
     """Prefect is unreachable: the batch that finishes the job is still 200 and the resume event stays queued."""
-    body = robot_body({"jobId": job.id, "results": [
-        {"itemId": item_id, "status": "success", "trackingNumber": f"90{n}"} for n, item_id in enumerate(job.items)
-    ]})
+    body = robot_body(
+        {
+            "jobId": job.id,
+            "results": [
+                {"itemId": item_id, "status": "success", "trackingNumber": f"90{n}"}
+                for n, item_id in enumerate(job.items)
+            ],
+        }
+    )
     response = httpx.post(server.url + CALLBACK, content=body, headers=sign(signing_secrets[1], body), timeout=30)
     assert response.status_code == 200 and response.json()["jobFinished"] is True
     with uow() as tx:
@@ -106,8 +119,14 @@ def test_concurrent_callbacks_with_duplicates_count_exactly(server, uow, make_jo
     requests = []
     for n, item_id in enumerate(job.items):
         requests += [{"itemId": item_id, "status": "success", "trackingNumber": f"10{n}"}] * 3
-        requests.append({"itemId": item_id, "status": "error", "errorType": "unknown",
-                         "errorMessage": "Error fatal en el procesamiento del batch"})
+        requests.append(
+            {
+                "itemId": item_id,
+                "status": "error",
+                "errorType": "unknown",
+                "errorMessage": "Error fatal en el procesamiento del batch",
+            }
+        )
 
     def send(payload):
         return node_fetch(server, robot_body(payload), job.secret)
@@ -146,7 +165,9 @@ def test_refusals_on_the_wire_are_never_5xx(server, job, snapshot):
     huge = robot_body({"itemId": job.items[0], "status": "error", "pad": "x" * MAX_BODY})
     response = httpx.post(server.url + CALLBACK, content=huge, headers={"X-Callback-Secret": job.secret}, timeout=30)
     assert response.status_code == 413
-    response = httpx.post(server.url + CALLBACK, content=b"\xff{", headers={"X-Callback-Secret": job.secret}, timeout=30)
+    response = httpx.post(
+        server.url + CALLBACK, content=b"\xff{", headers={"X-Callback-Secret": job.secret}, timeout=30
+    )
     assert response.status_code == 400
     assert snapshot() == before
 
@@ -169,13 +190,27 @@ def test_logs_are_json_with_correlation_ids_and_never_a_secret(server, job, sign
     httpx.post(server.url + CALLBACK, content=signed, headers=sign(signing_secrets[0], signed, msg_id="msg_logged"))
     threading.Event().wait(0.5)  # let the after-response notifiers write their lines
     logs = server.logs()
-    for secret in (job.secret, "a-wrong-secret-that-must-not-be-logged", *signing_secrets,
-                   signing_secrets[0].removeprefix("whsec_"), API_TOKEN):
+    for secret in (
+        job.secret,
+        "a-wrong-secret-that-must-not-be-logged",
+        *signing_secrets,
+        signing_secrets[0].removeprefix("whsec_"),
+        API_TOKEN,
+    ):
         assert secret not in logs
-    ours = [json.loads(line) for line in logs.splitlines() if line.startswith("{") and '"logger": "robotjobs.webhook"' in line]
+    ours = [
+        json.loads(line)
+        for line in logs.splitlines()
+        if line.startswith("{") and '"logger": "robotjobs.webhook"' in line
+    ]
     recorded = [line for line in ours if line["event"] == "callback_recorded"]
-    assert any(line.get("item_id") == job.items[0] and line.get("job_id") == job.id
-               and line.get("flow_run_id") and line.get("request_id") for line in recorded)
+    assert any(
+        line.get("item_id") == job.items[0]
+        and line.get("job_id") == job.id
+        and line.get("flow_run_id")
+        and line.get("request_id")
+        for line in recorded
+    )
     assert any(line.get("webhook_id") == "msg_logged" and line.get("job_id") == job.id for line in recorded)
     refused = [line for line in ours if line["event"] == "request_refused" and line.get("status") == 401]
     assert refused and all(line.get("item_id") == job.items[0] for line in refused[-1:])

@@ -54,13 +54,20 @@ def _seed(url: str) -> list[dict]:
         for robot in range(ROBOTS):
             secret = secrets.token_urlsafe(32)
             with UnitOfWork(engine) as uow:
-                demo = seed_demo(uow.session, credentials_key=Fernet.generate_key().decode(), name=f"Tienda {robot}",
-                                 orders=(DISPATCHABLE * 2)[:RESULTS_PER_ROBOT])
+                demo = seed_demo(
+                    uow.session,
+                    credentials_key=Fernet.generate_key().decode(),
+                    name=f"Tienda {robot}",
+                    orders=(DISPATCHABLE * 2)[:RESULTS_PER_ROBOT],
+                )
                 job = jobs.create_robot_job(uow.session, workspace_id=demo.workspace_id, order_ids=demo.order_ids).job
                 jobs.start_job(uow.session, job.id, flow_run_id=f"run-{robot}")
                 assert jobs.claim_dispatch(uow.session, job.id, callback_secret_hash=hash_callback_secret(secret))
-                items = uow.session.exec(select(RobotJobItem.id, RobotJobItem.status).where(
-                    RobotJobItem.job_id == job.id).order_by(RobotJobItem.created_at, RobotJobItem.id)).all()
+                items = uow.session.exec(
+                    select(RobotJobItem.id, RobotJobItem.status)
+                    .where(RobotJobItem.job_id == job.id)
+                    .order_by(RobotJobItem.created_at, RobotJobItem.id)
+                ).all()
                 uow.commit()
             assert [status for _, status in items] == ["pending"] * RESULTS_PER_ROBOT
             batches.append({"job_id": job.id, "secret": secret, "items": [item_id for item_id, _ in items]})
@@ -74,13 +81,26 @@ def _results_of(batch: dict) -> list[dict]:
     results = []
     for n, item_id in enumerate(batch["items"]):
         if n % 5 == 4:
-            results.append({"itemId": item_id, "status": "error", "errorType": "portal",
-                            "errorMessage": "No se encontró el municipio"})
+            results.append(
+                {
+                    "itemId": item_id,
+                    "status": "error",
+                    "errorType": "portal",
+                    "errorMessage": "No se encontró el municipio",
+                }
+            )
         else:
             results.append({"itemId": item_id, "status": "success", "trackingNumber": f"76{n:04d}"})
     successes = [r["itemId"] for r in results if r["status"] == "success"][:RE_REPORTED]
-    results += [{"itemId": item_id, "status": "error", "errorType": "unknown",
-                 "errorMessage": "Error fatal en el procesamiento del batch"} for item_id in successes]
+    results += [
+        {
+            "itemId": item_id,
+            "status": "error",
+            "errorType": "unknown",
+            "errorMessage": "Error fatal en el procesamiento del batch",
+        }
+        for item_id in successes
+    ]
     return results
 
 
@@ -111,9 +131,15 @@ def test_postgresql_down_for_20_s_while_robots_report(private_postgres, tmp_path
             with httpx.Client(timeout=60) as client:
                 for result in _results_of(batch):
                     try:
-                        response = client.post(server.url + CALLBACK, content=robot_body(result),
-                                               headers={"Content-Type": "application/json",
-                                                        "X-Callback-Secret": batch["secret"], "user-agent": "node"})
+                        response = client.post(
+                            server.url + CALLBACK,
+                            content=robot_body(result),
+                            headers={
+                                "Content-Type": "application/json",
+                                "X-Callback-Secret": batch["secret"],
+                                "user-agent": "node",
+                            },
+                        )
                         with lock:
                             answers.append((response.status_code, time.monotonic() - started))
                     except httpx.HTTPError as exc:
@@ -158,15 +184,20 @@ def test_postgresql_down_for_20_s_while_robots_report(private_postgres, tmp_path
                 successes = sum(1 for r in expected.values() if r["status"] == "success")
                 total_successes += successes
                 assert (found.status, found.success_count, found.error_count) == (
-                    "completed", successes, RESULTS_PER_ROBOT - successes)
+                    "completed",
+                    successes,
+                    RESULTS_PER_ROBOT - successes,
+                )
                 for item_id, result in expected.items():
                     item = uow.session.get(RobotJobItem, item_id)
                     # The first report wins, also over a fatal re-report that queued behind it in the spool.
                     assert item.status == result["status"], (item_id, item.status, result)
                     if result["status"] == "success":
                         assert item.tracking_number == result["trackingNumber"]
-                assert len(outbox.events_of(uow.session, event_type=outbox.BATCH_COMPLETED,
-                                            aggregate_id=batch["job_id"])) == 1
+                assert (
+                    len(outbox.events_of(uow.session, event_type=outbox.BATCH_COMPLETED, aggregate_id=batch["job_id"]))
+                    == 1
+                )
             completed = outbox.events_of(uow.session, event_type=outbox.ROBOT_COORD_COMPLETED)
             assert len(completed) == total_successes == len({event.aggregate_id for event in completed})
             assert uow.session.exec(select(CallbackDeadLetter)).all() == []

@@ -16,8 +16,13 @@ def _report(client, job, item_id, payload):
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": API_TOKEN}, {"Authorization": "Basic abc"},
-     {"Authorization": "Bearer tøken"}],
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": API_TOKEN},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer tøken"},
+    ],
     ids=["missing", "wrong", "no-scheme", "basic", "non-ascii"],
 )
 def test_read_api_needs_the_bearer_token(client, job, headers):
@@ -47,16 +52,25 @@ def test_job_with_items_orders_and_contacts(client, job):
 
 def test_summary_json_and_text(client, job):
     _report(client, job, job.items[0], {"status": "success", "trackingNumber": "10107"})
-    _report(client, job, job.items[1], {"status": "error", "errorType": "portal", "errorMessage": "No se encontró el municipio"})
+    _report(
+        client,
+        job,
+        job.items[1],
+        {"status": "error", "errorType": "portal", "errorMessage": "No se encontró el municipio"},
+    )
     as_json = client.get(f"/api/jobs/{job.id}/summary", headers=AUTH)
     assert as_json.status_code == 200 and as_json.mimetype == "application/json"
     summary = as_json.json
     assert summary["success_count"] == 1 and summary["successes"][0]["tracking_number"] == "10107"
     assert summary["rejected"][0]["error_message"] == "No se encontró el municipio"
-    assert summary["text"].startswith("✅ 1 pedido(s) creado(s):\n• #10107 - Elena Beltrán  📍 calle 49f  🏙️ MANIZALES (CDAS)")
+    assert summary["text"].startswith(
+        "✅ 1 pedido(s) creado(s):\n• #10107 - Elena Beltrán  📍 calle 49f  🏙️ MANIZALES (CDAS)"
+    )
     for text_request in ({"query_string": {"format": "text"}}, {"headers": {"Accept": "text/plain"}}):
         headers = {**AUTH, **text_request.get("headers", {})}
-        as_text = client.get(f"/api/jobs/{job.id}/summary", headers=headers, query_string=text_request.get("query_string"))
+        as_text = client.get(
+            f"/api/jobs/{job.id}/summary", headers=headers, query_string=text_request.get("query_string")
+        )
         assert as_text.status_code == 200 and as_text.mimetype == "text/plain"
         assert as_text.get_data(as_text=True) == summary["text"]
         assert "❌ No se encontró el municipio" in summary["text"]
@@ -71,11 +85,21 @@ def test_unknown_job_is_404(client):
 def test_health_and_openapi(client):
     assert client.get("/healthz").json == {"status": "ok"}
     ready = client.get("/readyz").json
-    assert (ready["status"], ready["database"], ready["spool"]["entries"], ready["spool"]["full"]) == ("ok", "ok", 0, False)
+    assert (ready["status"], ready["database"], ready["spool"]["entries"], ready["spool"]["full"]) == (
+        "ok",
+        "ok",
+        0,
+        False,
+    )
     spec = client.get("/openapi.json").json
     assert spec["openapi"].startswith("3.1")
     assert set(spec["paths"]) == {
-        CALLBACK, "/api/jobs/{job_id}", "/api/jobs/{job_id}/summary", "/api/dead-letters", "/healthz", "/readyz",
+        CALLBACK,
+        "/api/jobs/{job_id}",
+        "/api/jobs/{job_id}/summary",
+        "/api/dead-letters",
+        "/healthz",
+        "/readyz",
         "/openapi.json",
     }
     result = spec["components"]["schemas"]["CallbackResult"]

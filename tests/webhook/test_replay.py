@@ -27,8 +27,14 @@ def ok(item_id, tracking="7600123"):
 
 
 def fatal(item_id):
-    return robot_body({"itemId": item_id, "status": "error", "errorType": "unknown",
-                       "errorMessage": "Error fatal en el procesamiento del batch"})
+    return robot_body(
+        {
+            "itemId": item_id,
+            "status": "error",
+            "errorType": "unknown",
+            "errorMessage": "Error fatal en el procesamiento del batch",
+        }
+    )
 
 
 def entries(spool_dir) -> list[str]:
@@ -74,7 +80,10 @@ def test_cheap_refusals_are_answered_and_never_spooled(down, job, signing_secret
 
 
 def test_a_spooled_success_is_not_overtaken_by_the_fatal_re_report(down, up, uow, job, spool_dir):
-    assert down.test_client().post(CALLBACK, data=ok(job.items[0], "10107"), headers=robot_headers(job.secret)).status_code == 202
+    assert (
+        down.test_client().post(CALLBACK, data=ok(job.items[0], "10107"), headers=robot_headers(job.secret)).status_code
+        == 202
+    )
     client = up.test_client()
     # The database is back, but the spool still holds the success: the error re-report queues behind it.
     response = client.post(CALLBACK, data=fatal(job.items[0]), headers=robot_headers(job.secret))
@@ -100,9 +109,16 @@ def test_replay_stops_at_a_database_error_and_keeps_the_order(down, job, spool_d
 
 def test_a_signed_request_is_checked_as_of_its_arrival(make_app, down_engine, engine, uow, job, signing_secrets):
     """Replayed an hour later, the signature's timestamp is judged against the arrival time kept in the spool."""
-    body = robot_body({"jobId": job.id, "results": [{"itemId": i, "status": "success", "trackingNumber": "1"}
-                                                     for i in job.items]})
-    assert make_app(engine=down_engine).test_client().post(CALLBACK, data=body, headers=sign(signing_secrets[0], body)).status_code == 202
+    body = robot_body(
+        {"jobId": job.id, "results": [{"itemId": i, "status": "success", "trackingNumber": "1"} for i in job.items]}
+    )
+    assert (
+        make_app(engine=down_engine)
+        .test_client()
+        .post(CALLBACK, data=body, headers=sign(signing_secrets[0], body))
+        .status_code
+        == 202
+    )
     later = make_app(engine=engine, clock=lambda: time.time() + 3600)
     assert dict(later.extensions["robotjobs"].inbox.replay().outcomes) == {"recorded": 1}
     with uow() as tx:
@@ -120,14 +136,19 @@ def test_unauthenticated_spooled_request_is_dropped_not_dead_lettered(down, up, 
     assert "a-wrong-secret" not in caplog.text
 
 
-def test_an_authenticated_request_that_fails_at_replay_is_dead_lettered(down, up, engine, uow, make_job, signing_secrets,
-                                                                     spool_dir):
+def test_an_authenticated_request_that_fails_at_replay_is_dead_lettered(
+    down, up, engine, uow, make_job, signing_secrets, spool_dir
+):
     job, other = make_job(), make_job(name="Otra tienda")
-    stranger = robot_body({"jobId": job.id, "results": [{"itemId": other.items[0], "status": "success",
-                                                         "trackingNumber": "9"}]})
+    stranger = robot_body(
+        {"jobId": job.id, "results": [{"itemId": other.items[0], "status": "success", "trackingNumber": "9"}]}
+    )
     not_understood = robot_body({"itemId": job.items[0], "status": "partial"})
     client = down.test_client()
-    assert client.post(CALLBACK, data=stranger, headers=sign(signing_secrets[0], stranger, msg_id="msg_x")).status_code == 202
+    assert (
+        client.post(CALLBACK, data=stranger, headers=sign(signing_secrets[0], stranger, msg_id="msg_x")).status_code
+        == 202
+    )
     assert client.post(CALLBACK, data=not_understood, headers=robot_headers(job.secret)).status_code == 202
     report = up.extensions["robotjobs"].inbox.replay()
     assert dict(report.outcomes) == {"dead_lettered": 2} and entries(spool_dir) == []
@@ -159,14 +180,20 @@ KILLER = textwrap.dedent("""
 """)
 
 
-def test_replay_is_exactly_once_across_a_kill_between_commit_and_delete(down, up, engine, uow, job, database_url,
-                                                                         spool_dir):
+def test_replay_is_exactly_once_across_a_kill_between_commit_and_delete(
+    down, up, engine, uow, job, database_url, spool_dir
+):
     client = down.test_client()
     for n, item_id in enumerate(job.items):
         assert client.post(CALLBACK, data=ok(item_id, f"20{n}"), headers=robot_headers(job.secret)).status_code == 202
     spooled = entries(spool_dir)
-    killed = subprocess.run([sys.executable, "-c", KILLER, database_url, str(spool_dir)], cwd=PROJECT_ROOT,
-                            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, capture_output=True, timeout=60)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLER, database_url, str(spool_dir)],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        capture_output=True,
+        timeout=60,
+    )
     assert killed.returncode == -9, killed.stderr.decode()[-2000:]
     assert entries(spool_dir) == spooled  # the first entry was applied and committed, but its file is still there
     with uow() as tx:
@@ -179,7 +206,9 @@ def test_replay_is_exactly_once_across_a_kill_between_commit_and_delete(down, up
         completed = outbox.events_of(tx.session, event_type=outbox.ROBOT_COORD_COMPLETED)
         assert len(completed) == len(job.items) == len({e.aggregate_id for e in completed})
     with engine.connect() as conn:
-        receipts = conn.execute(text("SELECT count(*) FROM webhook_receipts WHERE webhook_id LIKE 'spool:%'")).scalar_one()
+        receipts = conn.execute(
+            text("SELECT count(*) FROM webhook_receipts WHERE webhook_id LIKE 'spool:%'")
+        ).scalar_one()
     assert receipts == len(job.items)
 
 
@@ -213,8 +242,9 @@ def test_readiness_shows_the_spool(down, make_app, settings, down_engine, job):
     assert ready.status_code == 503 and ready.json["status"] == "unavailable" and ready.json["spool"]["full"] is True
 
 
-def test_the_background_replayer_drains_the_spool_once_the_database_answers(make_app, down_engine, engine, uow, job,
-                                                                            spool_dir):
+def test_the_background_replayer_drains_the_spool_once_the_database_answers(
+    make_app, down_engine, engine, uow, job, spool_dir
+):
     """In-process outage (both databases): the database "comes back" by handing the app a working engine."""
     app = make_app(engine=down_engine, replay_in_background=True)
     client = app.test_client()
@@ -244,8 +274,11 @@ def test_a_database_that_hangs_instead_of_refusing_is_spooled_in_seconds(make_ap
         engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{silent.getsockname()[1]}/robotjobs")
         try:
             started = time.monotonic()
-            response = make_app(engine=engine).test_client().post(CALLBACK, data=ok(job.items[0]),
-                                                                  headers=robot_headers(job.secret))
+            response = (
+                make_app(engine=engine)
+                .test_client()
+                .post(CALLBACK, data=ok(job.items[0]), headers=robot_headers(job.secret))
+            )
             elapsed = time.monotonic() - started
         finally:
             engine.dispose()

@@ -77,7 +77,9 @@ def test_unknown_error_type_is_kept_in_the_message(client, job, engine):
 def test_long_values_are_truncated_and_nul_removed(client, make_job, engine):
     job = make_job(6)
     multi_line = "page.click: Timeout 30000ms exceeded.\nCall log:\n  - waiting for locator('#ok')\n" * 80
-    _recorded(client, job, {"itemId": job.items[0], "status": "error", "errorType": "portal", "errorMessage": multi_line})
+    _recorded(
+        client, job, {"itemId": job.items[0], "status": "error", "errorType": "portal", "errorMessage": multi_line}
+    )
     _recorded(client, job, {"itemId": job.items[1], "status": "error", "errorMessage": "a\x00b"})
     _recorded(client, job, {"itemId": job.items[2], "status": "success", "trackingNumber": " " + "9" * 120 + " "})
     _recorded(client, job, {"itemId": job.items[3], "status": "success", "trackingNumber": 760012})
@@ -101,10 +103,13 @@ def test_body_not_an_object(client, job, snapshot):
 
 
 def test_batch_errors_name_the_result(client, job, snapshot):
-    payload = {"jobId": job.id, "results": [
-        {"itemId": job.items[0], "status": "success", "trackingNumber": "1"},
-        {"itemId": job.items[1], "status": "created"},
-    ]}
+    payload = {
+        "jobId": job.id,
+        "results": [
+            {"itemId": job.items[0], "status": "success", "trackingNumber": "1"},
+            {"itemId": job.items[1], "status": "created"},
+        ],
+    }
     fields = _field_error(client, job, snapshot, payload)
     assert list(fields) == ["results.1.status"]
     assert "results" in _field_error(client, job, snapshot, {"jobId": job.id, "results": []})
