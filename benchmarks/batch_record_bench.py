@@ -111,7 +111,8 @@ def main() -> None:
         for items in args.items:
             f = run(url, items)
             print(
-                f"{items:>6} orders: job created in {f['create_s']:.2f} s ({1e6 * f['create_s'] / items:.0f} µs/order); "
+                f"{items:>6} orders: job created in {f['create_s']:.2f} s "
+                f"({1e6 * f['create_s'] / items:.0f} µs/order); "
                 f"batch report recorded in {f['seconds']:.2f} s ({1e6 * f['seconds'] / items:.0f} µs/item, "
                 f"{f['statements']} statements), job {f['status']}, {f['changed']} changed"
             )

@@ -94,7 +94,7 @@ def _payload(order: tuple, contact: tuple, extra: dict) -> str:
                 "shipping_address": address, "shipping_city": city, "shipping_department": department,
                 "pipeline_id": pipeline, "stage_id": stage, "tags": as_json(tags), "custom_fields": as_json(custom),
             },
-            "contact": dict(zip(("id", "name", "phone", "email"), contact)),
+            "contact": dict(zip(("id", "name", "phone", "email"), contact, strict=True)),
         },
         ensure_ascii=False,
     )  # fmt: skip

@@ -190,7 +190,8 @@ class Cli:
             guide = line.pedido if line.status == "success" else ""
             detail = "  ".join(part for part in (line.error_message, line.possible_duplicate) if part)
             self.say(
-                f"  {line.order_name:<14}{status_label(line.status):<11}{guide:<14}{line.city[:23]:<24}{line.total:>11}  {detail}"
+                f"  {line.order_name:<14}{status_label(line.status):<11}{guide:<14}"
+                f"{line.city[:23]:<24}{line.total:>11}  {detail}"
             )
         return 0
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON, ColumnElement, Engine, Table, bindparam, create_engine, event, exc
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlmodel import Session
 
 
@@ -45,7 +45,7 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):  # pragma: no cover - exercised by every SQLite test
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:  # pragma: no cover - exercised by every SQLite test
         # Let SQLAlchemy, not pysqlite, issue BEGIN, so that we can make it IMMEDIATE below.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -55,7 +55,7 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn):  # pragma: no cover - exercised by every SQLite test
+    def _on_begin(conn: Connection) -> None:  # pragma: no cover - exercised by every SQLite test
         # SQLite has no SELECT ... FOR UPDATE. Taking the write lock at BEGIN serialises writers, so a
         # guarded UPDATE ... RETURNING sees every committed change and read-then-write never races.
         if conn.get_execution_options().get("readonly"):
@@ -71,11 +71,11 @@ IDLE_PING_S = 10.0
 
 def _ping_when_idle(engine: Engine) -> None:
     @event.listens_for(engine, "checkin")
-    def _on_checkin(_dbapi_connection, record):
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
         record.info["idle_since"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
-    def _on_checkout(dbapi_connection, record, _proxy):
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         idle_since = record.info.pop("idle_since", None)
         if idle_since is None or time.monotonic() - idle_since < IDLE_PING_S:
             return
@@ -94,7 +94,12 @@ def is_sqlite(engine: Engine) -> bool:
 
 
 def bulk_update(
-    session: Session, table: Table, rows: list[dict[str, Any]], *, key: str = "id", guard: ColumnElement | None = None
+    session: Session,
+    table: Table,
+    rows: list[dict[str, Any]],
+    *,
+    key: str = "id",
+    guard: ColumnElement[bool] | None = None,
 ) -> int:
     """Set each row's columns on the row whose `key` it names (and which `guard` admits); the number of rows changed.
 
@@ -111,8 +116,8 @@ def bulk_update(
         if guard is not None:
             statement = statement.where(guard)
         statement = statement.values({name: bindparam(f"v_{name}") for name in names})
-        params = [{f"k_{key}": row[key], **{f"v_{name}": row[name] for name in names}} for row in rows]
-        return session.connection().execute(statement, params).rowcount
+        batch = [{f"k_{key}": row[key], **{f"v_{name}": row[name] for name in names}} for row in rows]
+        return session.connection().execute(statement, batch).rowcount
     columns = [key, *names]
     arrays, params = unnest(dialect, table, columns, rows)
     assignments = ", ".join(f"{name} = {_from_array(dialect, table, name, f'v.{name}')}" for name in names)
@@ -143,9 +148,11 @@ def _is_json(table: Table, name: str) -> bool:
     return isinstance(table.c[name].type, JSON)
 
 
-def unnest(dialect, table: Table, columns: list[str], rows: list[dict[str, Any]]) -> tuple[str, dict[str, list]]:
+def unnest(
+    dialect: Dialect, table: Table, columns: list[str], rows: list[dict[str, Any]]
+) -> tuple[str, dict[str, Any]]:
     """`unnest(CAST(%(a0)s AS type[]), ...)` and its parameters: one array per column (JSON travels as text)."""
-    params = {}
+    params: dict[str, Any] = {}
     for n, name in enumerate(columns):
         values_ = [row[name] for row in rows]
         params[f"a{n}"] = [None if v is None else json.dumps(v) for v in values_] if _is_json(table, name) else values_
@@ -153,7 +160,7 @@ def unnest(dialect, table: Table, columns: list[str], rows: list[dict[str, Any]]
 
 
 @functools.cache
-def _unnest_sql(dialect, table: Table, columns: tuple[str, ...]) -> str:
+def _unnest_sql(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> str:
     # Compiled once per table and columns: type compilation per call was measurable CPU on the per-callback path.
     casts = []
     for n, name in enumerate(columns):
@@ -162,7 +169,7 @@ def _unnest_sql(dialect, table: Table, columns: tuple[str, ...]) -> str:
     return f"unnest({', '.join(casts)})"
 
 
-def _from_array(dialect, table: Table, name: str, ref: str) -> str:
+def _from_array(dialect: Dialect, table: Table, name: str, ref: str) -> str:
     return f"CAST({ref} AS JSON)" if _is_json(table, name) else ref
 
 
@@ -171,22 +178,26 @@ class UnitOfWork:
 
     def __init__(self, engine: Engine, *, readonly: bool = False):
         self._engine = engine.execution_options(readonly=True) if readonly else engine
-        self.session: Session | None = None
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        """The transaction's session, inside the `with` block only."""
+        if self._session is None:
+            raise RuntimeError("UnitOfWork.session outside its `with` block")
+        return self._session
 
     def __enter__(self) -> UnitOfWork:
-        self.session = Session(self._engine, expire_on_commit=False)
+        self._session = Session(self._engine, expire_on_commit=False)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        assert self.session is not None
         # close() rolls back whatever was not committed; unlike rollback() it does not expire the loaded
         # objects, so callers may read what a use case returned after the block.
         self.session.close()
 
     def commit(self) -> None:
-        assert self.session is not None
         self.session.commit()
 
     def rollback(self) -> None:
-        assert self.session is not None
         self.session.rollback()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, bindparam, case, func, insert, update
+from sqlalchemy import Boolean, ColumnElement, Exists, Integer, bindparam, case, false, func, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
@@ -46,6 +46,7 @@ from domain.models import (
     Stage,
     Workspace,
     new_item_id,
+    table_of,
     utcnow,
 )
 from domain.robot_input import build_pedido_input, is_cash_on_delivery
@@ -192,7 +193,7 @@ def create_robot_job(
     for n, (order, destination) in enumerate(zip(orders, destinations, strict=True)):
         # Distinct, increasing created_at: items keep the orders' order wherever they are listed by creation.
         created = now + timedelta(microseconds=n)
-        item = {
+        item: dict[str, Any] = {
             "id": new_item_id(), "job_id": job.id, "order_id": order.id, "status": ItemStatus.PENDING.value,
             "tracking_number": None, "error_type": None, "error_message": None, "resolved_by": None,
             "robot_input": None, "created_at": created, "updated_at": created, "completed_at": None,
@@ -222,7 +223,7 @@ def create_robot_job(
             session.add(job)
             session.flush()
             # Core multi-row INSERTs (insertmanyvalues): no ORM object per item.
-            session.execute(insert(RobotJobItem.__table__), items)
+            session.execute(insert(table_of(RobotJobItem)), items)
     except IntegrityError:
         if idempotency_key:
             existing = _job_by_key(session, workspace_id, idempotency_key)
@@ -266,18 +267,22 @@ def _contacts_of(session: Session, orders: list[Order]) -> dict[str, Contact]:
     return {c.id: c for c in session.exec(select(Contact).where(col(Contact.id).in_(ids)))}
 
 
-def _shipped_anywhere():
+def _shipped_anywhere() -> Exists:
     """An order the robot reported created in any job. A success may carry no pedido number, so the order's
     tracking number alone cannot tell: a retry or a new batch must never send such an order again."""
     shipped = aliased(RobotJobItem)  # aliased: callers may already select from robot_job_items
-    return select(shipped.id).where(shipped.order_id == Order.id, shipped.status == ItemStatus.SUCCESS).exists()
+    return (
+        select(shipped.id)
+        .where(col(shipped.order_id) == col(Order.id), col(shipped.status) == ItemStatus.SUCCESS)
+        .exists()
+    )
 
 
-def _dispatchable():
+def _dispatchable() -> ColumnElement[bool]:
     """The one rule of which orders may be sent to the robot, as a SQL condition on `Order`."""
     return (
-        (col(Order.archived) == False)  # noqa: E712
-        & (Order.closed == False)  # noqa: E712
+        (col(Order.archived) == false())
+        & (col(Order.closed) == false())
         & col(Order.tracking_number).is_(None)
         & ~_shipped_anywhere()
     )
@@ -492,7 +497,7 @@ def fail_job(
     one order, else `failed` with `reason`. False if the job had already finished.
     """
     now = now or utcnow()
-    values: dict = {
+    values: dict[str, Any] = {
         **_outcome(otherwise_reason=reason[:1000]),
         "finished_at": now,
         "updated_at": now,
@@ -536,7 +541,9 @@ def fail_job(
 
 
 def finish_if_complete(session: Session, job_id: str, *, now: datetime | None = None) -> RobotJob | None:
-    """processing → completed (≥ 1 success) | failed, once every item is terminal. Returns the job if it finished now."""
+    """processing → completed (≥ 1 success) | failed, once every item is terminal.
+
+    Returns the job if it finished now."""
     now = now or utcnow()
     finished = session.execute(
         update(RobotJob)
@@ -686,7 +693,7 @@ def finish_or_count(
 def _finish_or_count_statement() -> Any:
     """`finish_or_count`'s UPDATE, built once: on the per-callback path, building and hashing this tree of CASEs per
     call cost more CPU (under the job's row lock) than the database's work (py-spy, benchmarks/webhook_bench.py)."""
-    stamp = bindparam("now", type_=RobotJob.__table__.c.updated_at.type)
+    stamp = bindparam("now", type_=table_of(RobotJob).c.updated_at.type)
     success = RobotJob.success_count + bindparam("success_delta", type_=Integer)
     errors = RobotJob.error_count + bindparam("error_delta", type_=Integer)
     done = col(RobotJob.status).in_(ACTIVE_JOB_STATUSES) & (success + errors >= RobotJob.total_items)
@@ -717,7 +724,7 @@ def _finish_or_count_statement() -> Any:
 def _outcome(success: Any = None, *, otherwise_reason: Any = ALL_FAILED_REASON) -> dict[str, Any]:
     """The one rule for a terminal batch, as SQL: `completed` (no failure reason) once the robot created at least
     one order (`success`: the success count expression, the row's by default), else `failed` with `otherwise_reason`."""
-    created = (RobotJob.success_count if success is None else success) > 0
+    created: ColumnElement[bool] = (col(RobotJob.success_count) if success is None else success) > 0
     return {
         "status": case((created, JobStatus.COMPLETED.value), else_=JobStatus.FAILED.value),
         "failure_reason": case((created, None), else_=otherwise_reason),

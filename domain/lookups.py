@@ -8,6 +8,7 @@ job id, or a unique prefix of it of at least 8 characters, is accepted too.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import func
@@ -71,7 +72,11 @@ def resolve_stage(session: Session, workspace_id: str, reference: str) -> str | 
             .order_by(col(Stage.position))
         )
     )
-    for match in (lambda s: s.id == reference, lambda s: s.name.lower() == reference.lower()):
+    matchers: tuple[Callable[[Stage], bool], ...] = (
+        lambda s: s.id == reference,
+        lambda s: s.name.lower() == reference.lower(),
+    )
+    for match in matchers:
         found = [s for s in stages if match(s)]
         if len(found) == 1:
             return found[0].id
@@ -98,7 +103,7 @@ def batch_ref(session: Session, job: RobotJob) -> BatchRef:
             | ((RobotJob.created_at == job.created_at) & (RobotJob.id <= job.id)),
         )
     ).one()
-    return BatchRef(job.id, job.workspace_id, session.get(Workspace, job.workspace_id).name, number)
+    return BatchRef(job.id, job.workspace_id, session.get_one(Workspace, job.workspace_id).name, number)
 
 
 def resolve_batch(session: Session, reference: str) -> BatchRef:

@@ -7,13 +7,14 @@ from decimal import Decimal, InvalidOperation
 from types import SimpleNamespace
 from typing import Any
 
+from sqlalchemy import select as sa_select  # Core: sqlmodel's select takes models, not tables
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, select
 
 from domain import outbox
 from domain.db import bulk_update, unnest
 from domain.errors import InvalidField, StageNotInPipeline, UnknownOrder, UnknownStage
-from domain.models import Contact, Order, Stage, utcnow
+from domain.models import Contact, Order, Stage, table_of, utcnow
 
 STANDARD_FIELDS = (
     "name",
@@ -42,7 +43,8 @@ def order_context(session: Session, order: Order) -> dict[str, Any]:
     return event_context(order, session.get(Contact, order.contact_id) if order.contact_id else None)
 
 
-def event_context(order: Order, contact: Contact | None) -> dict[str, Any]:
+def event_context(order: Order | SimpleNamespace, contact: Contact | SimpleNamespace | None) -> dict[str, Any]:
+    """An event's order and contact: from the models, or from the rows a set-based change read."""
     return {
         "order": {
             "id": order.id,
@@ -104,21 +106,21 @@ def update_orders(
     return changed_fields
 
 
-_ORDERS = Order.__table__
-_CONTACTS = Contact.__table__
+_ORDERS = table_of(Order)
+_CONTACTS = table_of(Contact)
 _CONTACT_COLUMNS = ("id", "name", "phone", "email")
 
 
 def apply_order_changes(
     session: Session, changes_by_order: dict[str, dict[str, Any]], *, depth: int = 0, now: datetime | None = None
 ) -> tuple[dict[str, list[str]], dict[str, tuple[str, dict[str, Any]]], list[dict[str, Any]]]:
-    """Lock, change and write the orders; returns (changed fields, each order's workspace and event context after the change,
-    the `field.changed` events still to write). The caller writes the events, with its own, in one INSERT."""
+    """Lock, change and write the orders; returns (changed fields, each order's workspace and event context after the
+    change, the `field.changed` events still to write). The caller writes the events, with its own, in one INSERT."""
     now = now or utcnow()
     ids = sorted(changes_by_order)  # a fixed lock order: two batches touching the same orders cannot deadlock
     rows = (
         session.execute(
-            select(_ORDERS, *(_CONTACTS.c[name].label(f"c__{name}") for name in _CONTACT_COLUMNS))
+            sa_select(_ORDERS, *(_CONTACTS.c[name].label(f"c__{name}") for name in _CONTACT_COLUMNS))
             .select_from(_ORDERS.outerjoin(_CONTACTS, _CONTACTS.c.id == _ORDERS.c.contact_id))
             .where(_ORDERS.c.id.in_(ids))
             .order_by(_ORDERS.c.id)

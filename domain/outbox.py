@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, CursorResult, Result, or_, update
 from sqlmodel import Session, col, select
 
 from domain.db import bulk_insert
-from domain.models import OutboxEvent, new_id, utcnow
+from domain.models import OutboxEvent, new_id, table_of, utcnow
 
 # Consumers
 AUTOMATIONS = "automations"
@@ -189,7 +189,7 @@ def add_events(session: Session, events: list[dict[str, Any]]) -> None:
     now = utcnow()
     bulk_insert(
         session,
-        OutboxEvent.__table__,
+        table_of(OutboxEvent),
         [
             {
                 "event_id": new_id(),

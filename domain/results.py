@@ -39,6 +39,7 @@ from domain.models import (
     ResolvedBy,
     RobotJob,
     RobotJobItem,
+    table_of,
     utcnow,
 )
 from domain.orders import ship_orders
@@ -93,8 +94,8 @@ def normalise_result(
     return ItemResult(item_id=item_id, status="error", error_type=kind, error_message=message or None)
 
 
-_ITEMS = RobotJobItem.__table__
-_JOBS = RobotJob.__table__
+_ITEMS = table_of(RobotJobItem)
+_JOBS = table_of(RobotJob)
 # Built once: on the per-callback path, building and hashing a statement per call is CPU spent under the job's lock.
 _ITEM_AUTH = (
     select(
@@ -171,6 +172,7 @@ def record_item_result(
     else:
         # The item's job and that job's row lock in one statement (the item's job_id never changes).
         auth = get_item_auth(session, result.item_id, lock=True)
+        assert auth.job_status is not None  # lock=True reads the job's status with its row lock
         owner, status, flow_run_id = auth.job_id, auth.job_status, auth.flow_run_id
     if job_id is not None and owner != job_id:
         raise ItemNotInJob("El ítem no pertenece a este trabajo", item_id=result.item_id, job_id=job_id)
@@ -223,10 +225,10 @@ def _record(
         raise ItemNotInJob("Hay ítems que no pertenecen a este trabajo", item_ids=strangers, job_id=job_id)
     if elsewhere is None:
         applied = _write_items(session, list(first.values()), before, now)
-    successes = [first[i] for i in applied if first[i].status == ItemStatus.SUCCESS]
+    successes = [first[i] for i in applied if first[i].status == ItemStatus.SUCCESS.value]
     success_delta = len(successes)
     error_delta = sum(
-        1 for i in applied if first[i].status == ItemStatus.ERROR and before[i].status == ItemStatus.PENDING
+        1 for i in applied if first[i].status == ItemStatus.ERROR.value and before[i].status == ItemStatus.PENDING
     )
     # A success over our own closure takes that error back.
     error_delta -= sum(1 for r in successes if before[r.item_id].status == ItemStatus.ERROR)
@@ -366,7 +368,7 @@ def _literal_sql(clause: Any, dialect: Any) -> str:
 
 def _item_values(r: ItemResult) -> dict[str, Any]:
     """The columns a robot result sets on its item (besides who resolved it and when)."""
-    success = r.status == ItemStatus.SUCCESS
+    success = r.status == ItemStatus.SUCCESS.value
     return {
         "id": r.item_id,
         "status": r.status,

@@ -327,7 +327,8 @@ def reconcile(idempotency_key: str | None = None) -> ReconcileReport:
     que quedaron pendientes, recupera ejecuciones caídas y republica resúmenes corregidos.
 
     Args:
-        idempotency_key: Opcional. Por defecto 'reconcile:<minuto UTC>': dos ejecuciones del mismo minuto hacen el trabajo una vez.
+        idempotency_key: Opcional. Por defecto 'reconcile:<minuto UTC>': dos ejecuciones del mismo minuto
+            hacen el trabajo una vez.
     """
     logger = get_run_logger()
     if not runtime.settings().reconciler_enabled:

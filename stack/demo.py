@@ -96,7 +96,10 @@ def wait_for_job(engine, workspace_id: str, deadline: float) -> RobotJob:
             job = uow.session.exec(select(RobotJob).where(RobotJob.workspace_id == workspace_id)).first()
         if job is not None:
             done = job.success_count + job.error_count
-            line = f"  progreso: {done}/{job.total_items}  exitosos {job.success_count}  con error {job.error_count}  ({job.status})"
+            line = (
+                f"  progreso: {done}/{job.total_items}  exitosos {job.success_count}  "
+                f"con error {job.error_count}  ({job.status})"
+            )
             if line != last:
                 say(line)
                 last = line

@@ -254,7 +254,7 @@ def test_seed_history_builds_finished_batches_through_the_use_cases(uow, engine,
     assert (rows[-1].created_at - rows[0].created_at) >= timedelta(days=3)
     # The plan: timeouts and a dispatch failure on the batches batch_kinds names.
     kinds = batch_kinds(8)
-    for row, kind in zip(originals, kinds):
+    for row, kind in zip(originals, kinds, strict=True):
         if kind != "normal":  # closed by us: completed only if the robot created something before
             assert row.status == ("completed" if row.success_count else "failed"), kind
             assert row.error_count > 0, kind
