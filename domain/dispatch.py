@@ -18,9 +18,11 @@ def new_callback_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def hash_callback_secret(secret: str) -> str:
-    """Only this hash is stored; the secret is high-entropy, so a plain SHA-256 is enough."""
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+def hash_callback_secret(secret: str | bytes) -> str:
+    """The one form a per-job callback secret is stored in (the dispatch writes it, the webhook's auth compares it):
+    sha256 hex of its UTF-8 bytes; the secret is high-entropy, so a plain SHA-256 is enough."""
+    raw = secret.encode("utf-8") if isinstance(secret, str) else secret
+    return hashlib.sha256(raw).hexdigest()
 
 
 def build_dispatch_request(

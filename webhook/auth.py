@@ -19,18 +19,13 @@ from typing import Literal
 from pydantic import SecretStr
 from standardwebhooks import Webhook
 
+from domain.dispatch import hash_callback_secret
 from webhook.errors import Unauthorized
 
 CALLBACK_SECRET_HEADER = "X-Callback-Secret"
 SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 _TIMESTAMP = re.compile(r"\d{1,12}")
 _MAX_HEADER = 4096
-
-
-def hash_callback_secret(secret: str | bytes) -> str:
-    """The form in which a per-job callback secret is stored: sha256 hex of its bytes."""
-    raw = secret.encode("utf-8") if isinstance(secret, str) else secret
-    return hashlib.sha256(raw).hexdigest()
 
 
 def _ascii(value: str | None, name: str) -> bytes:
