@@ -415,14 +415,23 @@ def mark_dispatch_unknown(session: Session, job_id: str) -> None:
     )
 
 
-def mark_summary_published(session: Session, job_id: str, *, as_of: datetime) -> None:
-    """The summary artifacts now show the job as it was at `as_of` (the job's `updated_at` when it was read)."""
+def mark_summary_published(session: Session, job_id: str, *, as_of: datetime) -> bool:
+    """The summary artifacts now show the job as it was at `as_of` (the job's `updated_at` when it was read).
+
+    Only forward: two publishers racing (two corrections of one job, in two webhook workers) must not move the mark
+    back to the older state. True when `as_of` is still the job's latest change (nothing to publish again).
+    """
     session.execute(
         update(RobotJob)
-        .where(col(RobotJob.id) == job_id)
+        .where(
+            col(RobotJob.id) == job_id,
+            col(RobotJob.summary_published_at).is_(None) | (col(RobotJob.summary_published_at) < as_of),
+        )
         .values(summary_published_at=as_of)
         .execution_options(synchronize_session=False)
     )
+    latest = session.execute(select(RobotJob.updated_at).where(col(RobotJob.id) == job_id)).scalar_one()
+    return bool(latest <= as_of)
 
 
 def jobs_with_stale_summary(session: Session, *, limit: int = 100) -> list[str]:

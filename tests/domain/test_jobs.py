@@ -236,3 +236,16 @@ def test_retry_takes_only_the_failed_orders_and_twice_gives_one_job(uow, dispatc
     with uow() as tx:
         late = jobs.retry_failed_items(tx.session, job_id)
     assert not late.created and late.job.id == retry.job.id
+
+
+def test_the_summary_mark_only_moves_forward_and_says_when_the_job_changed_since(uow, dispatched_job):
+    job_id, _ = dispatched_job()
+    with uow() as tx:
+        newer = jobs.get_job(tx.session, job_id).updated_at
+        older = newer - timedelta(seconds=5)
+        # The publisher that read the job last marks first; the one that read an older state marks afterwards.
+        assert jobs.mark_summary_published(tx.session, job_id, as_of=newer) is True
+        assert jobs.mark_summary_published(tx.session, job_id, as_of=older) is False  # overtaken: publish again
+        tx.commit()
+    with uow() as tx:
+        assert jobs.get_job(tx.session, job_id).summary_published_at == newer
