@@ -20,16 +20,7 @@ from sqlalchemy import Engine
 
 from domain.db import UnitOfWork
 from domain.jobs import get_job, mark_summary_published
-from domain.summary import BatchSummary, batch_summary, render_summary_text
-
-STATUS_LABEL = {
-    "pending": "pendiente",
-    "processing": "en proceso",
-    "completed": "completado",
-    "failed": "fallido",
-    "success": "creado",
-    "error": "error",
-}
+from domain.summary import BatchSummary, batch_summary, render_summary_text, status_label
 
 
 def summary_key(job_id: str) -> str:
@@ -43,7 +34,7 @@ def items_key(job_id: str) -> str:
 def render_markdown(summary: BatchSummary) -> str:
     """The reference text format (domain.summary), fenced so its spacing and bullets survive rendering."""
     header = (
-        f"### Lote `{summary.job_id}` — {STATUS_LABEL.get(summary.job_status, summary.job_status)}\n\n"
+        f"### Lote `{summary.job_id}` — {status_label(summary.job_status)}\n\n"
         f"Creados: **{summary.success_count}** · Con error: **{summary.error_count}** · "
         f"Total: **{summary.total_items}**\n"
     )
@@ -62,7 +53,7 @@ def render_items(summary: BatchSummary) -> list[dict[str, object]]:
             "ciudad": line.city,
             "telefono": line.phone,
             "valor": line.total,
-            "estado": STATUS_LABEL.get(line.status, line.status),
+            "estado": status_label(line.status),
             "guia": line.pedido if line.status == "success" else "",
             "tipo_error": line.error_type or "",
             "mensaje": line.error_message or "",
