@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import StrEnum
@@ -27,6 +26,7 @@ import httpx
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import ObjectNotFound
+from prefect.settings import get_current_settings
 from sqlalchemy import Engine, func, select
 
 from domain import outbox
@@ -37,6 +37,7 @@ from domain.models import FINISHED_JOB_STATUSES, ErrorType, OutboxEvent, Resolve
 from relay.artifacts import publish_summary
 from relay.outbox_consumer import Delivery, OutboxConsumer
 from relay.prefect_api import TRANSPORT_ERRORS, PrefectUnavailable, is_server_error, prefect_client
+from relay.progress import publish_progress
 from relay.run_input import BatchCompleted, response_key
 from relay.run_log import log_in_job_run
 from relay.settle import agree_run_state, read_run_state
@@ -82,6 +83,11 @@ class ResumeStats:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         return self
+
+    @property
+    def retry_soon(self) -> int:
+        """Events left for another try within seconds: the run is before its suspend, or Prefect did not answer."""
+        return self.not_suspended_yet + self.run_not_finished + self.unreachable
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -248,32 +254,26 @@ def _deliver(engine: Engine, event: OutboxEvent, stats: ResumeStats, unreachable
     return Delivery.retry(f"{outcome.value}: {why}", retry)
 
 
-def resume_after_commit(engine: Engine, job_id: str, *, patience_s: float = 5.0) -> ResumeStats | None:
-    """Best effort, right after a callback committed: progress, then the job's resume events if it is finished (it
-    just finished, or a late result corrected it). Never raises.
+def resume_after_commit(engine: Engine, job_id: str) -> ResumeStats | None:
+    """Best effort, right after a callback committed: progress, then one pass over the job's resume events if it is
+    finished (it just finished, or a late result corrected it). Never raises.
 
-    A run still before its suspend, or a Prefect API that did not answer (a busy SQLite server answers 503), is
-    retried every second for `patience_s`; whatever is left stays in the outbox for the reconciler.
+    None when there is nothing to do here (the job is still processing, Prefect is not configured, or this failed:
+    the outbox keeps the event for the reconciler). Otherwise the pass's stats: `stats.retry_soon` > 0 means the run
+    has not reached its suspend yet (or Prefect did not answer), and the caller asks again in NOT_SUSPENDED_RETRY_S
+    (webhook/after_commit.py, on a timer, within its budget).
     """
     try:
-        from relay.progress import publish_progress
-
+        if not get_current_settings().api.url:
+            return None  # nothing to resume against; the events wait in the outbox
         publish_progress(engine, job_id)
         with UnitOfWork(engine, readonly=True) as uow:
             finished = get_job(uow.session, job_id).status in FINISHED_JOB_STATUSES
         if not finished:
             return None
-        deadline = time.monotonic() + patience_s
-        total = ResumeStats()
-        while True:
-            stats = deliver_resume_events(
-                engine, worker_id=f"after-commit-{os.getpid()}", limit=10, unreachable_retry_s=NOT_SUSPENDED_RETRY_S
-            )
-            total += stats
-            retry = stats.not_suspended_yet + stats.run_not_finished + stats.unreachable
-            if not retry or time.monotonic() + NOT_SUSPENDED_RETRY_S > deadline:
-                return total
-            time.sleep(NOT_SUSPENDED_RETRY_S)
+        return deliver_resume_events(
+            engine, worker_id=f"after-commit-{os.getpid()}", limit=10, unreachable_retry_s=NOT_SUSPENDED_RETRY_S
+        )
     except Exception:
         log.exception("resume after commit of job %s failed; the reconciler will redeliver", job_id)
         return None

@@ -5,6 +5,10 @@ Measured (benchmarks/webhook_bench.py): one progress publication against a faili
 request's worker, it cut throughput from ~100 to ~4 req/s with sync workers. So a small per-process pool runs it,
 coalescing per job (only the latest progress matters) and never raising. A task lost with its process is safe: the
 resume stays in the outbox for the reconciler, and the next result republishes progress.
+
+A notifier that cannot finish yet (the job's run has not reached its suspend: the last result beat it) answers
+`RetryLater`; the pool runs it again after that delay, on a timer rather than a sleeping thread, until the kind's
+retry budget runs out. Then the outbox keeps the event for the reconciler (every minute).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from webhook.logs import log
@@ -21,6 +26,18 @@ Notifier = Callable[..., Any]  # (job_id) -> Any; kinds submitted with `items`: 
 
 # Items remembered per waiting task: a flush reports at most this many (the counts in its line stay exact).
 MAX_ITEMS_PER_TASK = 1000
+# How long a resume keeps being retried here before it is left to the reconciler. A run reaches its suspend a few
+# seconds after its last snapshot on a quiet machine, tens of seconds on a loaded one (a 5 s budget, slept on the
+# pool's thread, lost that race in CI and left the run suspended until the next reconcile).
+RETRY_BUDGET_S = {"resume": 120.0}
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    """A notifier's answer: not done yet, run it again in `after_s` seconds (within the kind's retry budget)."""
+
+    after_s: float
+    why: str = ""
 
 
 class AfterCommit:
@@ -32,10 +49,19 @@ class AfterCommit:
     the latest state. So a 10,000-order batch is not 10,000 Prefect API calls, and the last state is always published.
     """
 
-    def __init__(self, notifiers: dict[str, Notifier], *, threads: int = 2, coalesce_s: dict[str, float] | None = None):
+    def __init__(
+        self,
+        notifiers: dict[str, Notifier],
+        *,
+        threads: int = 2,
+        coalesce_s: dict[str, float] | None = None,
+        retry_budget_s: dict[str, float] | None = None,
+    ):
         self._notifiers = notifiers
         self._threads = threads
         self._coalesce_s = {"progress": 1.0, "results": 1.0} if coalesce_s is None else coalesce_s
+        self._retry_budget_s = RETRY_BUDGET_S if retry_budget_s is None else retry_budget_s
+        self._retry_until: dict[tuple[str, str], float] = {}
         self._queue: queue.Queue[tuple[str, str, dict[str, Any]]] = queue.Queue()
         self._waiting: set[tuple[str, str]] = set()
         self._items: dict[tuple[str, str], list[str]] = {}
@@ -60,12 +86,30 @@ class AfterCommit:
             self._start()
             delay = self._last_run.get((kind, job_id), -1e9) + self._coalesce_s.get(kind, 0.0) - time.monotonic()
             if delay > 0:
-                self._delayed += 1
-                timer = threading.Timer(delay, self._release, args=(task,))
-                timer.daemon = True
-                timer.start()
+                self._later(task, delay)
                 return
         self._queue.put(task)
+
+    def _later(self, task: tuple[str, str, dict[str, Any]], delay: float) -> None:
+        """Queue `task` after `delay` seconds (called with the lock held and the task marked waiting)."""
+        self._delayed += 1
+        timer = threading.Timer(delay, self._release, args=(task,))
+        timer.daemon = True
+        timer.start()
+
+    def _retry(self, task: tuple[str, str, dict[str, Any]], started: float, answer: RetryLater) -> bool:
+        """Run `task` again after `answer.after_s` if its kind's budget (counted from its first try) allows; a task
+        submitted meanwhile already runs it again. False when the budget is spent."""
+        kind, job_id, _ = task
+        with self._lock:
+            until = self._retry_until.setdefault((kind, job_id), started + self._retry_budget_s.get(kind, 0.0))
+            if time.monotonic() + answer.after_s > until:
+                del self._retry_until[(kind, job_id)]
+                return False
+            if (kind, job_id) not in self._waiting:
+                self._waiting.add((kind, job_id))
+                self._later(task, answer.after_s)
+        return True
 
     def _release(self, task: tuple[str, str, dict[str, Any]]) -> None:
         self._queue.put(task)
@@ -75,9 +119,13 @@ class AfterCommit:
 
     def join(self) -> None:
         """Wait until every submitted task ran, delayed ones included (tests, and an orderly shutdown)."""
-        with self._lock:
-            self._lock.wait_for(lambda: self._delayed == 0)
-        self._queue.join()
+        while True:
+            with self._lock:
+                self._lock.wait_for(lambda: self._delayed == 0)
+            self._queue.join()
+            with self._lock:
+                if self._delayed == 0:  # a task that ran meanwhile may have asked for a retry
+                    return
 
     def _start(self) -> None:
         import os
@@ -102,10 +150,19 @@ class AfterCommit:
                     self._last_run = {k: t for k, t in self._last_run.items() if started - t < 60}
             try:
                 if items is None:
-                    self._notifiers[kind](job_id)
+                    answer = self._notifiers[kind](job_id)
                 else:
-                    self._notifiers[kind](job_id, items)
-                log("info", f"{kind}_notified", job_id=job_id, **context, ms=round(1000 * (time.monotonic() - started)))
+                    answer = self._notifiers[kind](job_id, items)
+                ms = round(1000 * (time.monotonic() - started))
+                if isinstance(answer, RetryLater):
+                    if self._retry((kind, job_id, context), started, answer):
+                        log("info", f"{kind}_retry_later", job_id=job_id, **context, ms=ms, why=answer.why[:200])
+                    else:
+                        log("warning", f"{kind}_left_to_reconciler", job_id=job_id, **context, why=answer.why[:200])
+                else:
+                    with self._lock:
+                        self._retry_until.pop((kind, job_id), None)
+                    log("info", f"{kind}_notified", job_id=job_id, **context, ms=ms)
             except Exception as exc:
                 # The result is committed; robot.batch.completed stays in the outbox and is redelivered.
                 log(

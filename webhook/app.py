@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from domain.db import make_engine
 from domain.settings import Settings, get_settings
 from webhook import callbacks, dead_letters_api, health, jobs_api, openapi
-from webhook.after_commit import AfterCommit, Notifier
+from webhook.after_commit import AfterCommit, Notifier, RetryLater
 from webhook.auth import SecretChecker, SignatureVerifier
 from webhook.errors import register_error_handlers
 from webhook.inbox import Inbox
@@ -58,11 +58,20 @@ def _relay_notifiers(engine: Engine) -> dict[str, Notifier]:
     logs; none if relay is absent (a webhook deployed without Prefect: the reconciler resumes from the outbox)."""
     try:
         from relay.progress import log_results, publish_progress
-        from relay.resume import resume_after_commit
+        from relay.resume import NOT_SUSPENDED_RETRY_S, resume_after_commit
     except ImportError:
         return {}
+
+    def resume(job_id: str) -> RetryLater | None:
+        stats = resume_after_commit(engine, job_id)
+        if stats is not None and stats.retry_soon:
+            # The last result beat the run to its suspend (or Prefect did not answer): ask again once the event is
+            # due again (the pass set it NOT_SUSPENDED_RETRY_S ahead; a little later, so the claim finds it due).
+            return RetryLater(NOT_SUSPENDED_RETRY_S + 0.2, why=f"{stats.as_dict()}")
+        return None
+
     return {
-        "resume": lambda job_id: resume_after_commit(engine, job_id),
+        "resume": resume,
         "progress": lambda job_id: publish_progress(engine, job_id),
         "results": lambda job_id, items: log_results(engine, job_id, items),
     }

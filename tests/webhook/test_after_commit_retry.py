@@ -1,0 +1,71 @@
+"""A notifier that cannot finish yet (the job's run has not reached its suspend) is run again on a timer, within its
+kind's budget, without holding a pool thread; then it is left to the reconciler."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from webhook.after_commit import AfterCommit, RetryLater
+
+
+def test_a_resume_before_the_suspend_is_retried_until_it_lands():
+    calls: list[float] = []
+
+    def resume(job_id):
+        calls.append(time.monotonic())
+        return RetryLater(0.05, why="not suspended yet") if len(calls) < 4 else None
+
+    pool = AfterCommit({"resume": resume}, threads=1, retry_budget_s={"resume": 5.0})
+    pool.submit("resume", "job-a")
+    pool.join()
+    assert len(calls) == 4
+    assert all(later - earlier >= 0.045 for earlier, later in zip(calls, calls[1:], strict=False))
+
+
+def test_retries_stop_when_the_budget_is_spent():
+    calls: list[str] = []
+
+    def resume(job_id):
+        calls.append(job_id)
+        return RetryLater(0.1)
+
+    pool = AfterCommit({"resume": resume}, threads=1, retry_budget_s={"resume": 0.35})
+    started = time.monotonic()
+    pool.submit("resume", "job-a")
+    pool.join()
+    # Tries at about 0, 0.1, 0.2 and 0.3 s; a fifth would start after the budget's 0.35 s.
+    assert 3 <= len(calls) <= 4 and time.monotonic() - started < 1.0
+    # The budget counts from the first try of this round: a later submit starts a fresh one.
+    pool.submit("resume", "job-a")
+    pool.join()
+    assert len(calls) >= 6
+
+
+def test_a_waiting_retry_holds_no_thread():
+    """While job-a waits for its next try, job-b's task runs on the pool's only thread."""
+    b_ran = threading.Event()
+    a_calls: list[float] = []
+
+    def resume(job_id):
+        if job_id == "job-b":
+            b_ran.set()
+            return None
+        a_calls.append(time.monotonic())
+        return RetryLater(0.5) if len(a_calls) == 1 else None
+
+    pool = AfterCommit({"resume": resume}, threads=1)
+    pool.submit("resume", "job-a")
+    time.sleep(0.05)
+    pool.submit("resume", "job-b")
+    assert b_ran.wait(0.3), "job-b waited behind job-a's retry"
+    pool.join()
+    assert len(a_calls) == 2
+
+
+def test_a_kind_without_budget_is_not_retried():
+    calls: list[str] = []
+    pool = AfterCommit({"progress": lambda job_id: calls.append(job_id) or RetryLater(0.01)}, threads=1)
+    pool.submit("progress", "job-a")
+    pool.join()
+    assert calls == ["job-a"]
