@@ -1,7 +1,7 @@
 """What each action does. Internal actions (change_stage, update_field, create_task) change the database through
 domain functions in the caller's transaction; external ones (WhatsApp, webhook) call out through `Effects`.
 
-Each function gets the action already rendered (variables replaced; see domain.automations.render_action).
+Each function gets the action already rendered (variables replaced; see domain.automations.rules.render_action).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from sqlmodel import Session
 from automations.http_retry import RetryPolicy
 from automations.webhook_action import WebhookFailed, WebhookSender, WebhookTargetRefused
 from automations.whatsapp import ProviderError, WhatsAppClient, template_body, text_body
-from domain.automation_models import Task
+from domain.automations.models import Task
 from domain.models import utcnow
-from domain.orders import move_order_to_stage, update_order
+from domain.orders.changes import move_order_to_stage, update_order
 from domain.settings import Settings
 
 

@@ -26,15 +26,15 @@ from pydantic import BaseModel
 from sqlalchemy import Engine
 
 from automations.actions import ActionFailed, Effects, run_external, run_internal
-from domain import automation_runs as runs
 from domain import outbox
-from domain.automation_models import ActionStatus, AutomationActionRun, AutomationExecution, ExecutionStatus
-from domain.automations import EXTERNAL_ACTIONS, matching_automations, parse_actions, render_action
+from domain.automations import runs
+from domain.automations.models import ActionStatus, AutomationActionRun, AutomationExecution, ExecutionStatus
+from domain.automations.rules import EXTERNAL_ACTIONS, matching_automations, parse_actions, render_action
+from domain.automations.variables import build_variables
 from domain.db import UnitOfWork, make_engine
 from domain.errors import DomainError
 from domain.models import OutboxEvent, utcnow
 from domain.settings import Settings, get_settings
-from domain.variables import build_variables
 from relay.outbox_consumer import Delivery, OutboxConsumer
 
 log = logging.getLogger("automations.runner")

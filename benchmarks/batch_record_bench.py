@@ -24,10 +24,10 @@ from cryptography.fernet import Fernet
 from sqlalchemy import event
 
 from benchmarks.common import children, database, dispatch_job, label, rss_mb, seed_workspace
-from domain import jobs
+from domain.batches import jobs
+from domain.batches.dispatch import hash_callback_secret
+from domain.batches.results import ItemResult, record_batch_results
 from domain.db import UnitOfWork, make_engine
-from domain.dispatch import hash_callback_secret
-from domain.results import ItemResult, record_batch_results
 
 
 def count_statements(engine):

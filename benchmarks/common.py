@@ -20,12 +20,12 @@ from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 from sqlmodel import select
 
-from domain import jobs
+from domain.batches import jobs
+from domain.batches.dispatch import hash_callback_secret
 from domain.db import UnitOfWork, make_engine
-from domain.dispatch import hash_callback_secret
 from domain.migrate import upgrade
 from domain.models import Contact, ItemStatus, Order, RobotJobItem
-from domain.seed import seed_demo
+from sample_data.seed import seed_demo
 
 CITIES = [("Medellín", "Antioquia"), ("Manizales", "Caldas"), ("Bogotá", "Bogotá D.C."), ("Cali", "Valle del Cauca")]
 

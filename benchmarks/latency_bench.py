@@ -36,9 +36,9 @@ from sqlmodel import select
 from domain.db import UnitOfWork, make_engine
 from domain.migrate import upgrade
 from domain.models import RobotJob
-from domain.seed import DEMO_ORDERS, seed_demo
 from flows.deployments import ORCHESTRATE, RECONCILE, RETRY, SUBMIT
 from flows.floor import FLOOR_RESUME, FLOOR_START
+from sample_data.seed import DEMO_ORDERS, seed_demo
 from simulator.server import start_simulator
 from stack.processes import start_flow_runner, start_prefect_server, start_webhook
 

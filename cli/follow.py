@@ -17,9 +17,9 @@ from sqlalchemy import Engine, func, or_
 from sqlmodel import select
 
 from cli.deployments import Deployments
+from domain.batches.summary import status_label
 from domain.db import UnitOfWork
 from domain.models import FINISHED_JOB_STATUSES, JobStatus, RobotJob, Workspace
-from domain.summary import status_label
 
 # Asking Prefect costs more than a database read: the run's state and artifacts are read every few polls.
 PREFECT_EVERY = 3

@@ -13,12 +13,12 @@ from sqlmodel import select
 
 from cli.deployments import RETRY_DEPLOYMENT, SUBMIT_DEPLOYMENT, Deployments, PrefectDeployments, ui_url_of
 from cli.follow import ProgressLine, follow
+from domain.batches.jobs import get_job
+from domain.batches.summary import batch_summary, render_summary_text, status_label
 from domain.db import UnitOfWork, make_engine
 from domain.errors import DomainError
-from domain.jobs import get_job
 from domain.models import CarrierConfig, RobotJob, Stage, Workspace
 from domain.settings import get_settings
-from domain.summary import batch_summary, render_summary_text, status_label
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -321,7 +321,7 @@ class Cli:
     def load_coverage(self, args: argparse.Namespace) -> int:
         from pathlib import Path
 
-        from domain.coverage import load_coverage_csv
+        from domain.orders.coverage import load_coverage_csv
 
         with UnitOfWork(self.engine) as uow:
             count = load_coverage_csv(uow.session, Path(args.csv_path))
@@ -331,7 +331,7 @@ class Cli:
 
     def seed_demo(self, args: argparse.Namespace) -> int:
         from domain.credentials import load_credentials_key
-        from domain.seed import seed_demo
+        from sample_data.seed import seed_demo
 
         with UnitOfWork(self.engine) as uow:
             demo = seed_demo(

@@ -15,8 +15,8 @@ from typing import Any, Literal
 from sqlalchemy import func, inspect
 from sqlmodel import Session, col, select
 
-from domain.coverage import department_abbreviation, normalize
 from domain.models import ErrorType, ItemStatus, Order, RobotJob, RobotJobItem
+from domain.orders.coverage import department_abbreviation, normalize
 
 NO_CITY = "(sin ciudad)"
 NO_DEPARTMENT = "(sin departamento)"

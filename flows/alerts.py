@@ -24,8 +24,8 @@ from prefect.events import emit_event
 from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
+from domain.batches.jobs import get_job
 from domain.db import UnitOfWork
-from domain.jobs import get_job
 from domain.models import JobStatus, Workspace
 from domain.settings import get_settings
 from flows import runtime

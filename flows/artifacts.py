@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prefect.artifacts import create_table_artifact
 
-from domain.jobs import RejectedOrder
+from domain.batches.jobs import RejectedOrder
 from relay.artifacts import items_key, publish_summary, summary_key
 
 __all__ = ["items_key", "publish_rejected", "publish_summary", "rejected_key", "summary_key"]

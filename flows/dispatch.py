@@ -12,10 +12,10 @@ import time
 import httpx
 from pydantic import BaseModel, Field
 
+from domain.batches.dispatch import build_dispatch_request, hash_callback_secret, new_callback_secret
+from domain.batches.jobs import claim_dispatch, fail_job, mark_dispatch_accepted, mark_dispatch_unknown
 from domain.db import UnitOfWork
-from domain.dispatch import build_dispatch_request, hash_callback_secret, new_callback_secret
 from domain.errors import DomainError
-from domain.jobs import claim_dispatch, fail_job, mark_dispatch_accepted, mark_dispatch_unknown
 from domain.models import ErrorType
 from domain.settings import Settings
 from flows import runtime

@@ -22,8 +22,8 @@ from prefect.flow_runs import suspend_flow_run
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
+from domain.batches.jobs import get_job, pending_item_count, start_job
 from domain.db import UnitOfWork
-from domain.jobs import get_job, pending_item_count, start_job
 from domain.models import FINISHED_JOB_STATUSES, JobStatus, utcnow
 from flows import runtime
 from flows.alerts import emit_batch_finished

@@ -1,7 +1,7 @@
 """The operator's form, beyond what the flows' signatures say: the rule between its fields and the run's own key.
 
 The flows take flat parameters (flows/submit.py): a workspace and a stage by name or id, an optional list of
-orders, an optional idempotency key; a batch to retry by its reference «<workspace> #<n>» (domain/lookups.py).
+orders, an optional idempotency key; a batch to retry by its reference «<workspace> #<n>» (domain/batches/lookups.py).
 """
 
 from __future__ import annotations

@@ -37,9 +37,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from domain.db import UnitOfWork
-from domain.errors import UnknownJob
-from domain.jobs import (
+from domain.batches.jobs import (
     TIMEOUT_MESSAGE,
     fail_job,
     fail_unstarted_job,
@@ -49,7 +47,9 @@ from domain.jobs import (
     pending_jobs_older_than,
     processing_jobs,
 )
-from domain.lookups import job_of_run
+from domain.batches.lookups import job_of_run
+from domain.db import UnitOfWork
+from domain.errors import UnknownJob
 from domain.models import FINISHED_JOB_STATUSES, ErrorType
 from domain.settings import Settings
 from flows import runtime

@@ -18,10 +18,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
+from domain.batches.jobs import JobCreated, RejectedOrder, create_robot_job
+from domain.batches.jobs import retry_failed_items as retry_failed_items_use_case
+from domain.batches.lookups import batch_ref, job_of_run, resolve_batch, resolve_stage, resolve_workspace
 from domain.db import UnitOfWork
-from domain.jobs import JobCreated, RejectedOrder, create_robot_job
-from domain.jobs import retry_failed_items as retry_failed_items_use_case
-from domain.lookups import batch_ref, job_of_run, resolve_batch, resolve_stage, resolve_workspace
 from domain.models import JobStatus
 from flows import runtime
 from flows.artifacts import publish_rejected

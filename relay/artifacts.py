@@ -18,9 +18,9 @@ from prefect.client.schemas.actions import ArtifactCreate
 from prefect.utilities.context import get_flow_run_id
 from sqlalchemy import Engine
 
+from domain.batches.jobs import get_job, mark_summary_published
+from domain.batches.summary import BatchSummary, batch_summary, render_summary_text, status_label
 from domain.db import UnitOfWork
-from domain.jobs import get_job, mark_summary_published
-from domain.summary import BatchSummary, batch_summary, render_summary_text, status_label
 
 
 def summary_key(job_id: str) -> str:
@@ -32,7 +32,7 @@ def items_key(job_id: str) -> str:
 
 
 def render_markdown(summary: BatchSummary) -> str:
-    """The reference text format (domain.summary), fenced so its spacing and bullets survive rendering."""
+    """The reference text format (domain.batches.summary), fenced so its spacing and bullets survive rendering."""
     header = (
         f"### Lote `{summary.job_id}` — {status_label(summary.job_status)}\n\n"
         f"Creados: **{summary.success_count}** · Con error: **{summary.error_count}** · "

@@ -14,8 +14,8 @@ from prefect.settings import get_current_settings
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from domain.batches.jobs import get_job
 from domain.db import UnitOfWork
-from domain.jobs import get_job
 from domain.models import ItemStatus, Order, RobotJobItem
 from relay.prefect_api import prefect_client
 from relay.run_log import send_run_logs

@@ -30,9 +30,9 @@ from prefect.settings import get_current_settings
 from sqlalchemy import Engine, func, select
 
 from domain import outbox
+from domain.batches.jobs import get_job
 from domain.db import UnitOfWork
 from domain.errors import UnknownJob
-from domain.jobs import get_job
 from domain.models import FINISHED_JOB_STATUSES, ErrorType, OutboxEvent, ResolvedBy, RobotJob, RobotJobItem
 from relay.artifacts import publish_summary
 from relay.outbox_consumer import Delivery, OutboxConsumer

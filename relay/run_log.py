@@ -23,9 +23,9 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 from sqlalchemy import Engine
 
+from domain.batches.jobs import get_job
 from domain.db import UnitOfWork
 from domain.errors import UnknownJob
-from domain.jobs import get_job
 from relay.prefect_api import TRANSPORT_ERRORS, is_server_error, prefect_client
 
 log = logging.getLogger("relay.run_log")

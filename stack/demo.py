@@ -17,14 +17,14 @@ from datetime import UTC, datetime
 import httpx
 from sqlmodel import select
 
-from domain.automations import save_automation
+from domain.automations.rules import save_automation
+from domain.batches.jobs import get_job
+from domain.batches.summary import batch_summary, render_summary_text
 from domain.credentials import load_credentials_key
 from domain.db import UnitOfWork, make_engine
-from domain.jobs import get_job
 from domain.models import FINISHED_JOB_STATUSES, Order, RobotJob
-from domain.seed import DemoWorkspace, seed_demo
 from domain.settings import VAR_DIR, get_settings
-from domain.summary import batch_summary, render_summary_text
+from sample_data.seed import DemoWorkspace, seed_demo
 from stack.local import StackConfig, prefect_client, start_stack
 
 # The simulator's scenario for this demo: the courier does not know one city, and one order hits a portal error.

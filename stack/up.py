@@ -16,8 +16,8 @@ from sqlmodel import select
 from domain.credentials import load_credentials_key
 from domain.db import UnitOfWork, make_engine
 from domain.models import Workspace
-from domain.seed import seed_demo
 from domain.settings import VAR_DIR, get_settings
+from sample_data.seed import seed_demo
 from stack.down import stop_recorded
 from stack.local import StackConfig, pids_file, start_stack, write_pids
 from stack.prefect_auth import AUTH_FILE, configured_auth_string

@@ -1,4 +1,5 @@
-"""Dependencies point inward: the domain imports no framework; webhook/ and flows/ never import each other."""
+"""Dependencies point inward: the domain imports no framework and no sample data; webhook/ and flows/ never import each
+other."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ def _imports(package: str) -> set[tuple[str, str]]:
 def test_domain_imports_no_framework():
     bad = {(f, m) for f, m in _imports("domain") if m in {"flask", "prefect", "httpx", "requests", "webhook", "flows"}}
     assert bad == set()
+
+
+def test_domain_does_not_import_sample_data():
+    """The demo data generators (sample_data/) build on the domain, never the other way round."""
+    assert {(f, m) for f, m in _imports("domain") if m == "sample_data"} == set()
 
 
 def test_webhook_and_flows_do_not_import_each_other():

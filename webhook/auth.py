@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import SecretStr
 from standardwebhooks import Webhook
 
-from domain.dispatch import hash_callback_secret
+from domain.batches.dispatch import hash_callback_secret
 from webhook.errors import Unauthorized
 
 CALLBACK_SECRET_HEADER = "X-Callback-Secret"

@@ -32,11 +32,11 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from domain import dead_letters
+from domain.batches.jobs import get_job
+from domain.batches.results import RecordOutcome, get_item_auth, record_batch_results, record_item_result
 from domain.db import UnitOfWork
 from domain.errors import DeadLetterAlreadyReplayed, DomainError, UnknownItem, UnknownJob
-from domain.jobs import get_job
 from domain.models import CallbackDeadLetter, WebhookReceipt
-from domain.results import RecordOutcome, get_item_auth, record_batch_results, record_item_result
 from webhook.auth import CallbackCredential, callback_credential
 from webhook.errors import DATABASE_DOWN, ApiError, BadRequest, Unauthorized, Unavailable, Unprocessable, refusal_of
 from webhook.inbox_schemas import SpooledAck

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from domain.batches.jobs import get_job_view
+from domain.batches.summary import UNKNOWN_PEDIDO, batch_summary, possible_duplicates, render_summary_text
 from domain.db import UnitOfWork
-from domain.jobs import get_job_view
 from domain.models import ItemStatus
-from domain.summary import UNKNOWN_PEDIDO, batch_summary, possible_duplicates, render_summary_text
 from webhook.auth import check_bearer
 from webhook.errors import NotFound
 from webhook.logs import correlate

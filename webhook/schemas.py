@@ -27,7 +27,7 @@ class CallbackResult(_Callback):
     """One order's result as the robot reports it (the per-order body, or one entry of a batch body).
 
     Strict only on what makes a result attributable and understandable (`itemId`, `status`). Every other field is
-    taken as the robot sends it and normalised by the domain (domain.results.normalise_result): the robot never
+    taken as the robot sends it and normalised by the domain (domain.batches.results.normalise_result): the robot never
     retries, so a refusal here would lose an order that exists on the portal.
     """
 
@@ -77,7 +77,7 @@ class CallbackResult(_Callback):
 
     def to_domain(self):
         """The domain's ItemResult, normalised (imported late: the domain owns the normalisation rules)."""
-        from domain.results import normalise_result
+        from domain.batches.results import normalise_result
 
         return normalise_result(
             item_id=self.item_id,

@@ -3,7 +3,9 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-from domain import automation_models, models  # noqa: F401  (registers the tables on SQLModel.metadata)
+# Imported for their side effect: they register the tables on SQLModel.metadata.
+import domain.automations.models  # noqa: F401
+import domain.models  # noqa: F401
 from domain.db import make_engine
 from domain.settings import get_settings
 

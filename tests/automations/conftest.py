@@ -12,10 +12,10 @@ from sqlmodel import select
 from automations.fake_whatsapp import FakeWhatsApp
 from automations.runner import RunStats, run_once
 from domain import outbox
-from domain.automation_models import AutomationActionRun, AutomationExecution, Task
-from domain.automations import save_automation
+from domain.automations.models import AutomationActionRun, AutomationExecution, Task
+from domain.automations.rules import save_automation
 from domain.models import Contact, Order, OutboxEvent, Pipeline, Stage, Workspace
-from domain.orders import create_order, order_context, update_order
+from domain.orders.changes import create_order, order_context, update_order
 from domain.settings import get_settings
 
 WHATSAPP_TOKEN = "test-whatsapp-token"

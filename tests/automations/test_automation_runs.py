@@ -1,13 +1,13 @@
-"""The execution records as domain functions (domain/automation_runs.py), without the runner: each takes the
+"""The execution records as domain functions (domain/automations/runs.py), without the runner: each takes the
 caller's session, commits nothing, and its guarded SQL lets exactly one caller make each transition."""
 
 from __future__ import annotations
 
 from sqlmodel import select
 
-from domain import automation_runs as runs
 from domain import outbox
-from domain.automation_models import ActionStatus, Automation, AutomationExecution, ExecutionStatus
+from domain.automations import runs
+from domain.automations.models import ActionStatus, Automation, AutomationExecution, ExecutionStatus
 from domain.models import OutboxEvent
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from domain.conditions import Condition, ConditionGroup, evaluate
-from domain.triggers import trigger_matches
+from domain.automations.conditions import Condition, ConditionGroup, evaluate
+from domain.automations.triggers import trigger_matches
 
 VARIABLES = {
     "orden.ciudad_envio": "MANIZALES",

@@ -1,15 +1,16 @@
-"""From a recorded robot result (domain.results) to the automation's effects: the trigger this project serves."""
+"""From a recorded robot result (domain.batches.results) to the automation's effects: the trigger this project
+serves."""
 
 from __future__ import annotations
 
 from cryptography.fernet import Fernet
 
-from domain import jobs
-from domain.automations import save_automation
-from domain.dispatch import build_dispatch_request, hash_callback_secret
+from domain.automations.rules import save_automation
+from domain.batches import jobs
+from domain.batches.dispatch import build_dispatch_request, hash_callback_secret
+from domain.batches.results import ItemResult, record_item_result
 from domain.models import Order, RobotJobItem
-from domain.results import ItemResult, record_item_result
-from domain.seed import seed_demo
+from sample_data.seed import seed_demo
 
 
 def test_recorded_success_moves_the_order_and_messages_the_customer_once(uow, drain, db, fake_whatsapp):

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from domain.automations import execution_log
+from domain.automations.rules import execution_log
 from domain.models import Order
-from domain.orders import move_order_to_stage
+from domain.orders.changes import move_order_to_stage
 
 
 def dispatched_automation(automation, shop, **extra):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from domain.automation_models import Automation
-from domain.automations import InvalidAutomation, save_automation
+from domain.automations.models import Automation
+from domain.automations.rules import InvalidAutomation, save_automation
 
 TASK = {"type": "create_task", "title": "Llamar a {{contacto.nombre}}"}
 

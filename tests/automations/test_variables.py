@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from domain.automations import SendWhatsappTemplateAction, WebhookAction, render_action
-from domain.triggers import TRIGGERS, trigger_catalog
-from domain.variables import build_variables, format_cop, preview, render
+from domain.automations.rules import SendWhatsappTemplateAction, WebhookAction, render_action
+from domain.automations.triggers import TRIGGERS, trigger_catalog
+from domain.automations.variables import build_variables, format_cop, preview, render
 
 PAYLOAD = {
     "job_id": "job-7",

@@ -15,9 +15,9 @@ from cryptography.fernet import Fernet
 from cli.deployments import RunState, TriggeredRun
 from cli.follow import Progress, ProgressLine, bar
 from cli.main import main
-from domain import jobs
-from domain.results import ItemResult, record_batch_results
-from domain.seed import seed_demo
+from domain.batches import jobs
+from domain.batches.results import ItemResult, record_batch_results
+from sample_data.seed import seed_demo
 
 
 class FakeClock:

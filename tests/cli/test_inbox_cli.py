@@ -8,9 +8,10 @@ import json
 from cryptography.fernet import Fernet
 
 from cli.main import main
-from domain import dead_letters, jobs
-from domain.dispatch import hash_callback_secret
-from domain.seed import seed_demo
+from domain import dead_letters
+from domain.batches import jobs
+from domain.batches.dispatch import hash_callback_secret
+from sample_data.seed import seed_demo
 from webhook.spool import Spool
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from domain import jobs
-from domain.dispatch import build_dispatch_request, hash_callback_secret
-from domain.seed import seed_demo
+from domain.batches import jobs
+from domain.batches.dispatch import build_dispatch_request, hash_callback_secret
+from sample_data.seed import seed_demo
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from domain import outbox
-from domain.results import ItemResult
+from domain.batches.results import ItemResult
 
 
 def ok(item_id, tracking="7600123"):

@@ -8,15 +8,16 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from domain import analytics, jobs
-from domain.history import batch_kinds, database_has_jobs, seed_history
+from domain import analytics
+from domain.batches import jobs
+from domain.batches.results import ItemResult, record_batch_results
 from domain.models import ErrorType, Order, OutboxEvent, RobotJob, RobotJobItem
-from domain.results import ItemResult, record_batch_results
+from sample_data.history import batch_kinds, database_has_jobs, seed_history
 
 DAY1 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 DAY2 = DAY1 + timedelta(days=1)
 
-# Indexes into DEMO_ORDERS (domain/seed.py).
+# Indexes into DEMO_ORDERS (sample_data/seed.py).
 ELENA_MANIZALES, CARLOS_MEDELLIN, LUISA_BOGOTA, JHON_CALI, MARIA_BARRANQUILLA = 0, 1, 2, 3, 4
 DELIA_BUENAVISTA, DIEGO_MANIZALES, GLORIA_MEDELLIN, FREDY_NO_CITY = 6, 14, 15, 18
 
@@ -226,7 +227,7 @@ def test_error_category_of_odd_values():
     assert analytics.error_category("error", "portal") == "portal"
 
 
-# --- the generated history (domain/history.py) -------------------------------------------------------------------
+# --- the generated history (sample_data/history.py) -------------------------------------------------------------------
 
 
 def test_seed_history_builds_finished_batches_through_the_use_cases(uow, engine, database_url, credentials_key):

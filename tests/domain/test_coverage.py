@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from domain.coverage import (
+from domain.orders.coverage import (
     Destination,
     Rejection,
     department_abbreviation,

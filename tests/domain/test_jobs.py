@@ -7,10 +7,11 @@ from datetime import timedelta
 import pytest
 from sqlmodel import func, select
 
-from domain import jobs, outbox
+from domain import outbox
+from domain.batches import jobs
+from domain.batches.results import ItemResult, record_batch_results
 from domain.errors import ActiveJobExists, JobNotRetryable, NothingToDispatch, OrdersNotDispatchable
 from domain.models import ErrorType, ItemStatus, JobStatus, Order, RobotJob, RobotJobItem, utcnow
-from domain.results import ItemResult, record_batch_results
 
 
 def _count(tx, model) -> int:
@@ -99,7 +100,7 @@ def test_one_active_job_is_enforced_by_the_database_too(uow, demo):
 
 @pytest.mark.parametrize("problem", ["archived", "closed", "tracking_number", "foreign"])
 def test_orders_that_cannot_be_dispatched_are_refused_by_id(uow, demo, credentials_key, problem):
-    from domain.seed import seed_demo
+    from sample_data.seed import seed_demo
 
     with uow() as tx:
         if problem == "foreign":

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from domain import jobs
+from domain.batches import jobs
+from domain.batches.lookups import (
+    batch_ref,
+    job_of_run,
+    recent_retryable,
+    resolve_batch,
+    resolve_stage,
+    resolve_workspace,
+)
 from domain.errors import UnknownJob, UnknownStage, UnknownWorkspace
-from domain.lookups import batch_ref, job_of_run, recent_retryable, resolve_batch, resolve_stage, resolve_workspace
 from domain.models import ItemStatus, JobStatus, RobotJob, RobotJobItem
-from domain.seed import seed_demo
+from sample_data.seed import seed_demo
 
 
 def test_a_workspace_by_name_or_id_and_a_wrong_name_lists_the_valid_ones(uow, demo, credentials_key):

@@ -6,9 +6,8 @@ import pytest
 from sqlmodel import select
 
 from domain import outbox
-from domain.dispatch import build_dispatch_request, hash_callback_secret
-from domain.errors import OrdersNotDispatchable
-from domain.jobs import (
+from domain.batches.dispatch import build_dispatch_request, hash_callback_secret
+from domain.batches.jobs import (
     TIMEOUT_MESSAGE,
     claim_dispatch,
     create_robot_job,
@@ -17,9 +16,10 @@ from domain.jobs import (
     retry_failed_items,
     start_job,
 )
+from domain.batches.results import normalise_result, record_batch_results, record_item_result
+from domain.batches.summary import batch_summary, render_summary_text
+from domain.errors import OrdersNotDispatchable
 from domain.models import ErrorType, Order, RobotJobItem
-from domain.results import normalise_result, record_batch_results, record_item_result
-from domain.summary import batch_summary, render_summary_text
 from tests.domain.results_helpers import err, events, ok
 
 

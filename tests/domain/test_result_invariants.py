@@ -18,12 +18,19 @@ from hypothesis import strategies as st
 from sqlmodel import select
 
 from domain import outbox
-from domain.dispatch import hash_callback_secret
+from domain.batches.dispatch import hash_callback_secret
+from domain.batches.jobs import (
+    TIMEOUT_MESSAGE,
+    claim_dispatch,
+    create_robot_job,
+    fail_job,
+    retry_failed_items,
+    start_job,
+)
+from domain.batches.results import normalise_result, record_batch_results
 from domain.errors import JobNotRetryable
-from domain.jobs import TIMEOUT_MESSAGE, claim_dispatch, create_robot_job, fail_job, retry_failed_items, start_job
 from domain.models import ErrorType, ItemStatus, OutboxEvent, RobotJob, RobotJobItem
-from domain.results import normalise_result, record_batch_results
-from domain.seed import seed_demo
+from sample_data.seed import seed_demo
 
 ORDERS = 4  # dispatchable orders of the batch (the demo's first ones pass coverage)
 

@@ -10,10 +10,10 @@ from sqlalchemy import event
 from sqlmodel import func, select
 
 from domain import outbox
+from domain.batches.jobs import get_job, get_job_view
+from domain.batches.results import normalise_result, record_batch_results, record_item_result
 from domain.errors import ItemNotInJob, UnknownItem
-from domain.jobs import get_job, get_job_view
 from domain.models import Order, OutboxEvent, RobotJobItem
-from domain.results import normalise_result, record_batch_results, record_item_result
 from tests.domain.results_helpers import err, events, ok
 
 

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from domain.results import ItemResult, record_batch_results
-from domain.summary import BatchSummary, SummaryLine, batch_summary, format_cop, render_summary_text
+from domain.batches.results import ItemResult, record_batch_results
+from domain.batches.summary import BatchSummary, SummaryLine, batch_summary, format_cop, render_summary_text
 
 REFERENCE = (
     "✅ 4 pedido(s) creado(s):\n"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-from domain import jobs, outbox
+from domain import outbox
+from domain.batches import jobs
 from domain.models import utcnow
 
 

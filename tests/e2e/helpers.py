@@ -23,12 +23,12 @@ from sqlalchemy import update
 from sqlmodel import select
 
 from domain import outbox
+from domain.batches.jobs import create_robot_job
 from domain.db import UnitOfWork
-from domain.jobs import create_robot_job
 from domain.models import OutboxEvent, RobotJob, RobotJobItem
-from domain.seed import DEMO_ORDERS, seed_demo
 from flows.artifacts import items_key, rejected_key, summary_key
 from flows.deployments import RECONCILE_DEPLOYMENT, RETRY, SUBMIT
+from sample_data.seed import DEMO_ORDERS, seed_demo
 from stack.processes import child_pids
 
 # Orders whose cities are in the coverage sample (Manizales, Medellín, Cali, Barranquilla).

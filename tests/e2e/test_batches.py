@@ -6,8 +6,8 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
+from domain.batches.jobs import ALL_FAILED_REASON
 from domain.db import UnitOfWork
-from domain.jobs import ALL_FAILED_REASON
 from domain.models import Workspace
 from domain.outbox import BATCH_COMPLETED, ROBOT_COORD_COMPLETED
 from tests.e2e.helpers import (

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from domain.jobs import TIMEOUT_MESSAGE
-from domain.results import TRUNCATED
+from domain.batches.jobs import TIMEOUT_MESSAGE
+from domain.batches.results import TRUNCATED
 from relay.settle import CORRECTED_MESSAGE
 from simulator.scenarios import CAPTCHA
 from tests.e2e.conftest import COLD_START_ANSWER_S, DISPATCH_TIMEOUT_S

@@ -14,8 +14,8 @@ from prefect.client.orchestration import get_client
 from prefect.states import Scheduled
 
 from domain import outbox
+from domain.batches.jobs import NEVER_STARTED_MESSAGE, TIMEOUT_MESSAGE
 from domain.db import UnitOfWork
-from domain.jobs import NEVER_STARTED_MESSAGE, TIMEOUT_MESSAGE
 from relay.settle import INTERRUPTED_MESSAGE
 from tests.e2e.conftest import DISPATCH_TIMEOUT_S, PENDING_ORPHAN_AFTER_S
 from tests.e2e.helpers import (

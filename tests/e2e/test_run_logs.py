@@ -14,7 +14,7 @@ from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
 from domain.db import UnitOfWork
 from domain.models import Order
-from domain.seed import seed_demo
+from sample_data.seed import seed_demo
 from tests.e2e.helpers import (
     job,
     job_of,

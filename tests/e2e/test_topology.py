@@ -20,9 +20,9 @@ import pytest
 from domain.db import UnitOfWork
 from domain.models import Workspace
 from domain.outbox import ROBOT_COORD_COMPLETED
-from domain.seed import STAGE_NAMES
 from flows.deployments import RECONCILE, SUBMIT
 from relay.artifacts import summary_key
+from sample_data.seed import STAGE_NAMES
 from stack.processes import PROJECT_ROOT
 from tests.e2e.helpers import events, items, jobs_of, seed_workspace, wait_for
 from tests.e2e.topology import WORKERS, Topology, start_topology

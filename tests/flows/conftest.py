@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
+from domain.batches.jobs import create_robot_job, start_job
 from domain.db import UnitOfWork
-from domain.jobs import create_robot_job, start_job
-from domain.seed import DEMO_ORDERS, seed_demo
 from domain.settings import get_settings
+from sample_data.seed import DEMO_ORDERS, seed_demo
 from simulator.server import start_simulator
 
 GOOD_ORDERS = [o for o in DEMO_ORDERS if o[5] in ("Manizales", "Medellín", "Cali")]

@@ -9,8 +9,8 @@ import socket
 import httpx
 import pytest
 
+from domain.batches.jobs import get_job, get_job_view
 from domain.db import UnitOfWork
-from domain.jobs import get_job, get_job_view
 from flows.dispatch import dispatch_once
 from flows.robot_client import DispatchOutcomeUnknown, DispatchRefused, dispatch_batch
 from simulator.server import unused_loopback_url

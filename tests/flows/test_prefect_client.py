@@ -16,9 +16,9 @@ from prefect.client.schemas.objects import Artifact, ArtifactCollection
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 from sqlmodel import select
 
+from domain.batches.results import ItemResult, record_item_result
 from domain.db import UnitOfWork
 from domain.models import RobotJobItem
-from domain.results import ItemResult, record_item_result
 from relay import progress
 from relay.prefect_api import prefect_client
 from relay.run_log import send_run_logs

@@ -7,10 +7,10 @@ import uuid
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from domain import outbox
+from domain.batches.jobs import TIMEOUT_MESSAGE, fail_job, get_job, start_job
+from domain.batches.results import ItemResult, record_item_result
 from domain.db import UnitOfWork
-from domain.jobs import TIMEOUT_MESSAGE, fail_job, get_job, start_job
 from domain.models import ErrorType
-from domain.results import ItemResult, record_item_result
 from relay.progress import progress_key
 from relay.resume import Outcome, deliver_resume_events, resume_after_commit, resume_run, run_input_of
 from relay.run_input import BatchCompleted, pause_key, response_key
@@ -79,7 +79,7 @@ def test_resume_after_commit_never_raises(engine, started_job):
 
 
 def _item_ids(engine, job_id):
-    from domain.jobs import get_job_view
+    from domain.batches.jobs import get_job_view
 
     with UnitOfWork(engine, readonly=True) as uow:
         return [entry.item.id for entry in get_job_view(uow.session, job_id).items]

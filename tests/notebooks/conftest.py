@@ -11,8 +11,8 @@ import pytest
 from cryptography.fernet import Fernet
 from nbclient import NotebookClient
 
-from domain.history import seed_history
-from domain.seed import seed_demo
+from sample_data.history import seed_history
+from sample_data.seed import seed_demo
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from domain import analytics
-from domain.summary import batch_summary, render_summary_text
+from domain.batches.summary import batch_summary, render_summary_text
 
 from .conftest import NOTEBOOKS
 

@@ -8,11 +8,11 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlmodel import select
 
-from domain import jobs
-from domain.dispatch import hash_callback_secret
+from domain.batches import jobs
+from domain.batches.dispatch import hash_callback_secret
 from domain.models import ItemStatus, RobotJobItem
-from domain.seed import seed_demo
 from domain.settings import get_settings
+from sample_data.seed import seed_demo
 from tests.webhook.helpers import API_TOKEN, Job, RecordingNotifier, SettledClient, db_state, new_signing_secret
 from webhook import create_app
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from domain import outbox
-from domain.jobs import get_job
+from domain.batches.jobs import get_job
 from domain.models import Order, RobotJobItem
 from tests.webhook.helpers import CALLBACK, LEGACY_SECRET, RecordingNotifier, robot_body, robot_headers, sign
 

@@ -7,8 +7,8 @@ import pytest
 from pydantic import SecretStr
 
 from domain import dead_letters
+from domain.batches.jobs import get_job
 from domain.errors import DeadLetterAlreadyReplayed
-from domain.jobs import get_job
 from domain.models import RobotJobItem
 from tests.webhook.helpers import API_TOKEN, CALLBACK, LEGACY_SECRET, robot_body, robot_headers, sign
 from webhook.callbacks import replay_dead_letter

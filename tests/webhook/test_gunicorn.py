@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from domain import outbox
-from domain.jobs import get_job
+from domain.batches.jobs import get_job
 from domain.models import RobotJobItem
 from tests.webhook.gunicorn_server import GunicornServer, free_port
 from tests.webhook.helpers import API_TOKEN, CALLBACK, robot_body, sign

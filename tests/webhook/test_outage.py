@@ -22,12 +22,13 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlmodel import select
 
-from domain import jobs, outbox
+from domain import outbox
+from domain.batches import jobs
+from domain.batches.dispatch import hash_callback_secret
 from domain.db import UnitOfWork, make_engine
-from domain.dispatch import hash_callback_secret
 from domain.migrate import upgrade
 from domain.models import CallbackDeadLetter, RobotJobItem, WebhookReceipt
-from domain.seed import DEMO_ORDERS, seed_demo
+from sample_data.seed import DEMO_ORDERS, seed_demo
 from tests.conftest import TEST_DATABASE
 from tests.webhook.gunicorn_server import GunicornServer, free_port
 from tests.webhook.helpers import CALLBACK, robot_body

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from domain import outbox
-from domain.jobs import get_job
+from domain.batches.jobs import get_job
 from domain.models import CallbackDeadLetter, RobotJobItem
 from tests.webhook.helpers import CALLBACK, robot_body, robot_headers, sign
 

@@ -20,15 +20,15 @@ from sqlalchemy import CursorResult, Table, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from domain.automation_models import (
+from domain.automations.conditions import ConditionGroup, evaluate
+from domain.automations.models import (
     ActionStatus,
     Automation,
     AutomationActionRun,
     AutomationExecution,
     ExecutionStatus,
 )
-from domain.automations import MAX_CASCADE_DEPTH
-from domain.conditions import ConditionGroup, evaluate
+from domain.automations.rules import MAX_CASCADE_DEPTH
 from domain.models import OutboxEvent, new_id, table_of, utcnow
 
 CONDITIONS_NOT_MET = "Las condiciones no se cumplieron"

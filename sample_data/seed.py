@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from domain.coverage import load_coverage_csv
 from domain.credentials import encrypt_password
 from domain.models import CarrierConfig, CarrierCoverage, Contact, Order, Pipeline, Stage, Workspace
+from domain.orders.coverage import load_coverage_csv
 
 COVERAGE_SAMPLE = Path(__file__).parent / "data" / "coverage_sample.csv"
 STAGE_NAMES = ("Nuevo", "Confirmado", "Por despachar", "Despachado", "Entregado")

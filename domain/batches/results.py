@@ -28,9 +28,9 @@ from sqlalchemy import and_, bindparam, or_, select, update
 from sqlmodel import Session, col
 
 from domain import outbox
+from domain.batches.jobs import correct_finished_job, finish_or_count, withdraw_unsent_items
 from domain.db import bulk_update, unnest
 from domain.errors import ItemNotInJob, UnknownItem, UnknownJob
-from domain.jobs import correct_finished_job, finish_or_count, withdraw_unsent_items
 from domain.models import (
     COORDINADORA,
     FINISHED_JOB_STATUSES,
@@ -42,7 +42,7 @@ from domain.models import (
     table_of,
     utcnow,
 )
-from domain.orders import ship_orders
+from domain.orders.changes import ship_orders
 
 ROBOT_ERROR_TYPES = (ErrorType.VALIDATION, ErrorType.PORTAL, ErrorType.TIMEOUT, ErrorType.UNKNOWN)
 MAX_ERROR_MESSAGE = 1000
@@ -410,7 +410,7 @@ def _ship_orders(
     orders' unsent items in other jobs are withdrawn first.
 
     An order another item already shipped (a duplicate on the portal) keeps its first tracking number and fires
-    no second trigger; the duplicate is shown to operators from the items themselves (domain.summary).
+    no second trigger; the duplicate is shown to operators from the items themselves (domain.batches.summary).
     """
     order_ids = [order_id for _, order_id, _ in shipped]
     if elsewhere is None:

@@ -6,8 +6,8 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from domain.coverage import Destination
 from domain.models import CarrierConfig, Contact, Order
+from domain.orders.coverage import Destination
 
 PREPAID_TAG = "P/A"
 

@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from domain.coverage import department_abbreviation, normalize
-from domain.jobs import ItemView, JobView, get_job_view
+from domain.batches.jobs import ItemView, JobView, get_job_view
+from domain.batches.robot_input import _last_digits
 from domain.models import DispatchState, ItemStatus, ResolvedBy, RobotJobItem
 from domain.money import format_cop
-from domain.robot_input import _last_digits
+from domain.orders.coverage import department_abbreviation, normalize
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,15 @@ from sqlalchemy import update
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, select
 
-from domain import jobs
 from domain.analytics import count_jobs
+from domain.batches import jobs
+from domain.batches.dispatch import build_dispatch_request, hash_callback_secret, new_callback_secret
+from domain.batches.results import ItemResult, record_batch_results
 from domain.db import UnitOfWork, make_engine
-from domain.dispatch import build_dispatch_request, hash_callback_secret, new_callback_secret
 from domain.models import Contact, ErrorType, JobStatus, Order, OutboxEvent, RobotJob, RobotJobItem, utcnow
-from domain.orders import create_order
+from domain.orders.changes import create_order
 from domain.outbox import mark_delivered
-from domain.results import ItemResult, record_batch_results
-from domain.seed import DEMO_ORDERS, seed_demo
+from sample_data.seed import DEMO_ORDERS, seed_demo
 
 HISTORY_WORKSPACE = "Tienda Demo (historial)"
 CALLBACK_URL = "http://127.0.0.1:8000/api/webhooks/robot-callback"

@@ -1,6 +1,6 @@
 """The trigger catalog, as data: what can start an automation, its Spanish label, category, filters and variables.
 
-The UI or an API lists `trigger_catalog()`; `domain.automations` validates an automation's trigger against it and
+The UI or an API lists `trigger_catalog()`; `domain.automations.rules` validates an automation's trigger against it and
 `trigger_matches` applies the trigger's filters to an outbox event's payload.
 """
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from domain.batches.jobs import get_job
 from domain.credentials import decrypt_password
 from domain.errors import MissingCarrierConfig
-from domain.jobs import get_job
 from domain.models import CarrierConfig, ItemStatus, RobotJobItem
 
 

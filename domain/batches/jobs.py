@@ -17,7 +17,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from domain import outbox
-from domain.coverage import Rejection, resolve_destinations
+from domain.batches.robot_input import build_pedido_input, is_cash_on_delivery
 from domain.errors import (
     ActiveJobExists,
     JobNotRetryable,
@@ -49,7 +49,7 @@ from domain.models import (
     table_of,
     utcnow,
 )
-from domain.robot_input import build_pedido_input, is_cash_on_delivery
+from domain.orders.coverage import Rejection, resolve_destinations
 
 ALL_REJECTED_REASON = "Ningún pedido pasó la validación de cobertura"
 ALL_FAILED_REASON = "Ningún pedido fue creado por el robot"

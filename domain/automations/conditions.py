@@ -1,8 +1,8 @@
 """Automation conditions: nested AND/OR groups of `variable operator value` tests, validated and evaluated.
 
-A condition names a variable (`orden.ciudad_envio`, `orden.valor`, `orden.campos.<clave>`; see domain.variables) and
-compares it with one of the operators below. Text comparisons ignore case and surrounding spaces; the ordering
-operators compare numbers and are false when either side is not a number.
+A condition names a variable (`orden.ciudad_envio`, `orden.valor`, `orden.campos.<clave>`; see
+domain.automations.variables) and compares it with one of the operators below. Text comparisons ignore case and
+surrounding spaces; the ordering operators compare numbers and are false when either side is not a number.
 """
 
 from __future__ import annotations

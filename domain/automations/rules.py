@@ -1,7 +1,7 @@
 """Automations: what a user saves ("when this trigger fires, if these conditions hold, do these actions"), the
 validation run when it is saved, rendering of an action's texts, matching automations to an event, and the log.
 
-The tables live in domain.automation_models; the runner that executes actions is automations/runner.py.
+The tables live in domain.automations.models; the runner that executes actions is automations/runner.py.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from pydantic_core import ErrorDetails
 from sqlalchemy import true
 from sqlmodel import Session, col, select
 
-from domain import triggers
-from domain.automation_models import Automation, AutomationActionRun, AutomationExecution
-from domain.conditions import ConditionGroup
+from domain.automations import triggers
+from domain.automations.conditions import ConditionGroup
+from domain.automations.models import Automation, AutomationActionRun, AutomationExecution
+from domain.automations.variables import render, render_value, variables_in
 from domain.errors import DomainError
 from domain.models import Pipeline, Stage, utcnow
-from domain.orders import CUSTOM_PREFIX, STANDARD_FIELDS
-from domain.variables import render, render_value, variables_in
+from domain.orders.changes import CUSTOM_PREFIX, STANDARD_FIELDS
 
 MAX_ACTIONS = 10
 MAX_CASCADE_DEPTH = 3  # an event at this depth runs no automation: the chain stops and the log says so

@@ -1,0 +1,1 @@
+"""Batches (robot jobs): creation, dispatch to the robot, the robot's results, the state machine and the summary."""
