@@ -124,9 +124,9 @@ def batch(client, engine, simulator, credentials_key: str, orders: list[tuple]) 
     return dispatched[0] - t0, completed - max(answered)
 
 
-def _spread(values: list[float]) -> str:
+def _spread(values: list[float], unit: str = " s") -> str:
     return (
-        f"median {statistics.median(values):5.2f} s  (min {min(values):5.2f}, max {max(values):5.2f}; "
+        f"median {statistics.median(values):5.2f}{unit}  (min {min(values):5.2f}, max {max(values):5.2f}; "
         + ", ".join(f"{v:.2f}" for v in values)
         + ")"
     )
@@ -235,6 +235,11 @@ def main(argv: list[str] | None = None) -> None:
             f"  ratio result→Completed / floor resume  "
             f"{statistics.median(finishes) / statistics.median(resumes):.2f}× (target ≤ 1.3)"
         )
+        # Each run's own pair (floor and batch measured back to back) too: a median ratio can hide a bad run.
+        click_ratios = [click / start for click, start in zip(clicks, starts, strict=True)]
+        finish_ratios = [finish / resume for finish, resume in zip(finishes, resumes, strict=True)]
+        print(f"  per-run click→robot / floor start    {_spread(click_ratios, unit='×')}")
+        print(f"  per-run result→Completed / floor     {_spread(finish_ratios, unit='×')}")
         print(f"rerun: {COMMAND} --runs {args.runs} --orders {args.orders} --delay {args.delay}")
     finally:
         for process in reversed(started):
