@@ -77,6 +77,19 @@ def test_robot_that_never_calls_back_times_out(stack, sim):
     assert {r["tipo_error"] for r in table_rows(items_artifact(the_job.id))} == {"timeout"}
 
 
+def _suspended_batch_whose_results_then_land(stack, sim):
+    """A 2-order batch whose run is `Suspended` before the robot's results land (held until then: a fast robot can
+    finish before the run reads its job, and that run never suspends); (the finished job, its run id)."""
+    workspace_id, order_ids = seed_workspace(stack, 2)
+    sim.configure(order_scenarios={order_id: "held" for order_id in order_ids})
+    submit(workspace_id, order_ids)
+    the_job = job_of(stack, workspace_id)
+    run_id = orchestration_run_of(stack, the_job.id)
+    wait_flow_state(run_id, "Suspended")
+    sim.release()
+    return wait_job_finished(stack, the_job.id, timeout_s=30), run_id
+
+
 def _wait_for_a_failed_resume(stack, job_id: str) -> None:
     """Until the webhook's after-commit resume has tried once and found Prefect unreachable (the proxy is cut)."""
     wait_for(
@@ -93,12 +106,8 @@ def test_a_resume_prefect_could_not_take_at_once_is_retried_by_the_webhook(stack
     # suspend): the webhook keeps trying on a timer (webhook/after_commit.py), longer than its old 5 s patience, and
     # the run completes with no reconcile.
     stack.prefect_proxy.cut = True
-    workspace_id, order_ids = seed_workspace(stack, 2)
-    submit(workspace_id, order_ids)
-    the_job = job_of(stack, workspace_id)
-    run_id = orchestration_run_of(stack, the_job.id)
-    wait_flow_state(run_id, "Suspended")
-    assert wait_job_finished(stack, the_job.id, timeout_s=30).status == "completed"
+    the_job, run_id = _suspended_batch_whose_results_then_land(stack, sim)
+    assert the_job.status == "completed"
     _wait_for_a_failed_resume(stack, the_job.id)
     time.sleep(8)
     assert flow_run(run_id).state.name == "Suspended"
@@ -112,12 +121,7 @@ def test_a_resume_prefect_could_not_take_at_once_is_retried_by_the_webhook(stack
 
 def test_lost_resume_is_completed_by_the_reconciler(stack, sim):
     stack.prefect_proxy.cut = True  # the webhook cannot reach Prefect: its after-commit resume is lost
-    workspace_id, order_ids = seed_workspace(stack, 2)
-    submit(workspace_id, order_ids)
-    the_job = job_of(stack, workspace_id)
-    run_id = orchestration_run_of(stack, the_job.id)
-    wait_flow_state(run_id, "Suspended")
-    the_job = wait_job_finished(stack, the_job.id, timeout_s=30)
+    the_job, run_id = _suspended_batch_whose_results_then_land(stack, sim)
     assert the_job.status == "completed"
     # And lose the outbox event too (as a webhook process killed mid-retry, with the event's redelivery lost): only
     # the "finished job, still suspended run" scan can save this one. Once the webhook has tried, the event is marked
