@@ -105,3 +105,35 @@ def test_load_coverage_from_csv(engine, database_url, tmp_path):
     csv_file.write_text("city_label,department_abbr,supports_cod\nPASTO (NAR),NAR,true\nIPIALES (NAR),NAR,false\n")
     code, text = run(["load-coverage", str(csv_file)], database_url)
     assert code == 0 and "Cobertura cargada: 2 ciudades" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["submit"], "robotjobs submit: error: faltan argumentos obligatorios: --workspace"),
+        (["retry"], "robotjobs retry: error: faltan argumentos obligatorios: lote"),
+        ([], "robotjobs: error: faltan argumentos obligatorios: ORDEN"),
+        (["enviar"], "robotjobs: error: argumento ORDEN: opción no válida: 'enviar' (elija entre 'submit', "),
+        (["submit", "--workspace", "w", "--stage", "s", "--orders", "o"], "argumento --orders: no se permite junto"),
+        (["jobs", "--limit", "x"], "robotjobs jobs: error: argumento --limit: valor no válido (int): 'x'"),
+        (["status", "a", "b"], "robotjobs: error: argumentos no reconocidos: b"),
+    ],
+)
+def test_argparse_speaks_spanish_too(database_url, capsys, argv, said):
+    with pytest.raises(SystemExit) as exited:
+        run(argv, database_url)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert err.startswith("uso: robotjobs") and said in err
+    assert "usage" not in err and "required" not in err and "choose" not in err
+
+
+def test_help_says_names_are_accepted_and_what_a_batch_reference_is(database_url, capsys):
+    for argv in (["submit", "-h"], ["retry", "-h"]):
+        with pytest.raises(SystemExit):
+            run(argv, database_url)
+    text = " ".join(capsys.readouterr().out.split())  # whatever the terminal's width
+    assert "--workspace WORKSPACE nombre o id del workspace" in text
+    assert "--stage ETAPA nombre o id de la etapa" in text
+    assert "lote <workspace> #<n>, id o prefijo" in text
+    assert "usage" not in text and "positional arguments" not in text
