@@ -15,6 +15,7 @@ from sqlmodel import select
 from cli.deployments import RETRY_DEPLOYMENT, SUBMIT_DEPLOYMENT, Deployments, PrefectDeployments, ui_url_of
 from cli.follow import ProgressLine, follow
 from domain.batches.jobs import get_job
+from domain.batches.lookups import batch_ref, resolve_batch, resolve_workspace
 from domain.batches.summary import batch_summary, render_summary_text, status_label
 from domain.db import UnitOfWork, make_engine
 from domain.errors import DomainError
@@ -216,9 +217,13 @@ class Cli:
 
     def status(self, args: argparse.Namespace) -> int:
         with UnitOfWork(self.engine, readonly=True) as uow:
-            job = get_job(uow.session, args.lote)
-            summary = batch_summary(uow.session, args.lote)
-        self.say(f"Lote {job.id}  estado: {status_label(job.status)}")
+            ref = resolve_batch(uow.session, args.lote)
+            job = get_job(uow.session, ref.job_id)
+            summary = batch_summary(uow.session, ref.job_id)
+            retry_of = (
+                batch_ref(uow.session, get_job(uow.session, job.retry_of_job_id)) if job.retry_of_job_id else None
+            )
+        self.say(f"Lote {ref.label}  estado: {status_label(job.status)}  id: {job.id}")
         self.say(
             f"  exitosos {job.success_count}  con error {job.error_count}  total {job.total_items}"
             f"  pendientes {summary.pending_count}"
@@ -227,8 +232,8 @@ class Cli:
             self.say(f"  motivo: {job.failure_reason}")
         if job.flow_run_id:
             self.say(f"  Prefect UI: {ui_url_of(job.flow_run_id)}")
-        if job.retry_of_job_id:
-            self.say(f"  reintento del lote {job.retry_of_job_id}")
+        if retry_of:
+            self.say(f"  reintento del lote {retry_of.label}  id: {retry_of.job_id}")
         self.say("")
         self.say(f"  {'pedido':<14}{'estado':<11}{'guía':<14}{'ciudad':<24}{'valor':>11}  detalle")
         for line in summary.lines:
@@ -242,7 +247,7 @@ class Cli:
 
     def summary(self, args: argparse.Namespace) -> int:
         with UnitOfWork(self.engine, readonly=True) as uow:
-            summary = batch_summary(uow.session, args.lote)
+            summary = batch_summary(uow.session, resolve_batch(uow.session, args.lote).job_id)
         self.out.write(render_summary_text(summary))
         self.say(f"Exitosos: {summary.success_count}  Con error: {summary.error_count}  Total: {summary.total_items}")
         return 0
@@ -257,13 +262,14 @@ class Cli:
         with UnitOfWork(self.engine, readonly=True) as uow:
             query = select(RobotJob).order_by(RobotJob.created_at.desc()).limit(args.limit)
             if args.workspace:
-                query = query.where(RobotJob.workspace_id == args.workspace)
-            rows = uow.session.exec(query).all()
-        self.say(f"{'lote':<38}{'estado':<12}{'ok':>4}{'err':>5}{'total':>6}  creado")
-        for job in rows:
+                query = query.where(RobotJob.workspace_id == resolve_workspace(uow.session, args.workspace).id)
+            rows = [(batch_ref(uow.session, job).label, job) for job in uow.session.exec(query)]
+        width = max([len("lote"), *(len(label) for label, _ in rows)]) + 2
+        self.say(f"{'lote':<{width}}{'estado':<12}{'ok':>4}{'err':>5}{'total':>6}  {'creado':<18}id")
+        for label, job in rows:
             self.say(
-                f"{job.id:<38}{status_label(job.status):<12}{job.success_count:>4}{job.error_count:>5}{job.total_items:>6}"
-                f"  {job.created_at:%Y-%m-%d %H:%M}"
+                f"{label:<{width}}{status_label(job.status):<12}{job.success_count:>4}{job.error_count:>5}"
+                f"{job.total_items:>6}  {job.created_at:%Y-%m-%d %H:%M}  {job.id}"
             )
         return 0
 
