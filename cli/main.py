@@ -4,51 +4,56 @@ puesta en marcha: migrate, seed-demo, load-coverage; y el buzón del webhook: de
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from sqlmodel import select
 
 from cli.deployments import RETRY_DEPLOYMENT, SUBMIT_DEPLOYMENT, Deployments, PrefectDeployments, ui_url_of
 from cli.follow import ProgressLine, follow
 from domain.batches.jobs import get_job
+from domain.batches.lookups import batch_ref, resolve_batch, resolve_workspace
 from domain.batches.summary import batch_summary, render_summary_text, status_label
 from domain.db import UnitOfWork, make_engine
 from domain.errors import DomainError
 from domain.models import CarrierConfig, RobotJob, Stage, Workspace
 from domain.settings import get_settings
 
+BATCH_HELP = "<workspace> #<n>, id o prefijo"
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _spanish(argparse.ArgumentParser(prog="robotjobs", description=__doc__, add_help=False))
+    parser = SpanishParser(prog="robotjobs", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, title="órdenes", metavar="ORDEN")
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
-        return _spanish(sub.add_parser(name, help=text, description=text, add_help=False))
+        return sub.add_parser(name, help=text, description=text)
 
     submit = command("submit", "enviar un lote al robot (por el despliegue submit-robot-job)")
-    submit.add_argument("--workspace", required=True, help="id del workspace")
+    submit.add_argument("--workspace", required=True, metavar="WORKSPACE", help="nombre o id del workspace")
     which = submit.add_mutually_exclusive_group()
     which.add_argument(
-        "--stage", help="id de la etapa cuyos pedidos se despachan (por defecto, la etapa de despacho del workspace)"
+        "--stage",
+        metavar="ETAPA",
+        help="nombre o id de la etapa cuyos pedidos se despachan (por defecto, la etapa de despacho del workspace)",
     )
-    which.add_argument("--orders", help="ids de pedidos separados por comas")
-    submit.add_argument("--key", help="clave de idempotencia: la misma clave devuelve el mismo lote")
+    which.add_argument("--orders", metavar="PEDIDOS", help="ids de pedidos separados por comas")
+    submit.add_argument("--key", metavar="CLAVE", help="clave de idempotencia: la misma clave devuelve el mismo lote")
     _wait_options(submit)
     for name, text in (
         ("status", "estado de un lote y sus pedidos"),
         ("summary", "resumen de un lote (formato de los operadores)"),
     ):
-        cmd = command(name, text)
-        cmd.add_argument("job_id")
+        command(name, text).add_argument("lote", help=BATCH_HELP)
     retry = command("retry", "reenviar, en un lote nuevo, los pedidos fallidos de un lote terminado")
-    retry.add_argument("job_id")
+    retry.add_argument("lote", help=BATCH_HELP)
     _wait_options(retry)
     jobs = command("jobs", "lotes recientes")
-    jobs.add_argument("--workspace", help="solo este workspace")
-    jobs.add_argument("--limit", type=int, default=20, help="cuántos lotes mostrar")
+    jobs.add_argument("--workspace", help="solo este workspace (nombre o id)")
+    jobs.add_argument("--limit", type=int, default=20, metavar="N", help="cuántos lotes mostrar")
     command("workspaces", "workspaces y su etapa de despacho")
     command("migrate", "actualizar el esquema de la base de datos a la última migración")
     coverage = command("load-coverage", "cargar la tabla de cobertura de la transportadora desde un CSV")
@@ -58,28 +63,21 @@ def _parser() -> argparse.ArgumentParser:
 
     letters = command("dead-letters", "callbacks autenticados que no se pudieron aplicar (listar, ver, reproducir)")
     letters.add_argument("--pending", action="store_true", help="solo las que aún no se reprodujeron")
-    letters.add_argument("--job", help="solo este lote")
-    letters.add_argument("--limit", type=int, default=50, help="cuántas mostrar")
+    letters.add_argument("--job", metavar="LOTE", help="solo este lote")
+    letters.add_argument("--limit", type=int, default=50, metavar="N", help="cuántas mostrar")
     letters_sub = letters.add_subparsers(dest="letters_command", title="órdenes", metavar="ORDEN")
-    show = _spanish(letters_sub.add_parser("show", help="una carta muerta con su cuerpo", add_help=False))
-    show.add_argument("letter_id", type=int)
-    replay = _spanish(
-        letters_sub.add_parser(
-            "replay", help="aplicar una carta muerta ahora (una vez corregida la causa)", add_help=False
-        )
+    letters_sub.add_parser("show", help="una carta muerta con su cuerpo").add_argument("letter_id", type=int)
+    letters_sub.add_parser("replay", help="aplicar una carta muerta ahora (una vez corregida la causa)").add_argument(
+        "letter_id", type=int
     )
-    replay.add_argument("letter_id", type=int)
 
     spool = command("spool", "el buzón local del webhook en este host: callbacks que esperan a la base de datos")
-    spool.add_argument("--dir", help="carpeta del buzón (por defecto, WEBHOOK_SPOOL_DIR)")
+    spool.add_argument("--dir", metavar="CARPETA", help="carpeta del buzón (por defecto, WEBHOOK_SPOOL_DIR)")
     spool_sub = spool.add_subparsers(dest="spool_command", title="órdenes", metavar="ORDEN")
-    _spanish(spool_sub.add_parser("status", help="en espera, bytes, antigüedad (por defecto)", add_help=False))
-    spool_replay = _spanish(
-        spool_sub.add_parser(
-            "replay",
-            help="reproducir el buzón ahora, en orden de llegada (espera a un worker que lo esté reproduciendo)",
-            add_help=False,
-        )
+    spool_sub.add_parser("status", help="en espera, bytes, antigüedad (por defecto)")
+    spool_replay = spool_sub.add_parser(
+        "replay",
+        help="reproducir el buzón ahora, en orden de llegada (espera a un worker que lo esté reproduciendo)",
     )
     spool_replay.add_argument(
         "--release-held",
@@ -95,14 +93,62 @@ def _wait_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="seguir el lote de esta ejecución con una barra de avance e imprimir su resumen",
     )
-    parser.add_argument("--timeout", type=float, default=600, help="segundos de espera con --wait")
+    parser.add_argument("--timeout", type=float, default=600, metavar="SEGUNDOS", help="segundos de espera con --wait")
 
 
-def _spanish(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Operators read Spanish: argparse's own headings and -h line included."""
-    parser._positionals.title, parser._optionals.title = "argumentos", "opciones"
-    parser.add_argument("-h", "--help", action="help", help="mostrar esta ayuda y salir")
-    return parser
+class _SpanishFormatter(argparse.HelpFormatter):
+    def add_usage(self, usage: str | None, actions: Any, groups: Any, prefix: str | None = None) -> None:
+        super().add_usage(usage, actions, groups, "uso: " if prefix is None else prefix)
+
+
+# argparse's own error messages (Python 3.11-3.13 wording), most specific first; an unknown one stays as it is.
+_ARGPARSE_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.DOTALL), spanish)
+    for pattern, spanish in (
+        (r"argument (?P<arg>\S+): (?P<rest>.+)", "argumento {arg}: {rest}"),
+        (r"the following arguments are required: (?P<args>.+)", "faltan argumentos obligatorios: {args}"),
+        (
+            r"invalid choice: (?P<value>.+) \(choose from (?P<choices>.+)\)",
+            "opción no válida: {value} (elija entre {choices})",
+        ),
+        (r"unrecognized arguments: (?P<args>.+)", "argumentos no reconocidos: {args}"),
+        (r"not allowed with argument (?P<other>.+)", "no se permite junto con {other}"),
+        (r"one of the arguments (?P<args>.+) is required", "falta uno de estos argumentos: {args}"),
+        (r"expected one argument", "falta su valor"),
+        (r"expected at most one argument", "admite como mucho un valor"),
+        (r"expected at least one argument", "requiere al menos un valor"),
+        (r"expected (?P<n>\d+) arguments?", "requiere {n} valor(es)"),
+        (r"invalid (?P<type>\w+) value: (?P<value>.+)", "valor no válido ({type}): {value}"),
+        (
+            r"ambiguous option: (?P<option>.+) could match (?P<matches>.+)",
+            "opción ambigua: {option} (puede ser {matches})",
+        ),
+        (r"ignored explicit argument (?P<value>.+)", "valor no admitido: {value}"),
+    )
+)
+
+
+def in_spanish(message: str) -> str:
+    """One of argparse's error messages, in Spanish."""
+    for pattern, spanish in _ARGPARSE_ERRORS:
+        if found := pattern.fullmatch(message):
+            parts = {name: in_spanish(text) if name == "rest" else text for name, text in found.groupdict().items()}
+            return spanish.format(**parts)
+    return message
+
+
+class SpanishParser(argparse.ArgumentParser):
+    """Operators read Spanish: argparse's usage line, headings, -h and error lines included; its sub-commands'
+    parsers are of this class too (argparse's `parser_class` default)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **{**kwargs, "add_help": False, "formatter_class": _SpanishFormatter})
+        self._positionals.title, self._optionals.title = "argumentos", "opciones"
+        self.add_argument("-h", "--help", action="help", help="mostrar esta ayuda y salir")
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {in_spanish(message)}\n")
 
 
 class Cli:
@@ -164,16 +210,20 @@ class Cli:
                 + (f"; siga su avance con `robotjobs status {followed.job_id}`." if followed.job_id else ".")
             )
             return 1
-        self.summary(argparse.Namespace(job_id=followed.job_id))
+        self.summary(argparse.Namespace(lote=followed.job_id))
         if not followed.ok:
             self.say(f"Lote {status_label(followed.status or '')}.")
         return 0 if followed.ok else 1
 
     def status(self, args: argparse.Namespace) -> int:
         with UnitOfWork(self.engine, readonly=True) as uow:
-            job = get_job(uow.session, args.job_id)
-            summary = batch_summary(uow.session, args.job_id)
-        self.say(f"Lote {job.id}  estado: {status_label(job.status)}")
+            ref = resolve_batch(uow.session, args.lote)
+            job = get_job(uow.session, ref.job_id)
+            summary = batch_summary(uow.session, ref.job_id)
+            retry_of = (
+                batch_ref(uow.session, get_job(uow.session, job.retry_of_job_id)) if job.retry_of_job_id else None
+            )
+        self.say(f"Lote {ref.label}  estado: {status_label(job.status)}  id: {job.id}")
         self.say(
             f"  exitosos {job.success_count}  con error {job.error_count}  total {job.total_items}"
             f"  pendientes {summary.pending_count}"
@@ -182,8 +232,8 @@ class Cli:
             self.say(f"  motivo: {job.failure_reason}")
         if job.flow_run_id:
             self.say(f"  Prefect UI: {ui_url_of(job.flow_run_id)}")
-        if job.retry_of_job_id:
-            self.say(f"  reintento del lote {job.retry_of_job_id}")
+        if retry_of:
+            self.say(f"  reintento del lote {retry_of.label}  id: {retry_of.job_id}")
         self.say("")
         self.say(f"  {'pedido':<14}{'estado':<11}{'guía':<14}{'ciudad':<24}{'valor':>11}  detalle")
         for line in summary.lines:
@@ -197,13 +247,13 @@ class Cli:
 
     def summary(self, args: argparse.Namespace) -> int:
         with UnitOfWork(self.engine, readonly=True) as uow:
-            summary = batch_summary(uow.session, args.job_id)
+            summary = batch_summary(uow.session, resolve_batch(uow.session, args.lote).job_id)
         self.out.write(render_summary_text(summary))
         self.say(f"Exitosos: {summary.success_count}  Con error: {summary.error_count}  Total: {summary.total_items}")
         return 0
 
     def retry(self, args: argparse.Namespace) -> int:
-        run = self.deployments.trigger(RETRY_DEPLOYMENT, {"batch": args.job_id})
+        run = self.deployments.trigger(RETRY_DEPLOYMENT, {"batch": args.lote})
         self.say(f"Reintento solicitado: ejecución {run.flow_run_id}")
         self.say(f"Prefect UI: {run.ui_url}")
         return self._follow(run.flow_run_id, args.timeout) if args.wait else 0
@@ -212,13 +262,14 @@ class Cli:
         with UnitOfWork(self.engine, readonly=True) as uow:
             query = select(RobotJob).order_by(RobotJob.created_at.desc()).limit(args.limit)
             if args.workspace:
-                query = query.where(RobotJob.workspace_id == args.workspace)
-            rows = uow.session.exec(query).all()
-        self.say(f"{'lote':<38}{'estado':<12}{'ok':>4}{'err':>5}{'total':>6}  creado")
-        for job in rows:
+                query = query.where(RobotJob.workspace_id == resolve_workspace(uow.session, args.workspace).id)
+            rows = [(batch_ref(uow.session, job).label, job) for job in uow.session.exec(query)]
+        width = max([len("lote"), *(len(label) for label, _ in rows)]) + 2
+        self.say(f"{'lote':<{width}}{'estado':<12}{'ok':>4}{'err':>5}{'total':>6}  {'creado':<18}id")
+        for label, job in rows:
             self.say(
-                f"{job.id:<38}{status_label(job.status):<12}{job.success_count:>4}{job.error_count:>5}{job.total_items:>6}"
-                f"  {job.created_at:%Y-%m-%d %H:%M}"
+                f"{label:<{width}}{status_label(job.status):<12}{job.success_count:>4}{job.error_count:>5}"
+                f"{job.total_items:>6}  {job.created_at:%Y-%m-%d %H:%M}  {job.id}"
             )
         return 0
 

@@ -12,8 +12,13 @@ import time
 import httpx
 from pydantic import BaseModel, Field
 
-from domain.batches.dispatch import build_dispatch_request, hash_callback_secret, new_callback_secret
-from domain.batches.jobs import claim_dispatch, fail_job, mark_dispatch_accepted, mark_dispatch_unknown
+from domain.batches.dispatch import (
+    build_dispatch_request,
+    hash_callback_secret,
+    new_callback_secret,
+    portal_credentials,
+)
+from domain.batches.jobs import claim_dispatch, fail_job, get_job, mark_dispatch_accepted, mark_dispatch_unknown
 from domain.db import UnitOfWork
 from domain.errors import DomainError
 from domain.models import ErrorType
@@ -50,39 +55,63 @@ class DispatchResult(BaseModel):
     )
 
 
-def _fail(engine, job_id: str, reason: str) -> None:
+def _fail(engine, job_id: str, reason: str, *, unsent_only: bool = False) -> bool:
     with UnitOfWork(engine) as uow:
-        fail_job(
+        failed = fail_job(
             uow.session,
             job_id,
             reason=reason,
             error_type=ErrorType.DISPATCH,
             error_message=reason,
             dispatch_refused=True,
+            unsent_only=unsent_only,
         )
         uow.commit()
+    return failed
+
+
+def _claimed_elsewhere(job_id: str) -> DispatchResult:
+    _say(logging.INFO, job_id, "el envío ya lo reclamó otra ejecución; no se reenvía (se esperan sus resultados)")
+    return DispatchResult(sent=False)
+
+
+def _unprepared(exc: DomainError) -> str:
+    return f"No se pudo preparar el lote para el robot: {exc.message}"
 
 
 def dispatch_once(engine, settings: Settings, job_id: str) -> DispatchResult:
-    """Claim the job's dispatch (committed before any HTTP call), then POST it; a rerun finds it claimed."""
+    """Check the portal login can be read, claim the job's dispatch (committed before any HTTP call), then POST it;
+    a rerun finds it claimed."""
+    # The key (maybe a Prefect Secret block) and the password are checked before the claim: a job that cannot be
+    # sent fails now with the reason, instead of staying claimed-but-unsent until its deadline.
+    try:
+        credentials_key = runtime.credentials_key(settings)
+        with UnitOfWork(engine, readonly=True) as uow:
+            portal_credentials(uow.session, get_job(uow.session, job_id), credentials_key=credentials_key)
+    except DomainError as exc:
+        reason = _unprepared(exc)
+        if not _fail(engine, job_id, reason, unsent_only=True):  # another run claimed it: its outcome stands
+            return _claimed_elsewhere(job_id)
+        _say(logging.ERROR, job_id, reason)
+        return DispatchResult(sent=False, reason=reason)
     secret = new_callback_secret()
     with UnitOfWork(engine) as uow:
         claimed = claim_dispatch(uow.session, job_id, callback_secret_hash=hash_callback_secret(secret))
         uow.commit()
     if not claimed:
-        _say(logging.INFO, job_id, "el envío ya lo reclamó otra ejecución; no se reenvía (se esperan sus resultados)")
-        return DispatchResult(sent=False)
+        return _claimed_elsewhere(job_id)
     try:
         with UnitOfWork(engine, readonly=True) as uow:
+            # Built after the claim: from then on no pending item can be withdrawn (withdraw_unsent_items).
             request = build_dispatch_request(
                 uow.session,
                 job_id,
                 callback_url=settings.callback_url,
                 callback_secret=secret,
-                credentials_key=runtime.credentials_key(settings),
+                credentials_key=credentials_key,
             )
-    except DomainError as exc:  # e.g. unreadable credentials: nothing was sent, and nothing will be
-        reason = f"No se pudo preparar el lote para el robot: {exc.message}"
+    except DomainError as exc:  # e.g. the carrier config removed since the check: nothing was sent, nor will be
+        reason = _unprepared(exc)
         _say(logging.ERROR, job_id, reason)
         _fail(engine, job_id, reason)
         return DispatchResult(sent=False, reason=reason)

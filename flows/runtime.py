@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import httpx
 from sqlalchemy import Engine
 
-from domain.credentials import load_credentials_key
+from domain.credentials import CredentialsKeyMissing, load_credentials_key
 from domain.db import make_engine
 from domain.settings import Settings, get_settings
 
@@ -30,7 +31,22 @@ def credentials_key(current: Settings | None = None) -> str:
     CREDENTIALS_KEY_SECRET_BLOCK (the production path), else the local stack's generated key, else a clear error."""
     current = current or settings()
     if current.credentials_key is None and current.credentials_key_secret_block:
-        from prefect.blocks.system import Secret
-
-        return str(Secret.load(current.credentials_key_secret_block).get())
+        return _key_from_secret_block(current.credentials_key_secret_block)
     return load_credentials_key(current)
+
+
+def _key_from_secret_block(name: str) -> str:
+    """The key held by the Prefect Secret block `name`; a block that is missing or cannot be read is the domain's
+    CredentialsKeyMissing (a Spanish reason that fails the job before its dispatch is claimed), not a crash."""
+    from prefect.blocks.system import Secret
+
+    try:
+        return str(Secret.load(name).get())
+    except ValueError as exc:  # Block.load: no block of that name (or of another type)
+        why, cause = "no existe en Prefect (o no es de tipo Secret): créelo con la clave Fernet de los demás hosts", exc
+    except httpx.HTTPError as exc:  # the API unreachable, or refusing us: its message may hold a URL, not shown
+        why, cause = f"no se pudo leer: la API de Prefect no respondió ({type(exc).__name__})", exc
+    raise CredentialsKeyMissing(
+        f"El bloque Secret «{name}» (CREDENTIALS_KEY_SECRET_BLOCK), que guarda la clave de las contraseñas del "
+        f"portal, {why}. También puede configurar CREDENTIALS_KEY en el worker."
+    ) from cause

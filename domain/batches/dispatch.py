@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 from domain.batches.jobs import get_job
 from domain.credentials import decrypt_password
 from domain.errors import MissingCarrierConfig
-from domain.models import CarrierConfig, ItemStatus, RobotJobItem
+from domain.models import CarrierConfig, ItemStatus, RobotJob, RobotJobItem
 
 
 def new_callback_secret() -> str:
@@ -25,6 +25,24 @@ def hash_callback_secret(secret: str | bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
+def portal_credentials(session: Session, job: RobotJob, *, credentials_key: str) -> dict[str, str]:
+    """The job's carrier portal login, its password decrypted (MissingCarrierConfig, CredentialsUnreadable).
+
+    Never log, return from a task or persist it.
+    """
+    config = session.exec(
+        select(CarrierConfig).where(
+            CarrierConfig.workspace_id == job.workspace_id, CarrierConfig.carrier == job.carrier
+        )
+    ).first()
+    if config is None:
+        raise MissingCarrierConfig(f"El workspace no tiene configurada la transportadora {job.carrier}")
+    return {
+        "username": config.portal_username,
+        "password": decrypt_password(config.portal_password_encrypted, credentials_key),
+    }
+
+
 def build_dispatch_request(
     session: Session, job_id: str, *, callback_url: str, callback_secret: str, credentials_key: str
 ) -> dict[str, Any]:
@@ -33,13 +51,7 @@ def build_dispatch_request(
     It carries the decrypted portal password: send it and drop it; never log, return from a task or persist it.
     """
     job = get_job(session, job_id)
-    config = session.exec(
-        select(CarrierConfig).where(
-            CarrierConfig.workspace_id == job.workspace_id, CarrierConfig.carrier == job.carrier
-        )
-    ).first()
-    if config is None:
-        raise MissingCarrierConfig(f"El workspace no tiene configurada la transportadora {job.carrier}")
+    credentials = portal_credentials(session, job, credentials_key=credentials_key)
     items = session.exec(
         select(RobotJobItem)
         .where(RobotJobItem.job_id == job_id, RobotJobItem.status == ItemStatus.PENDING)
@@ -47,10 +59,7 @@ def build_dispatch_request(
     ).all()
     return {
         "workspaceId": job.workspace_id,
-        "credentials": {
-            "username": config.portal_username,
-            "password": decrypt_password(config.portal_password_encrypted, credentials_key),
-        },
+        "credentials": credentials,
         "callbackUrl": callback_url,
         "callbackSecret": callback_secret,
         "jobId": job.id,

@@ -498,12 +498,14 @@ def fail_job(
     error_type: ErrorType | str,
     error_message: str,
     dispatch_refused: bool = False,
+    unsent_only: bool = False,
     now: datetime | None = None,
 ) -> bool:
     """Close an active job by our own judgement: every pending item becomes an error (resolved by robotjobs).
 
     The job's status then follows the one rule for every terminal batch: `completed` if the robot created at least
-    one order, else `failed` with `reason`. False if the job had already finished.
+    one order, else `failed` with `reason`. False if the job had already finished, or (`unsent_only`: a refusal
+    before the dispatch claim) if a run has claimed its dispatch: that run may have sent it.
     """
     now = now or utcnow()
     values: dict[str, Any] = {
@@ -514,9 +516,12 @@ def fail_job(
     if dispatch_refused:
         values["dispatch_state"] = DispatchState.REFUSED
     # The job row is locked first, as record_results does, so the two can never deadlock.
+    guard = [col(RobotJob.id) == job_id, col(RobotJob.status).in_(ACTIVE_JOB_STATUSES)]
+    if unsent_only:
+        guard.append(col(RobotJob.dispatch_state) == DispatchState.NOT_DISPATCHED)
     failed = session.execute(
         update(RobotJob)
-        .where(col(RobotJob.id) == job_id, col(RobotJob.status).in_(ACTIVE_JOB_STATUSES))
+        .where(*guard)
         .values(**values)
         .returning(col(RobotJob.id))
         .execution_options(synchronize_session=False)

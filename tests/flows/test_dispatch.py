@@ -8,6 +8,8 @@ import socket
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
 
 from domain.batches.jobs import get_job, get_job_view
 from domain.db import UnitOfWork
@@ -116,3 +118,34 @@ def test_unknown_outcome_keeps_the_job_waiting_and_never_resends(engine, setting
     assert dispatch_once(engine, settings, started_job).sent is False  # a rerun never sends it again
     assert simulator.state()["posts"] == {started_job: 1}
     assert simulator.state()["batches"][0]["jobId"] == started_job  # the robot did take it
+
+
+@pytest.mark.parametrize("problem", ["no_key", "wrong_key"])
+def test_an_unreadable_portal_login_fails_the_job_before_the_claim(engine, settings, simulator, started_job, problem):
+    if problem == "no_key":
+        settings = settings.model_copy(update={"credentials_key": None, "credentials_key_autogenerate": False})
+        said = "CREDENTIALS_KEY no está configurada"
+    else:
+        settings = settings.model_copy(update={"credentials_key": SecretStr(Fernet.generate_key().decode())})
+        said = "no se puede descifrar"
+
+    result = dispatch_once(engine, settings, started_job)
+
+    assert result.sent is False and said in result.reason
+    with UnitOfWork(engine, readonly=True) as uow:
+        view = get_job_view(uow.session, started_job)
+    assert (view.job.status, view.job.dispatch_state) == ("failed", "refused")
+    assert view.job.dispatched_at is None and view.job.callback_secret_hash is None  # never claimed
+    assert all(said in e.item.error_message for e in view.items)
+    assert simulator.state()["posts"] == {}
+
+
+def test_a_claimed_job_is_never_failed_by_a_rerun_that_cannot_read_the_key(engine, settings, simulator, started_job):
+    assert dispatch_once(engine, settings, started_job).accepted
+    keyless = settings.model_copy(update={"credentials_key": None, "credentials_key_autogenerate": False})
+
+    again = dispatch_once(engine, keyless, started_job)  # a recovery run on a host without the key
+
+    assert (again.sent, again.reason) == (False, None)
+    with UnitOfWork(engine, readonly=True) as uow:
+        assert get_job(uow.session, started_job).status == "processing"

@@ -21,23 +21,27 @@ def test_a_stage_or_ids_not_both():
 
 
 @pytest.mark.parametrize(
-    ("flow", "fields", "required"),
+    ("flow", "fields", "required", "asked_by_name"),
     [
-        (submit_robot_job, ["workspace", "stage", "order_ids", "idempotency_key"], ["workspace"]),
-        (retry_failed_items, ["batch", "idempotency_key"], ["batch"]),
+        (
+            submit_robot_job,
+            ["workspace", "stage", "order_ids", "idempotency_key"],
+            ["workspace"],
+            {"workspace": "Nombre del workspace", "stage": "Nombre de la etapa del pipeline (o su id)"},
+        ),
+        (retry_failed_items, ["batch", "idempotency_key"], ["batch"], {"batch": "«<workspace> #<n>»"}),
     ],
 )
-def test_the_forms_are_flat_described_and_without_null_toggles(flow, fields, required):
+def test_the_forms_are_flat_described_and_without_null_toggles(flow, fields, required, asked_by_name):
     schema = parameter_schema(flow).model_dump()
     assert list(schema["properties"]) == fields and schema["required"] == required
     assert schema["definitions"] == {}  # nothing nested
     for name, field in schema["properties"].items():
         assert field.get("description"), name
         assert "anyOf" not in field, name  # a "str / None" toggle in the UI
-    assert (
-        "Nombre del workspace"
-        in schema["properties"].get("workspace", {"description": "Nombre del workspace"})["description"]
-    )
+    # What the operator is asked for: names (or a batch's reference), not ids.
+    for name, text in asked_by_name.items():
+        assert text in schema["properties"][name]["description"], name
 
 
 def test_a_run_without_an_operator_key_keys_its_job_by_itself():
