@@ -50,6 +50,7 @@ from domain.models import (
     utcnow,
 )
 from domain.orders.coverage import Rejection, resolve_destinations
+from domain.settings import setting_default
 
 ALL_REJECTED_REASON = "Ningún pedido pasó la validación de cobertura"
 ALL_FAILED_REASON = "Ningún pedido fue creado por el robot"
@@ -340,25 +341,41 @@ def _choose_orders(
 # --- lifecycle --------------------------------------------------------------------------------------------------
 
 
+def callback_deadline(
+    start: datetime, item_count: int, *, seconds_per_item: int | None = None, base_seconds: int | None = None
+) -> datetime:
+    """The one rule of a batch's deadline for the robot's results: `item_count` × seconds per item + a base, from
+    `start`. Unset values take the defaults of `callback_seconds_per_item` / `callback_base_seconds` in
+    domain/settings.py (the only place they are written); the flows pass the configured values. The run's suspend
+    timeout is derived from the resulting `deadline_at` (flows.orchestrate.suspend_timeout_s), never recomputed."""
+    if seconds_per_item is None:
+        seconds_per_item = setting_default("callback_seconds_per_item")
+    if base_seconds is None:
+        base_seconds = setting_default("callback_base_seconds")
+    return start + timedelta(seconds=item_count * seconds_per_item + base_seconds)
+
+
 def start_job(
     session: Session,
     job_id: str,
     *,
     flow_run_id: str | None,
-    seconds_per_item: int = 30,
-    base_seconds: int = 300,
+    seconds_per_item: int | None = None,
+    base_seconds: int | None = None,
     now: datetime | None = None,
 ) -> RobotJob:
-    """pending → processing, with the callback deadline (N × 30 s + 5 min). A no-op for a job already started."""
+    """pending → processing, with the callback deadline (`callback_deadline`). A no-op for a job already started."""
     now = now or utcnow()
-    pending = pending_item_count(session, job_id)
+    deadline = callback_deadline(
+        now, pending_item_count(session, job_id), seconds_per_item=seconds_per_item, base_seconds=base_seconds
+    )
     session.execute(
         update(RobotJob)
         .where(col(RobotJob.id) == job_id, col(RobotJob.status) == JobStatus.PENDING)
         .values(
             status=JobStatus.PROCESSING,
             flow_run_id=flow_run_id,
-            deadline_at=now + timedelta(seconds=pending * seconds_per_item + base_seconds),
+            deadline_at=deadline,
             updated_at=now,
         )
         .execution_options(synchronize_session=False)
