@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from domain.batches.jobs import get_job_view
-from domain.batches.summary import UNKNOWN_PEDIDO, batch_summary, possible_duplicates, render_summary_text
+from domain.batches.results import pedido_label
+from domain.batches.summary import batch_summary, possible_duplicates, render_summary_text
 from domain.db import UnitOfWork
 from domain.models import ItemStatus
 from webhook.auth import check_bearer
@@ -42,7 +43,7 @@ def job_out(view, duplicates: dict[str, str]) -> JobOut:
                 order_id=item.order_id,
                 status=item.status,
                 tracking_number=item.tracking_number,
-                pedido=(item.tracking_number or UNKNOWN_PEDIDO) if item.status == ItemStatus.SUCCESS else None,
+                pedido=pedido_label(item.tracking_number) if item.status == ItemStatus.SUCCESS else None,
                 resolved_by=item.resolved_by,
                 possible_duplicate=duplicates.get(item.id),
                 error_type=item.error_type,

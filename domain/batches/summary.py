@@ -8,6 +8,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from domain.batches.jobs import ItemView, JobView, get_job_view
+from domain.batches.results import pedido_label
 from domain.batches.robot_input import _last_digits
 from domain.models import DispatchState, ItemStatus, ResolvedBy, RobotJobItem
 from domain.money import format_cop
@@ -33,7 +34,7 @@ class SummaryLine:
     @property
     def pedido(self) -> str:
         """What operators read for the courier's pedido number."""
-        return self.tracking_number or UNKNOWN_PEDIDO
+        return pedido_label(self.tracking_number)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,6 @@ def _city_label(view: ItemView) -> str:
     return f"{city} ({dept})" if dept else city
 
 
-UNKNOWN_PEDIDO = "número de pedido desconocido"
 STATUS_LABEL = {
     "pending": "pendiente",
     "processing": "en proceso",
@@ -127,9 +127,9 @@ def possible_duplicates(session: Session, view: JobView) -> dict[str, str]:
         elsewhere = others.get(v.item.order_id)
         if not elsewhere:
             continue
-        numbers = [f"#{tracking or UNKNOWN_PEDIDO} (lote {job_id[:8]})" for job_id, tracking in elsewhere]
+        numbers = [f"#{pedido_label(tracking)} (lote {job_id[:8]})" for job_id, tracking in elsewhere]
         if v.item.status == ItemStatus.SUCCESS:
-            numbers.insert(0, f"#{v.item.tracking_number or UNKNOWN_PEDIDO} (este lote)")
+            numbers.insert(0, f"#{pedido_label(v.item.tracking_number)} (este lote)")
             flags[item_id] = "posible duplicado en el portal: " + ", ".join(numbers)
         else:
             flags[item_id] = "posible duplicado: ya enviado al robot y creado también como " + ", ".join(numbers)
