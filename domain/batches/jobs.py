@@ -290,7 +290,7 @@ def _dispatchable() -> ColumnElement[bool]:
 
 
 def _dispatch_problem(order: Order, shipped: bool) -> str | None:
-    """Why an order the operator chose by id fails `_dispatchable`, in the operator's words."""
+    """Why an order that failed `_dispatchable` was refused, in the operator's words (it decides nothing)."""
     if order.archived:
         return "archivado"
     if order.closed:
@@ -308,14 +308,21 @@ def _choose_orders(
     if order_ids:
         wanted = list(dict.fromkeys(order_ids))
         found = {o.id: o for o in session.exec(select(Order).where(col(Order.id).in_(wanted)))}
-        shipped = set(session.exec(select(Order.id).where(col(Order.id).in_(wanted), _shipped_anywhere())))
+        # The SQL condition decides; `_dispatch_problem` only words why, for the orders it refused.
+        dispatchable = set(session.exec(select(Order.id).where(col(Order.id).in_(wanted), _dispatchable())))
+        refused = [order_id for order_id in found if order_id not in dispatchable]
+        shipped = (
+            set(session.exec(select(Order.id).where(col(Order.id).in_(refused), _shipped_anywhere())))
+            if refused
+            else set()
+        )
         problems = {}
         for order_id in wanted:
             order = found.get(order_id)
             if order is None or order.workspace_id != workspace_id:
                 problems[order_id] = "no existe en este workspace"
-            elif (problem := _dispatch_problem(order, order_id in shipped)) is not None:
-                problems[order_id] = problem
+            elif order_id not in dispatchable:
+                problems[order_id] = _dispatch_problem(order, order_id in shipped) or "no se puede despachar"
         if problems:
             listed = "; ".join(f"{oid}: {why}" for oid, why in problems.items())
             raise OrdersNotDispatchable(f"Pedidos que no se pueden despachar: {listed}", problems=problems)
