@@ -8,11 +8,11 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from domain.batches.jobs import ItemView, JobView, get_job_view
+from domain.batches.places import item_place
 from domain.batches.results import pedido_label
 from domain.batches.robot_input import _last_digits
 from domain.models import DispatchState, ItemStatus, ResolvedBy, RobotJobItem
 from domain.money import format_cop
-from domain.orders.coverage import department_abbreviation, normalize
 
 
 @dataclass(frozen=True)
@@ -55,14 +55,6 @@ class BatchSummary:
         return asdict(self)
 
 
-def _city_label(view: ItemView) -> str:
-    if view.item.robot_input and view.item.robot_input.get("ciudad"):
-        return str(view.item.robot_input["ciudad"])
-    city = normalize(view.order.shipping_city)
-    dept = department_abbreviation(view.order.shipping_department) or normalize(view.order.shipping_department)
-    return f"{city} ({dept})" if dept else city
-
-
 STATUS_LABEL = {
     "pending": "pendiente",
     "processing": "en proceso",
@@ -88,7 +80,7 @@ def _line(view: ItemView, duplicate: str | None = None) -> SummaryLine:
         tracking_number=view.item.tracking_number,
         recipient=(contact.name if contact and contact.name else "Cliente").strip(),
         address=(view.order.shipping_address or "Sin direccion").strip(),
-        city=_city_label(view),
+        city=item_place(view.item.robot_input, view.order).label,
         phone=_last_digits(contact.phone if contact else None),
         total=format_cop(view.order.total_value),
         error_type=view.item.error_type,
