@@ -113,6 +113,42 @@ def get_job_view(session: Session, job_id: str) -> JobView:
     return JobView(job=job, items=[ItemView(item=i, order=o, contact=c) for i, o, c in rows])
 
 
+@dataclass(frozen=True)
+class JobResult:
+    """How a finished job ended, read once: what its run's input (`BatchCompleted`) and its flow's result
+    (`JobOutcome`) both say."""
+
+    job_id: str
+    status: str
+    success_count: int
+    error_count: int
+    total_items: int
+    failure_reason: str | None
+    timed_out_items: int  # items our deadline closed (error `timeout`, resolved by robotjobs)
+
+
+def job_result(session: Session, job: RobotJob) -> JobResult:
+    """The one reading of a job's outcome, from its row and one count of the items its deadline closed."""
+    timed_out = session.exec(
+        select(func.count())
+        .select_from(RobotJobItem)
+        .where(
+            RobotJobItem.job_id == job.id,
+            RobotJobItem.error_type == ErrorType.TIMEOUT,
+            RobotJobItem.resolved_by == ResolvedBy.ROBOTJOBS,
+        )
+    ).one()
+    return JobResult(
+        job_id=job.id,
+        status=job.status,
+        success_count=job.success_count,
+        error_count=job.error_count,
+        total_items=job.total_items,
+        failure_reason=job.failure_reason,
+        timed_out_items=timed_out,
+    )
+
+
 def pending_item_count(session: Session, job_id: str) -> int:
     return session.exec(
         select(func.count())
