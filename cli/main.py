@@ -13,8 +13,8 @@ from sqlmodel import select
 
 from cli.deployments import RETRY_DEPLOYMENT, SUBMIT_DEPLOYMENT, Deployments, PrefectDeployments, ui_url_of
 from cli.follow import ProgressLine, follow
-from domain.batches.jobs import get_job
-from domain.batches.summary import batch_summary, render_summary_text, status_label
+from domain.batches.summary import render_summary_text, status_label
+from domain.batches.view import load_batch
 from domain.db import UnitOfWork, make_engine
 from domain.errors import DomainError
 from domain.models import CarrierConfig, RobotJob, Stage, Workspace
@@ -171,8 +171,8 @@ class Cli:
 
     def status(self, args: argparse.Namespace) -> int:
         with UnitOfWork(self.engine, readonly=True) as uow:
-            job = get_job(uow.session, args.job_id)
-            summary = batch_summary(uow.session, args.job_id)
+            batch = load_batch(uow.session, args.job_id)
+        job, summary = batch.job, batch.summary
         self.say(f"Lote {job.id}  estado: {status_label(job.status)}")
         self.say(
             f"  exitosos {job.success_count}  con error {job.error_count}  total {job.total_items}"
@@ -197,7 +197,7 @@ class Cli:
 
     def summary(self, args: argparse.Namespace) -> int:
         with UnitOfWork(self.engine, readonly=True) as uow:
-            summary = batch_summary(uow.session, args.job_id)
+            summary = load_batch(uow.session, args.job_id).summary
         self.out.write(render_summary_text(summary))
         self.say(f"Exitosos: {summary.success_count}  Con error: {summary.error_count}  Total: {summary.total_items}")
         return 0

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from domain.batches.jobs import ItemView, JobView, get_job_view
+from domain.batches.jobs import ItemView, JobView
 from domain.batches.places import item_place
 from domain.batches.results import pedido_label
 from domain.batches.robot_input import _last_digits
@@ -129,8 +129,14 @@ def possible_duplicates(session: Session, view: JobView) -> dict[str, str]:
 
 
 def batch_summary(session: Session, job_id: str) -> BatchSummary:
-    view = get_job_view(session, job_id)
-    duplicates = possible_duplicates(session, view)
+    """The summary alone, from the batch's one read model (domain.batches.view.load_batch)."""
+    from domain.batches.view import load_batch  # view builds on this module
+
+    return load_batch(session, job_id).summary
+
+
+def summarise(view: JobView, duplicates: dict[str, str]) -> BatchSummary:
+    """The summary of a loaded batch (no database read)."""
     lines = [_line(item, duplicates.get(item.item.id)) for item in view.items]
     return BatchSummary(
         job_id=view.job.id,
