@@ -48,14 +48,7 @@ class JobOutcome(BaseModel):
 
     @classmethod
     def of(cls, result: JobResult) -> JobOutcome:
-        return cls(
-            job_id=result.job_id,
-            status=result.status,
-            success_count=result.success_count,
-            error_count=result.error_count,
-            total_items=result.total_items,
-            failure_reason=result.failure_reason,
-        )
+        return cls(**{name: getattr(result, name) for name in cls.model_fields})
 
 
 class JobSnapshot(BaseModel):

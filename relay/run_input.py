@@ -29,15 +29,8 @@ class BatchCompleted(RunInput):
 
     @classmethod
     def of(cls, result: JobResult) -> BatchCompleted:
-        return cls(
-            job_id=result.job_id,
-            status=result.status,
-            success_count=result.success_count,
-            error_count=result.error_count,
-            total_items=result.total_items,
-            timed_out=result.timed_out_items > 0,
-            timed_out_items=result.timed_out_items,
-        )
+        fields = {name: getattr(result, name) for name in cls.model_fields if hasattr(result, name)}
+        return cls(**fields, timed_out=result.timed_out_items > 0)
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> BatchCompleted:
