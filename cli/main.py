@@ -16,7 +16,8 @@ from cli.deployments import RETRY_DEPLOYMENT, SUBMIT_DEPLOYMENT, Deployments, Pr
 from cli.follow import ProgressLine, follow
 from domain.batches.jobs import get_job
 from domain.batches.lookups import batch_ref, resolve_batch, resolve_workspace
-from domain.batches.summary import batch_summary, render_summary_text, status_label
+from domain.batches.summary import render_summary_text, status_label
+from domain.batches.view import load_batch
 from domain.db import UnitOfWork, make_engine
 from domain.errors import DomainError
 from domain.models import CarrierConfig, RobotJob, Stage, Workspace
@@ -218,8 +219,8 @@ class Cli:
     def status(self, args: argparse.Namespace) -> int:
         with UnitOfWork(self.engine, readonly=True) as uow:
             ref = resolve_batch(uow.session, args.lote)
-            job = get_job(uow.session, ref.job_id)
-            summary = batch_summary(uow.session, ref.job_id)
+            batch = load_batch(uow.session, ref.job_id)
+            job, summary = batch.job, batch.summary
             retry_of = (
                 batch_ref(uow.session, get_job(uow.session, job.retry_of_job_id)) if job.retry_of_job_id else None
             )
@@ -247,7 +248,7 @@ class Cli:
 
     def summary(self, args: argparse.Namespace) -> int:
         with UnitOfWork(self.engine, readonly=True) as uow:
-            summary = batch_summary(uow.session, resolve_batch(uow.session, args.lote).job_id)
+            summary = load_batch(uow.session, resolve_batch(uow.session, args.lote).job_id).summary
         self.out.write(render_summary_text(summary))
         self.say(f"Exitosos: {summary.success_count}  Con error: {summary.error_count}  Total: {summary.total_items}")
         return 0

@@ -15,8 +15,8 @@ from typing import Any, Literal
 from sqlalchemy import func, inspect
 from sqlmodel import Session, col, select
 
+from domain.batches.places import item_place
 from domain.models import ErrorType, ItemStatus, Order, RobotJob, RobotJobItem
-from domain.orders.coverage import department_abbreviation, normalize
 
 NO_CITY = "(sin ciudad)"
 NO_DEPARTMENT = "(sin departamento)"
@@ -139,13 +139,9 @@ class ItemFact:
 
 
 def _place(robot_input: dict[str, Any] | None, order: Order) -> tuple[str, str]:
-    """City label and department abbreviation: as sent to the robot, else derived from the order like coverage does."""
-    if robot_input and robot_input.get("ciudad"):
-        return str(robot_input["ciudad"]), str(robot_input.get("departamento") or NO_DEPARTMENT)
-    department = department_abbreviation(order.shipping_department) or normalize(order.shipping_department)
-    city = normalize(order.shipping_city)
-    label = f"{city} ({department})" if city and department else city or NO_CITY
-    return label, department or NO_DEPARTMENT
+    """City label and department abbreviation (domain.batches.places), named when unknown so they group."""
+    place = item_place(robot_input, order)
+    return (place.label if place.city else NO_CITY), place.department or NO_DEPARTMENT
 
 
 def item_facts(

@@ -44,8 +44,9 @@ class Settings(BaseSettings):
         description="Base URL at which the robot reaches our webhook (the callback URL is built from it).",
     )
     robot_dispatch_timeout_s: float = Field(default=15.0, description="Timeout of the dispatch request.")
-    callback_seconds_per_item: int = Field(default=30, description="Suspend timeout: seconds per order.")
-    callback_base_seconds: int = Field(default=300, description="Suspend timeout: fixed seconds per batch.")
+    # The batch's deadline (domain.batches.jobs.callback_deadline); the run's suspend timeout outlasts it.
+    callback_seconds_per_item: int = Field(default=30, description="Batch deadline: seconds per order.")
+    callback_base_seconds: int = Field(default=300, description="Batch deadline: fixed seconds per batch.")
 
     # Webhook.
     webhook_legacy_secret: SecretStr | None = Field(
@@ -126,3 +127,8 @@ class Settings(BaseSettings):
 def get_settings(**overrides: Any) -> Settings:
     """Build settings from the environment (and `.env`), with explicit overrides for tests."""
     return Settings(**overrides)
+
+
+def setting_default(name: str) -> Any:
+    """A setting's declared default, without reading the environment: for domain functions called without settings."""
+    return Settings.model_fields[name].default

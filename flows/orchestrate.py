@@ -22,7 +22,7 @@ from prefect.flow_runs import suspend_flow_run
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from domain.batches.jobs import get_job, pending_item_count, start_job
+from domain.batches.jobs import JobResult, get_job, job_result, pending_item_count, start_job
 from domain.db import UnitOfWork
 from domain.models import FINISHED_JOB_STATUSES, JobStatus, utcnow
 from flows import runtime
@@ -45,6 +45,10 @@ class JobOutcome(BaseModel):
     error_count: int
     total_items: int
     failure_reason: str | None = None
+
+    @classmethod
+    def of(cls, result: JobResult) -> JobOutcome:
+        return cls(**{name: getattr(result, name) for name in cls.model_fields})
 
 
 class JobSnapshot(BaseModel):
@@ -86,15 +90,7 @@ def finish_task(job_id: str) -> JobOutcome:
     publish_progress(engine, job_id)
     publish_summary(engine, job_id)
     with UnitOfWork(engine, readonly=True) as uow:
-        job = get_job(uow.session, job_id)
-        return JobOutcome(
-            job_id=job.id,
-            status=job.status,
-            success_count=job.success_count,
-            error_count=job.error_count,
-            total_items=job.total_items,
-            failure_reason=job.failure_reason,
-        )
+        return JobOutcome.of(job_result(uow.session, get_job(uow.session, job_id)))
 
 
 def snapshot(job_id: str) -> JobSnapshot:

@@ -56,7 +56,8 @@ from flows import runtime
 from flows.deployments import ORCHESTRATE, RECONCILE, RETRY, SUBMIT, start_orchestration
 from relay.artifacts import publish_summary
 from relay.prefect_api import prefect_calls
-from relay.resume import Outcome, deliver_resume_events, resume_run, run_input_of
+from relay.resume import Outcome, deliver_resume_events, resume_run
+from relay.run_input import run_input_of
 from relay.run_log import log_in_job_run, log_in_run
 from relay.settle import agree_run_state, read_run_state
 

@@ -18,8 +18,9 @@ from prefect.client.schemas.actions import ArtifactCreate
 from prefect.utilities.context import get_flow_run_id
 from sqlalchemy import Engine
 
-from domain.batches.jobs import get_job, mark_summary_published
-from domain.batches.summary import BatchSummary, batch_summary, render_summary_text, status_label
+from domain.batches.jobs import mark_summary_published
+from domain.batches.summary import BatchSummary, render_summary_text, status_label
+from domain.batches.view import load_batch
 from domain.db import UnitOfWork
 
 
@@ -80,9 +81,8 @@ def publish_summary(engine: Engine, job_id: str) -> None:
 
 def _publish_once(engine: Engine, job_id: str) -> bool:
     with UnitOfWork(engine, readonly=True) as uow:
-        job = get_job(uow.session, job_id)
-        as_of, flow_run_id = job.updated_at, job.flow_run_id
-        summary = batch_summary(uow.session, job_id)
+        batch = load_batch(uow.session, job_id)
+    as_of, flow_run_id, summary = batch.job.updated_at, batch.job.flow_run_id, batch.summary
     # The job's run (a reconciler or the webhook publishes for it); a job that never had one: the current run.
     run_id = UUID(flow_run_id) if flow_run_id else get_flow_run_id()
     with get_client(sync_client=True) as client:

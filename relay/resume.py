@@ -27,18 +27,18 @@ from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import get_current_settings
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from domain import outbox
 from domain.batches.jobs import get_job
 from domain.db import UnitOfWork
 from domain.errors import UnknownJob
-from domain.models import FINISHED_JOB_STATUSES, ErrorType, OutboxEvent, ResolvedBy, RobotJob, RobotJobItem
+from domain.models import FINISHED_JOB_STATUSES, OutboxEvent
 from relay.artifacts import publish_summary
 from relay.outbox_consumer import Delivery, OutboxConsumer
 from relay.prefect_api import TRANSPORT_ERRORS, PrefectUnavailable, is_server_error, prefect_client
 from relay.progress import publish_progress
-from relay.run_input import BatchCompleted, response_key
+from relay.run_input import BatchCompleted, response_key, run_input_of
 from relay.run_log import log_in_job_run
 from relay.settle import agree_run_state, read_run_state
 
@@ -158,28 +158,6 @@ def _resumed_before(client, run_id: UUID, job_id: str) -> bool:
             return False
         raise
     return True
-
-
-def run_input_of(session, job: RobotJob) -> BatchCompleted:
-    """The run input of a finished job, from its row (and which items our deadline closed)."""
-    timed_out = session.execute(
-        select(func.count())
-        .select_from(RobotJobItem)
-        .where(
-            RobotJobItem.job_id == job.id,
-            RobotJobItem.error_type == ErrorType.TIMEOUT,
-            RobotJobItem.resolved_by == ResolvedBy.ROBOTJOBS,
-        )
-    ).scalar_one()
-    return BatchCompleted(
-        job_id=job.id,
-        status=job.status,
-        success_count=job.success_count,
-        error_count=job.error_count,
-        total_items=job.total_items,
-        timed_out=timed_out > 0,
-        timed_out_items=timed_out,
-    )
 
 
 def _target(engine: Engine, payload: dict[str, Any]) -> tuple[str | None, BatchCompleted]:

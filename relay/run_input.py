@@ -7,6 +7,10 @@ from typing import Any
 
 from prefect.input import RunInput
 from pydantic import Field
+from sqlmodel import Session
+
+from domain.batches.jobs import JobResult, job_result
+from domain.models import RobotJob
 
 
 class BatchCompleted(RunInput):
@@ -24,9 +28,20 @@ class BatchCompleted(RunInput):
     timed_out_items: int = Field(default=0, description="Pedidos cerrados por el plazo, sin resultado del robot.")
 
     @classmethod
+    def of(cls, result: JobResult) -> BatchCompleted:
+        fields = {name: getattr(result, name) for name in cls.model_fields if hasattr(result, name)}
+        return cls(**fields, timed_out=result.timed_out_items > 0)
+
+    @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> BatchCompleted:
         """From a `robot.batch.completed` outbox payload (extra keys such as flow_run_id are dropped)."""
         return cls.model_validate({name: payload[name] for name in cls.model_fields if payload.get(name) is not None})
+
+
+def run_input_of(session: Session, job: RobotJob) -> BatchCompleted:
+    """The one builder of a finished job's run input: the resume, the correction and the reconciler use it (only a
+    job whose row is gone falls back to its event's payload, `BatchCompleted.from_payload`)."""
+    return BatchCompleted.of(job_result(session, job))
 
 
 def pause_key(job_id: str) -> str:

@@ -18,8 +18,8 @@ import httpx
 from sqlmodel import select
 
 from domain.automations.rules import save_automation
-from domain.batches.jobs import get_job
-from domain.batches.summary import batch_summary, render_summary_text
+from domain.batches.summary import render_summary_text
+from domain.batches.view import load_batch
 from domain.credentials import load_credentials_key
 from domain.db import UnitOfWork, make_engine
 from domain.models import FINISHED_JOB_STATUSES, Order, RobotJob
@@ -160,8 +160,8 @@ def main() -> int:
             job = wait_for_job(engine, demo.workspace_id, deadline)
             orchestration_state = flow_run_state(job.flow_run_id, deadline) if job.flow_run_id else "none"
             with UnitOfWork(engine, readonly=True) as uow:
-                summary = batch_summary(uow.session, job.id)
-                job = get_job(uow.session, job.id)
+                batch = load_batch(uow.session, job.id)
+            job, summary = batch.job, batch.summary
 
             say("")
             say(render_summary_text(summary).rstrip("\n"))

@@ -40,6 +40,29 @@ class RetryLater:
     why: str = ""
 
 
+def _nothing(job_id: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class AfterCommitWork:
+    """What follows a committed callback, one typed field per kind of task the pool runs (`by_kind`).
+
+    `resume`: the job finished (its run is resumed; progress included). `progress`: the job's progress artifact.
+    `results`: the results a callback changed, for the job's run logs; None when nothing logs them.
+    """
+
+    resume: Callable[[str], RetryLater | None] = _nothing
+    progress: Callable[[str], object] = _nothing
+    results: Callable[[str, list[str]], object] | None = None
+
+    def by_kind(self) -> dict[str, Notifier]:
+        kinds: dict[str, Notifier] = {"resume": self.resume, "progress": self.progress}
+        if self.results is not None:
+            kinds["results"] = self.results
+        return kinds
+
+
 class AfterCommit:
     """`submit("resume"|"progress"|"results", job_id[, items=...])`; a duplicate of a task still waiting merges
     into it (its `items` are added to the waiting task's).

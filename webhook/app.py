@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from sqlalchemy import Engine
 from domain.db import make_engine
 from domain.settings import Settings, get_settings
 from webhook import callbacks, dead_letters_api, health, jobs_api, openapi
-from webhook.after_commit import AfterCommit, Notifier, RetryLater
+from webhook.after_commit import AfterCommit, AfterCommitWork, Notifier, RetryLater
 from webhook.auth import SecretChecker, SignatureVerifier
 from webhook.errors import register_error_handlers
 from webhook.inbox import Inbox
@@ -49,18 +50,14 @@ class AppState:
             self.after_commit.submit("results", job_id, context, items=changed_items)
 
 
-def _no_op(job_id: str) -> None:
-    return None
-
-
-def _relay_notifiers(engine: Engine) -> dict[str, Notifier]:
-    """The relay's after-commit resume (progress included), progress artifact and results lines in the job's run
-    logs; none if relay is absent (a webhook deployed without Prefect: the reconciler resumes from the outbox)."""
+def relay_work(engine: Engine) -> AfterCommitWork | None:
+    """The relay's after-commit work (resume with progress, progress artifact, results in the job's run logs), or
+    None when relay is not installed (a webhook deployed without Prefect: the reconciler resumes from the outbox)."""
     try:
         from relay.progress import log_results, publish_progress
         from relay.resume import NOT_SUSPENDED_RETRY_S, resume_after_commit
     except ImportError:
-        return {}
+        return None
 
     def resume(job_id: str) -> RetryLater | None:
         stats = resume_after_commit(engine, job_id)
@@ -70,11 +67,21 @@ def _relay_notifiers(engine: Engine) -> dict[str, Notifier]:
             return RetryLater(NOT_SUSPENDED_RETRY_S + 0.2, why=f"{stats.as_dict()}")
         return None
 
-    return {
-        "resume": resume,
-        "progress": lambda job_id: publish_progress(engine, job_id),
-        "results": lambda job_id, items: log_results(engine, job_id, items),
-    }
+    return AfterCommitWork(
+        resume=resume,
+        progress=functools.partial(publish_progress, engine),
+        results=functools.partial(log_results, engine),
+    )
+
+
+def after_commit_work(
+    engine: Engine, *, resume: Notifier | None = None, progress: Notifier | None = None
+) -> AfterCommitWork:
+    """The given notifiers (tests, the CLI's replay) over the relay's; without relay, nothing but the outbox."""
+    relay = relay_work(engine) if resume is None or progress is None else None
+    if relay is None:
+        relay = AfterCommitWork()  # nothing after the commit: the outbox keeps the resume for the reconciler
+    return AfterCommitWork(resume=resume or relay.resume, progress=progress or relay.progress, results=relay.results)
 
 
 def create_app(
@@ -94,7 +101,7 @@ def create_app(
     settings = settings or get_settings()
     engine = engine or make_engine(settings.database_url)
     configure_logging(log_level)
-    relay_notifiers = _relay_notifiers(engine) if resume_notifier is None or progress_notifier is None else {}
+    work = after_commit_work(engine, resume=resume_notifier, progress=progress_notifier)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
@@ -106,13 +113,7 @@ def create_app(
             settings.webhook_signing_secrets, tolerance_s=settings.webhook_timestamp_tolerance_s, clock=clock
         ),
         secrets=SecretChecker(settings.webhook_legacy_secret),
-        after_commit=AfterCommit(
-            {
-                **relay_notifiers,
-                "resume": resume_notifier or relay_notifiers.get("resume", _no_op),
-                "progress": progress_notifier or relay_notifiers.get("progress", _no_op),
-            }
-        ),
+        after_commit=AfterCommit(work.by_kind()),
         openapi=openapi.build_openapi(settings.webhook_max_body_bytes),
     )
     state.inbox = Inbox(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from domain.batches.jobs import get_job_view
-from domain.batches.summary import UNKNOWN_PEDIDO, batch_summary, possible_duplicates, render_summary_text
+from domain.batches.results import pedido_label
+from domain.batches.summary import render_summary_text
+from domain.batches.view import BatchView, load_batch
 from domain.db import UnitOfWork
 from domain.models import ItemStatus
 from webhook.auth import check_bearer
@@ -31,10 +32,10 @@ def _job_id(job_id: str) -> str:
     return job_id
 
 
-def job_out(view, duplicates: dict[str, str]) -> JobOut:
-    job = view.job
+def job_out(batch: BatchView) -> JobOut:
+    job, duplicates = batch.job, batch.duplicates
     items = []
-    for entry in view.items:
+    for entry in batch.items:
         item, order, contact = entry.item, entry.order, entry.contact
         items.append(
             ItemOut(
@@ -42,7 +43,7 @@ def job_out(view, duplicates: dict[str, str]) -> JobOut:
                 order_id=item.order_id,
                 status=item.status,
                 tracking_number=item.tracking_number,
-                pedido=(item.tracking_number or UNKNOWN_PEDIDO) if item.status == ItemStatus.SUCCESS else None,
+                pedido=pedido_label(item.tracking_number) if item.status == ItemStatus.SUCCESS else None,
                 resolved_by=item.resolved_by,
                 possible_duplicate=duplicates.get(item.id),
                 error_type=item.error_type,
@@ -86,8 +87,7 @@ def job_out(view, duplicates: dict[str, str]) -> JobOut:
 @bp.get("/api/jobs/<job_id>")
 def get_job(job_id: str):
     with UnitOfWork(current_app.extensions["robotjobs"].engine, readonly=True) as uow:
-        view = get_job_view(uow.session, _job_id(job_id))
-        body = job_out(view, possible_duplicates(uow.session, view)).model_dump(mode="json")
+        body = job_out(load_batch(uow.session, _job_id(job_id))).model_dump(mode="json")
     correlate(flow_run_id=body["flow_run_id"])
     return jsonify(body)
 
@@ -96,7 +96,7 @@ def get_job(job_id: str):
 def get_summary(job_id: str):
     """JSON by default; the reference text with `?format=text` or `Accept: text/plain`."""
     with UnitOfWork(current_app.extensions["robotjobs"].engine, readonly=True) as uow:
-        summary = batch_summary(uow.session, _job_id(job_id))
+        summary = load_batch(uow.session, _job_id(job_id)).summary
     text = render_summary_text(summary)
     wants_text = (
         request.args.get("format") == "text"

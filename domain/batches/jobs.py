@@ -50,6 +50,7 @@ from domain.models import (
     utcnow,
 )
 from domain.orders.coverage import Rejection, resolve_destinations
+from domain.settings import setting_default
 
 ALL_REJECTED_REASON = "Ningún pedido pasó la validación de cobertura"
 ALL_FAILED_REASON = "Ningún pedido fue creado por el robot"
@@ -110,6 +111,42 @@ def get_job_view(session: Session, job_id: str) -> JobView:
         .order_by(col(RobotJobItem.created_at), col(Order.name))
     ).all()
     return JobView(job=job, items=[ItemView(item=i, order=o, contact=c) for i, o, c in rows])
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How a finished job ended, read once: what its run's input (`BatchCompleted`) and its flow's result
+    (`JobOutcome`) both say."""
+
+    job_id: str
+    status: str
+    success_count: int
+    error_count: int
+    total_items: int
+    failure_reason: str | None
+    timed_out_items: int  # items our deadline closed (error `timeout`, resolved by robotjobs)
+
+
+def job_result(session: Session, job: RobotJob) -> JobResult:
+    """The one reading of a job's outcome, from its row and one count of the items its deadline closed."""
+    timed_out = session.exec(
+        select(func.count())
+        .select_from(RobotJobItem)
+        .where(
+            RobotJobItem.job_id == job.id,
+            RobotJobItem.error_type == ErrorType.TIMEOUT,
+            RobotJobItem.resolved_by == ResolvedBy.ROBOTJOBS,
+        )
+    ).one()
+    return JobResult(
+        job_id=job.id,
+        status=job.status,
+        success_count=job.success_count,
+        error_count=job.error_count,
+        total_items=job.total_items,
+        failure_reason=job.failure_reason,
+        timed_out_items=timed_out,
+    )
 
 
 def pending_item_count(session: Session, job_id: str) -> int:
@@ -289,7 +326,7 @@ def _dispatchable() -> ColumnElement[bool]:
 
 
 def _dispatch_problem(order: Order, shipped: bool) -> str | None:
-    """Why an order the operator chose by id fails `_dispatchable`, in the operator's words."""
+    """Why an order that failed `_dispatchable` was refused, in the operator's words (it decides nothing)."""
     if order.archived:
         return "archivado"
     if order.closed:
@@ -307,14 +344,21 @@ def _choose_orders(
     if order_ids:
         wanted = list(dict.fromkeys(order_ids))
         found = {o.id: o for o in session.exec(select(Order).where(col(Order.id).in_(wanted)))}
-        shipped = set(session.exec(select(Order.id).where(col(Order.id).in_(wanted), _shipped_anywhere())))
+        # The SQL condition decides; `_dispatch_problem` only words why, for the orders it refused.
+        dispatchable = set(session.exec(select(Order.id).where(col(Order.id).in_(wanted), _dispatchable())))
+        refused = [order_id for order_id in found if order_id not in dispatchable]
+        shipped = (
+            set(session.exec(select(Order.id).where(col(Order.id).in_(refused), _shipped_anywhere())))
+            if refused
+            else set()
+        )
         problems = {}
         for order_id in wanted:
             order = found.get(order_id)
             if order is None or order.workspace_id != workspace_id:
                 problems[order_id] = "no existe en este workspace"
-            elif (problem := _dispatch_problem(order, order_id in shipped)) is not None:
-                problems[order_id] = problem
+            elif order_id not in dispatchable:
+                problems[order_id] = _dispatch_problem(order, order_id in shipped) or "no se puede despachar"
         if problems:
             listed = "; ".join(f"{oid}: {why}" for oid, why in problems.items())
             raise OrdersNotDispatchable(f"Pedidos que no se pueden despachar: {listed}", problems=problems)
@@ -340,25 +384,41 @@ def _choose_orders(
 # --- lifecycle --------------------------------------------------------------------------------------------------
 
 
+def callback_deadline(
+    start: datetime, item_count: int, *, seconds_per_item: int | None = None, base_seconds: int | None = None
+) -> datetime:
+    """The one rule of a batch's deadline for the robot's results: `item_count` × seconds per item + a base, from
+    `start`. Unset values take the defaults of `callback_seconds_per_item` / `callback_base_seconds` in
+    domain/settings.py (the only place they are written); the flows pass the configured values. The run's suspend
+    timeout is derived from the resulting `deadline_at` (flows.orchestrate.suspend_timeout_s), never recomputed."""
+    if seconds_per_item is None:
+        seconds_per_item = setting_default("callback_seconds_per_item")
+    if base_seconds is None:
+        base_seconds = setting_default("callback_base_seconds")
+    return start + timedelta(seconds=item_count * seconds_per_item + base_seconds)
+
+
 def start_job(
     session: Session,
     job_id: str,
     *,
     flow_run_id: str | None,
-    seconds_per_item: int = 30,
-    base_seconds: int = 300,
+    seconds_per_item: int | None = None,
+    base_seconds: int | None = None,
     now: datetime | None = None,
 ) -> RobotJob:
-    """pending → processing, with the callback deadline (N × 30 s + 5 min). A no-op for a job already started."""
+    """pending → processing, with the callback deadline (`callback_deadline`). A no-op for a job already started."""
     now = now or utcnow()
-    pending = pending_item_count(session, job_id)
+    deadline = callback_deadline(
+        now, pending_item_count(session, job_id), seconds_per_item=seconds_per_item, base_seconds=base_seconds
+    )
     session.execute(
         update(RobotJob)
         .where(col(RobotJob.id) == job_id, col(RobotJob.status) == JobStatus.PENDING)
         .values(
             status=JobStatus.PROCESSING,
             flow_run_id=flow_run_id,
-            deadline_at=now + timedelta(seconds=pending * seconds_per_item + base_seconds),
+            deadline_at=deadline,
             updated_at=now,
         )
         .execution_options(synchronize_session=False)

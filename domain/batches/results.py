@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlmodel import Session, col
 
@@ -64,6 +64,26 @@ class ItemResult(BaseModel):
         default=None, description="Kind of error: validation, portal, timeout or unknown"
     )
     error_message: str | None = Field(default=None, max_length=MAX_ERROR_MESSAGE, description="Spanish, for operators")
+
+    @model_validator(mode="after")
+    def _one_shape_per_status(self) -> ItemResult:
+        # However built (normalise_result, demo data, tests): a success carries no error, an error no pedido number
+        # and always a kind. A success without a number stays a success (see `pedido_label`), never refused.
+        if self.status == "success":
+            self.error_type = self.error_message = None
+        else:
+            self.tracking_number = None
+            self.error_type = self.error_type or "unknown"
+        return self
+
+
+# What operators read for a success whose pedido number the robot could not read (the order exists on the portal).
+UNKNOWN_PEDIDO = "número de pedido desconocido"
+
+
+def pedido_label(tracking_number: str | None) -> str:
+    """A success's pedido number as operators read it: the number, or `UNKNOWN_PEDIDO` when it is unknown."""
+    return tracking_number or UNKNOWN_PEDIDO
 
 
 def _clean(text: Any) -> str:
@@ -367,14 +387,13 @@ def _literal_sql(clause: Any, dialect: Any) -> str:
 
 
 def _item_values(r: ItemResult) -> dict[str, Any]:
-    """The columns a robot result sets on its item (besides who resolved it and when)."""
-    success = r.status == ItemStatus.SUCCESS.value
+    """The columns a robot result sets on its item (besides who resolved it and when); `ItemResult` holds the shape."""
     return {
         "id": r.item_id,
         "status": r.status,
-        "tracking_number": r.tracking_number if success else None,
-        "error_type": None if success else (r.error_type or ErrorType.UNKNOWN.value),
-        "error_message": None if success else r.error_message,
+        "tracking_number": r.tracking_number,
+        "error_type": r.error_type,
+        "error_message": r.error_message,
     }
 
 

@@ -7,11 +7,12 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from domain.batches.jobs import ItemView, JobView, get_job_view
+from domain.batches.jobs import ItemView, JobView
+from domain.batches.places import item_place
+from domain.batches.results import pedido_label
 from domain.batches.robot_input import _last_digits
 from domain.models import DispatchState, ItemStatus, ResolvedBy, RobotJobItem
 from domain.money import format_cop
-from domain.orders.coverage import department_abbreviation, normalize
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class SummaryLine:
     @property
     def pedido(self) -> str:
         """What operators read for the courier's pedido number."""
-        return self.tracking_number or UNKNOWN_PEDIDO
+        return pedido_label(self.tracking_number)
 
 
 @dataclass(frozen=True)
@@ -54,15 +55,6 @@ class BatchSummary:
         return asdict(self)
 
 
-def _city_label(view: ItemView) -> str:
-    if view.item.robot_input and view.item.robot_input.get("ciudad"):
-        return str(view.item.robot_input["ciudad"])
-    city = normalize(view.order.shipping_city)
-    dept = department_abbreviation(view.order.shipping_department) or normalize(view.order.shipping_department)
-    return f"{city} ({dept})" if dept else city
-
-
-UNKNOWN_PEDIDO = "número de pedido desconocido"
 STATUS_LABEL = {
     "pending": "pendiente",
     "processing": "en proceso",
@@ -88,7 +80,7 @@ def _line(view: ItemView, duplicate: str | None = None) -> SummaryLine:
         tracking_number=view.item.tracking_number,
         recipient=(contact.name if contact and contact.name else "Cliente").strip(),
         address=(view.order.shipping_address or "Sin direccion").strip(),
-        city=_city_label(view),
+        city=item_place(view.item.robot_input, view.order).label,
         phone=_last_digits(contact.phone if contact else None),
         total=format_cop(view.order.total_value),
         error_type=view.item.error_type,
@@ -127,9 +119,9 @@ def possible_duplicates(session: Session, view: JobView) -> dict[str, str]:
         elsewhere = others.get(v.item.order_id)
         if not elsewhere:
             continue
-        numbers = [f"#{tracking or UNKNOWN_PEDIDO} (lote {job_id[:8]})" for job_id, tracking in elsewhere]
+        numbers = [f"#{pedido_label(tracking)} (lote {job_id[:8]})" for job_id, tracking in elsewhere]
         if v.item.status == ItemStatus.SUCCESS:
-            numbers.insert(0, f"#{v.item.tracking_number or UNKNOWN_PEDIDO} (este lote)")
+            numbers.insert(0, f"#{pedido_label(v.item.tracking_number)} (este lote)")
             flags[item_id] = "posible duplicado en el portal: " + ", ".join(numbers)
         else:
             flags[item_id] = "posible duplicado: ya enviado al robot y creado también como " + ", ".join(numbers)
@@ -137,8 +129,14 @@ def possible_duplicates(session: Session, view: JobView) -> dict[str, str]:
 
 
 def batch_summary(session: Session, job_id: str) -> BatchSummary:
-    view = get_job_view(session, job_id)
-    duplicates = possible_duplicates(session, view)
+    """The summary alone, from the batch's one read model (domain.batches.view.load_batch)."""
+    from domain.batches.view import load_batch  # view builds on this module
+
+    return load_batch(session, job_id).summary
+
+
+def summarise(view: JobView, duplicates: dict[str, str]) -> BatchSummary:
+    """The summary of a loaded batch (no database read)."""
     lines = [_line(item, duplicates.get(item.item.id)) for item in view.items]
     return BatchSummary(
         job_id=view.job.id,

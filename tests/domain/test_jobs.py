@@ -12,6 +12,7 @@ from domain.batches import jobs
 from domain.batches.results import ItemResult, record_batch_results
 from domain.errors import ActiveJobExists, JobNotRetryable, NothingToDispatch, OrdersNotDispatchable
 from domain.models import ErrorType, ItemStatus, JobStatus, Order, RobotJob, RobotJobItem, utcnow
+from domain.settings import Settings
 
 
 def _count(tx, model) -> int:
@@ -250,3 +251,12 @@ def test_the_summary_mark_only_moves_forward_and_says_when_the_job_changed_since
         tx.commit()
     with uow() as tx:
         assert jobs.get_job(tx.session, job_id).summary_published_at == newer
+
+
+def test_the_deadline_is_one_function_of_the_item_count_with_the_settings_defaults():
+    now = utcnow()
+    per_item, base = (
+        Settings.model_fields[name].default for name in ("callback_seconds_per_item", "callback_base_seconds")
+    )
+    assert jobs.callback_deadline(now, 4) == now + timedelta(seconds=4 * per_item + base)
+    assert jobs.callback_deadline(now, 2, seconds_per_item=10, base_seconds=5) == now + timedelta(seconds=25)

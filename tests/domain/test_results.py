@@ -11,7 +11,13 @@ from sqlmodel import func, select
 
 from domain import outbox
 from domain.batches.jobs import get_job, get_job_view
-from domain.batches.results import normalise_result, record_batch_results, record_item_result
+from domain.batches.results import (
+    ItemResult,
+    normalise_result,
+    pedido_label,
+    record_batch_results,
+    record_item_result,
+)
 from domain.errors import ItemNotInJob, UnknownItem
 from domain.models import Order, OutboxEvent, RobotJobItem
 from tests.domain.results_helpers import err, events, ok
@@ -227,3 +233,12 @@ def test_unusual_fields_are_normalised_not_refused():
     assert normalise_result(item_id="itm_x", status="success", tracking_number=" 76001 ").tracking_number == "76001"
     assert normalise_result(item_id="itm_x", status="error").error_type == "unknown"
     assert normalise_result(item_id="itm_x", status="error", error_type=" Portal ").error_type == "portal"
+
+
+def test_a_result_has_one_shape_per_status_however_built_and_an_unknown_pedido_is_labelled_not_refused():
+    success = ItemResult(item_id="itm_x", status="success", error_type="portal", error_message="x")
+    assert (success.tracking_number, success.error_type, success.error_message) == (None, None, None)
+    error = ItemResult(item_id="itm_x", status="error", tracking_number="76001")
+    assert (error.tracking_number, error.error_type) == (None, "unknown")
+    assert pedido_label(None) == pedido_label("") == "número de pedido desconocido"
+    assert pedido_label("76001") == "76001"

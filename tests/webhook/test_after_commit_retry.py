@@ -7,6 +7,7 @@ import threading
 import time
 
 from webhook.after_commit import AfterCommit, RetryLater
+from webhook.app import after_commit_work
 
 
 def test_a_resume_before_the_suspend_is_retried_until_it_lands():
@@ -69,3 +70,12 @@ def test_a_kind_without_budget_is_not_retried():
     pool.submit("progress", "job-a")
     pool.join()
     assert calls == ["job-a"]
+
+
+def test_after_commit_work_is_the_given_notifiers_over_the_relays(engine):
+    given = after_commit_work(engine, resume=lambda job_id: None, progress=lambda job_id: None)
+    assert sorted(given.by_kind()) == ["progress", "resume"]  # test notifiers only: no run-log lines
+    relay = after_commit_work(engine)
+    assert sorted(relay.by_kind()) == ["progress", "results", "resume"]
+    mixed = after_commit_work(engine, resume=given.resume)
+    assert mixed.resume is given.resume and mixed.progress is not given.progress and mixed.results is not None
