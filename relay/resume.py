@@ -33,6 +33,7 @@ from domain import outbox
 from domain.batches.jobs import get_job
 from domain.db import UnitOfWork
 from domain.errors import UnknownJob
+from domain.events import BATCH_CORRECTED
 from domain.models import FINISHED_JOB_STATUSES, ErrorType, OutboxEvent, ResolvedBy, RobotJob, RobotJobItem
 from relay.artifacts import publish_summary
 from relay.outbox_consumer import Delivery, OutboxConsumer
@@ -233,7 +234,7 @@ def _deliver(engine: Engine, event: OutboxEvent, stats: ResumeStats, unreachable
     """The resume handler: resume the job's run (or carry its correction), count and log the outcome."""
     event_id, event_type, payload = event.event_id, event.event_type, dict(event.payload)
     try:
-        if event_type == outbox.BATCH_CORRECTED:
+        if event_type == BATCH_CORRECTED:
             outcome, why = correct_run(engine, payload["job_id"])
         else:
             flow_run_id, run_input = _target(engine, payload)

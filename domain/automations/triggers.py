@@ -10,10 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ROBOT_COORD_COMPLETED = "robot.coord.completed"
-ORDER_STAGE_CHANGED = "order.stage_changed"
-FIELD_CHANGED = "field.changed"
-ORDER_CREATED = "order.created"
+from domain.events import FIELD_CHANGED, ORDER_CREATED, ORDER_STAGE_CHANGED, ROBOT_COORD_COMPLETED
 
 
 class TriggerVariable(BaseModel):
