@@ -3,10 +3,10 @@ reconciler's `orchestrate-robot-job`), shared by the flow and the resumer."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect.input import RunInput
 from pydantic import Field
+
+from domain.events import BatchEvent
 
 
 class BatchCompleted(RunInput):
@@ -24,9 +24,10 @@ class BatchCompleted(RunInput):
     timed_out_items: int = Field(default=0, description="Pedidos cerrados por el plazo, sin resultado del robot.")
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> BatchCompleted:
-        """From a `robot.batch.completed` outbox payload (extra keys such as flow_run_id are dropped)."""
-        return cls.model_validate({name: payload[name] for name in cls.model_fields if payload.get(name) is not None})
+    def from_event(cls, event: BatchEvent) -> BatchCompleted:
+        """From the domain's batch event (`robot.batch.completed` or `.corrected`), when the job row is gone."""
+        return cls(job_id=event.job_id, status=event.status, success_count=event.success_count,
+                   error_count=event.error_count, total_items=event.total_items)  # fmt: skip
 
 
 def pause_key(job_id: str) -> str:

@@ -10,7 +10,7 @@ from domain import outbox
 from domain.batches.jobs import TIMEOUT_MESSAGE, fail_job, get_job, start_job
 from domain.batches.results import ItemResult, record_item_result
 from domain.db import UnitOfWork
-from domain.events import BATCH_CORRECTED
+from domain.events import BATCH_CORRECTED, RobotBatchCompleted
 from domain.models import ErrorType
 from relay.progress import progress_key
 from relay.resume import Outcome, deliver_resume_events, resume_after_commit, resume_run, run_input_of
@@ -34,7 +34,7 @@ def test_run_input_from_an_outbox_payload():
         "error_count": 1,
         "total_items": 3,
     }
-    assert BatchCompleted.from_payload(payload).model_dump() == {
+    assert BatchCompleted.from_event(RobotBatchCompleted.from_payload(payload)).model_dump() == {
         "job_id": "j",
         "status": "completed",
         "success_count": 2,
