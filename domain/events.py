@@ -23,8 +23,8 @@ built (typed as `OrderFields`/`ContactFields`), never copied.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar, TypedDict
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Self, TypedDict
 
 # Consumers: who claims an event type's rows in the outbox.
 AUTOMATIONS = "automations"
@@ -72,8 +72,31 @@ class OrderContext(TypedDict):
     contact: ContactFields
 
 
+class _Event:
+    """What every event class shares: `from_payload`, the inverse of its own `to_payload` (a payload's keys are the
+    event's fields; KeyError on a missing one)."""
+
+    __slots__ = ()
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # every event is a dataclass
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> Self:
+        return cls(**{field.name: payload[field.name] for field in fields(cls)})
+
+
+class _AboutAnOrder(_Event):
+    """An automations event: about one order, whose id is the outbox row's aggregate."""
+
+    __slots__ = ()
+    order: OrderFields
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.order["id"]
+
+
 @dataclass(frozen=True, slots=True)
-class RobotCoordCompleted:
+class RobotCoordCompleted(_AboutAnOrder):
     """The robot created an order's shipment at the carrier (once per order: a duplicate success fires nothing)."""
 
     event_type: ClassVar[str] = ROBOT_COORD_COMPLETED
@@ -84,21 +107,12 @@ class RobotCoordCompleted:
     order: OrderFields  # as shipped: tracking_number is the robot's ("" when it sent none), carrier the robot's
     contact: ContactFields
 
-    @property
-    def aggregate_id(self) -> str:
-        return self.order["id"]
-
     def to_payload(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "item_id": self.item_id, "order": self.order, "contact": self.contact}
 
-    @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> RobotCoordCompleted:
-        return cls(job_id=payload["job_id"], item_id=payload["item_id"], order=payload["order"],
-                   contact=payload["contact"])  # fmt: skip
-
 
 @dataclass(frozen=True, slots=True)
-class FieldChanged:
+class FieldChanged(_AboutAnOrder):
     """A field of an order changed (`field`: a standard field, or `custom_fields.<key>`); `order` is after it."""
 
     event_type: ClassVar[str] = FIELD_CHANGED
@@ -110,22 +124,13 @@ class FieldChanged:
     order: OrderFields
     contact: ContactFields
 
-    @property
-    def aggregate_id(self) -> str:
-        return self.order["id"]
-
     def to_payload(self) -> dict[str, Any]:
         return {"field": self.field, "old_value": self.old_value, "new_value": self.new_value, "order": self.order,
                 "contact": self.contact}  # fmt: skip
 
-    @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> FieldChanged:
-        return cls(field=payload["field"], old_value=payload["old_value"], new_value=payload["new_value"],
-                   order=payload["order"], contact=payload["contact"])  # fmt: skip
-
 
 @dataclass(frozen=True, slots=True)
-class OrderStageChanged:
+class OrderStageChanged(_AboutAnOrder):
     """An order moved to another stage of its pipeline; `order` is after the move."""
 
     event_type: ClassVar[str] = ORDER_STAGE_CHANGED
@@ -137,23 +142,13 @@ class OrderStageChanged:
     order: OrderFields
     contact: ContactFields
 
-    @property
-    def aggregate_id(self) -> str:
-        return self.order["id"]
-
     def to_payload(self) -> dict[str, Any]:
         return {"pipeline_id": self.pipeline_id, "from_stage_id": self.from_stage_id, "to_stage_id": self.to_stage_id,
                 "order": self.order, "contact": self.contact}  # fmt: skip
 
-    @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> OrderStageChanged:
-        return cls(pipeline_id=payload["pipeline_id"], from_stage_id=payload["from_stage_id"],
-                   to_stage_id=payload["to_stage_id"], order=payload["order"],
-                   contact=payload["contact"])  # fmt: skip
-
 
 @dataclass(frozen=True, slots=True)
-class OrderCreated:
+class OrderCreated(_AboutAnOrder):
     """An order was created."""
 
     event_type: ClassVar[str] = ORDER_CREATED
@@ -162,20 +157,12 @@ class OrderCreated:
     order: OrderFields
     contact: ContactFields
 
-    @property
-    def aggregate_id(self) -> str:
-        return self.order["id"]
-
     def to_payload(self) -> dict[str, Any]:
         return {"order": self.order, "contact": self.contact}
 
-    @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> OrderCreated:
-        return cls(order=payload["order"], contact=payload["contact"])
-
 
 @dataclass(frozen=True, slots=True)
-class _BatchOutcome:
+class _BatchOutcome(_Event):
     """A job's outcome as both batch events carry it (the same payload)."""
 
     job_id: str
@@ -204,10 +191,6 @@ class RobotBatchCompleted(_BatchOutcome):
     event_type: ClassVar[str] = BATCH_COMPLETED
     consumer: ClassVar[str] = RESUME
 
-    @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> RobotBatchCompleted:
-        return cls(**_batch_fields(payload))
-
 
 @dataclass(frozen=True, slots=True)
 class RobotBatchCorrected(_BatchOutcome):
@@ -216,15 +199,6 @@ class RobotBatchCorrected(_BatchOutcome):
 
     event_type: ClassVar[str] = BATCH_CORRECTED
     consumer: ClassVar[str] = RESUME
-
-    @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> RobotBatchCorrected:
-        return cls(**_batch_fields(payload))
-
-
-def _batch_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: payload[name] for name in ("job_id", "flow_run_id", "status", "success_count", "error_count",
-                                             "total_items")}  # fmt: skip
 
 
 AutomationEvent = RobotCoordCompleted | FieldChanged | OrderStageChanged | OrderCreated
@@ -240,7 +214,7 @@ EVENTS: dict[str, type[DomainEvent]] = {
         OrderCreated,
         RobotBatchCompleted,
         RobotBatchCorrected,
-    )  # fmt: skip
+    )
 }
 
 
