@@ -33,6 +33,7 @@ from domain.automations.rules import EXTERNAL_ACTIONS, matching_automations, par
 from domain.automations.variables import build_variables
 from domain.db import UnitOfWork, make_engine
 from domain.errors import DomainError
+from domain.events import parse_automation_event
 from domain.models import OutboxEvent, utcnow
 from domain.settings import Settings, get_settings
 from relay.outbox_consumer import Delivery, OutboxConsumer
@@ -98,11 +99,10 @@ def process_event(
 ) -> None:
     """Run every matching automation of one event (resuming executions a crashed runner left unfinished)."""
     stats = stats if stats is not None else RunStats()
+    happened = parse_automation_event(event.event_type, event.payload)
     with UnitOfWork(engine) as uow:
-        automations = matching_automations(
-            uow.session, workspace_id=event.workspace_id, event_type=event.event_type, payload=event.payload
-        )
-    variables = build_variables(event.event_type, event.payload)
+        automations = matching_automations(uow.session, workspace_id=event.workspace_id, event=happened)
+    variables = build_variables(happened)
     for automation in automations:
         execution = start_execution(engine, event, automation, variables=variables, worker_id=worker_id)
         if execution.status != ExecutionStatus.RUNNING:

@@ -7,62 +7,44 @@ consumers skip each other's rows (`FOR UPDATE SKIP LOCKED`); on SQLite `BEGIN IM
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import ColumnElement, CursorResult, Result, or_, update
 from sqlmodel import Session, col, select
 
+from domain import events
 from domain.db import bulk_insert
+from domain.events import DomainEvent
 from domain.models import OutboxEvent, new_id, table_of, utcnow
 
-# Consumers
-AUTOMATIONS = "automations"
-RESUME = "resume"
-
-# Event types
-ROBOT_COORD_COMPLETED = "robot.coord.completed"
-FIELD_CHANGED = "field.changed"
-ORDER_STAGE_CHANGED = "order.stage_changed"
-ORDER_CREATED = "order.created"
-BATCH_COMPLETED = "robot.batch.completed"
-# A finished job changed afterwards (a robot success beat our own closure): republish its summary, and let its run
-# show the corrected outcome. Same consumer as BATCH_COMPLETED, same payload.
-BATCH_CORRECTED = "robot.batch.corrected"
-
-_CONSUMER_OF = {
-    ROBOT_COORD_COMPLETED: AUTOMATIONS,
-    FIELD_CHANGED: AUTOMATIONS,
-    ORDER_STAGE_CHANGED: AUTOMATIONS,
-    ORDER_CREATED: AUTOMATIONS,
-    BATCH_COMPLETED: RESUME,
-    BATCH_CORRECTED: RESUME,
-}
+# The consumers' names, where their claims read them (`outbox.RESUME`); the events and their types: domain.events.
+AUTOMATIONS = events.AUTOMATIONS
+RESUME = events.RESUME
 
 
-def add_event(
-    session: Session,
-    *,
-    event_type: str,
-    workspace_id: str,
-    aggregate_id: str,
-    payload: dict[str, Any],
-    depth: int = 0,
-    flush: bool = True,
-) -> OutboxEvent:
+class NewEvent(NamedTuple):
+    """An event to write with `add_events`: the event, its workspace, and the automation cascade depth of its cause."""
+
+    workspace_id: str
+    event: DomainEvent
+    depth: int = 0
+
+
+def add_event(session: Session, event: DomainEvent, *, workspace_id: str, depth: int = 0) -> OutboxEvent:
     """Write an event in the caller's transaction: it exists if and only if the change that caused it commits."""
-    event = OutboxEvent(
-        event_type=event_type,
-        consumer=_CONSUMER_OF[event_type],
+    row = OutboxEvent(
+        event_type=event.event_type,
+        consumer=event.consumer,
         workspace_id=workspace_id,
-        aggregate_id=aggregate_id,
-        payload=payload,
+        aggregate_id=event.aggregate_id,
+        payload=event.to_payload(),
         depth=depth,
     )
-    session.add(event)
-    if flush:  # bulk writers pass flush=False and flush once, so the INSERTs are batched
-        session.flush()
-    return event
+    session.add(row)
+    session.flush()
+    return row
 
 
 def claim_events(
@@ -181,10 +163,9 @@ def events_of(session: Session, *, event_type: str, aggregate_id: str | None = N
     return list(session.exec(query.order_by(col(OutboxEvent.id))))
 
 
-def add_events(session: Session, events: list[dict[str, Any]]) -> None:
-    """Write many events in the caller's transaction with one multi-row INSERT; each dict has `event_type`,
-    `workspace_id`, `aggregate_id`, `payload` and optionally `depth`."""
-    if not events:
+def add_events(session: Session, new_events: Sequence[NewEvent]) -> None:
+    """Write many events in the caller's transaction with one multi-row INSERT."""
+    if not new_events:
         return
     now = utcnow()
     bulk_insert(
@@ -193,16 +174,16 @@ def add_events(session: Session, events: list[dict[str, Any]]) -> None:
         [
             {
                 "event_id": new_id(),
-                "event_type": event["event_type"],
-                "consumer": _CONSUMER_OF[event["event_type"]],
-                "workspace_id": event["workspace_id"],
-                "aggregate_id": event["aggregate_id"],
-                "payload": event["payload"],
-                "depth": event.get("depth", 0),
+                "event_type": event.event_type,
+                "consumer": event.consumer,
+                "workspace_id": workspace_id,
+                "aggregate_id": event.aggregate_id,
+                "payload": event.to_payload(),
+                "depth": depth,
                 "created_at": now,
                 "available_at": now,
                 "attempts": 0,
             }
-            for event in events
+            for workspace_id, event, depth in new_events
         ],
     )

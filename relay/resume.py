@@ -33,6 +33,7 @@ from domain import outbox
 from domain.batches.jobs import get_job
 from domain.db import UnitOfWork
 from domain.errors import UnknownJob
+from domain.events import BatchEvent, RobotBatchCorrected, parse_batch_event
 from domain.models import FINISHED_JOB_STATUSES, OutboxEvent
 from relay.artifacts import publish_summary
 from relay.outbox_consumer import Delivery, OutboxConsumer
@@ -160,14 +161,14 @@ def _resumed_before(client, run_id: UUID, job_id: str) -> bool:
     return True
 
 
-def _target(engine: Engine, payload: dict[str, Any]) -> tuple[str | None, BatchCompleted]:
+def _target(engine: Engine, event: BatchEvent) -> tuple[str | None, BatchCompleted]:
     """The job's current flow run and run input, read from the database (a crashed run's rerun replaces it)."""
     try:
         with UnitOfWork(engine, readonly=True) as uow:
-            job = get_job(uow.session, payload["job_id"])
-            return job.flow_run_id or payload.get("flow_run_id"), run_input_of(uow.session, job)
+            job = get_job(uow.session, event.job_id)
+            return job.flow_run_id or event.flow_run_id, run_input_of(uow.session, job)
     except UnknownJob:
-        return payload.get("flow_run_id"), BatchCompleted.from_payload(payload)
+        return event.flow_run_id, BatchCompleted.from_event(event)
 
 
 def correct_run(engine: Engine, job_id: str) -> tuple[Outcome, str]:
@@ -209,22 +210,23 @@ def deliver_resume_events(
 
 def _deliver(engine: Engine, event: OutboxEvent, stats: ResumeStats, unreachable_retry_s: float) -> Delivery:
     """The resume handler: resume the job's run (or carry its correction), count and log the outcome."""
-    event_id, event_type, payload = event.event_id, event.event_type, dict(event.payload)
+    event_id, event_type, job_id = event.event_id, event.event_type, event.aggregate_id
     try:
-        if event_type == outbox.BATCH_CORRECTED:
-            outcome, why = correct_run(engine, payload["job_id"])
+        batch = parse_batch_event(event_type, event.payload)
+        job_id = batch.job_id
+        if isinstance(batch, RobotBatchCorrected):
+            outcome, why = correct_run(engine, batch.job_id)
         else:
-            flow_run_id, run_input = _target(engine, payload)
+            flow_run_id, run_input = _target(engine, batch)
             outcome, why = resume_run(flow_run_id, run_input)
     except Exception as exc:  # an unexpected answer must not lose the event: retry later
-        log.exception("%s of job %s failed", event_type, payload.get("job_id"))
+        log.exception("%s of job %s failed", event_type, job_id)
         outcome, why = Outcome.UNREACHABLE, f"{type(exc).__name__}: {exc}"
     stats.count(outcome)
     # Anything but a resume or a correction now is worth a warning: it is retried or needs nothing at all.
     level = logging.INFO if outcome in (Outcome.RESUMED, Outcome.CORRECTED) else logging.WARNING
-    log.log(level, "%s event %s (job %s): %s: %s", event_type, event_id, payload.get("job_id"), outcome.value, why)
+    log.log(level, "%s event %s (job %s): %s: %s", event_type, event_id, job_id, outcome.value, why)
     if outcome in RUN_LINES:
-        job_id = payload["job_id"]
         log_in_job_run(engine, log, logging.INFO, job_id, f"Lote {job_id}: {RUN_LINES[outcome]}")
     if outcome.delivered:
         return Delivery.done()

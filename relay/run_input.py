@@ -3,13 +3,12 @@ reconciler's `orchestrate-robot-job`), shared by the flow and the resumer."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect.input import RunInput
 from pydantic import Field
 from sqlmodel import Session
 
 from domain.batches.jobs import JobResult, job_result
+from domain.events import BatchEvent
 from domain.models import RobotJob
 
 
@@ -33,14 +32,15 @@ class BatchCompleted(RunInput):
         return cls(**fields, timed_out=result.timed_out_items > 0)
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> BatchCompleted:
-        """From a `robot.batch.completed` outbox payload (extra keys such as flow_run_id are dropped)."""
-        return cls.model_validate({name: payload[name] for name in cls.model_fields if payload.get(name) is not None})
+    def from_event(cls, event: BatchEvent) -> BatchCompleted:
+        """From the domain's batch event (`robot.batch.completed` or `.corrected`), when the job row is gone."""
+        return cls(job_id=event.job_id, status=event.status, success_count=event.success_count,
+                   error_count=event.error_count, total_items=event.total_items)  # fmt: skip
 
 
 def run_input_of(session: Session, job: RobotJob) -> BatchCompleted:
     """The one builder of a finished job's run input: the resume, the correction and the reconciler use it (only a
-    job whose row is gone falls back to its event's payload, `BatchCompleted.from_payload`)."""
+    job whose row is gone falls back to its event, `BatchCompleted.from_event`)."""
     return BatchCompleted.of(job_result(session, job))
 
 

@@ -19,6 +19,7 @@ from domain.automations.conditions import ConditionGroup
 from domain.automations.models import Automation, AutomationActionRun, AutomationExecution
 from domain.automations.variables import render, render_value, variables_in
 from domain.errors import DomainError
+from domain.events import AutomationEvent
 from domain.models import Pipeline, Stage, utcnow
 from domain.orders.changes import CUSTOM_PREFIX, STANDARD_FIELDS
 
@@ -369,15 +370,13 @@ def preview_automation(spec: AutomationSpec, variables: dict[str, Any]) -> list[
 # --- Matching and the log ---------------------------------------------------------------------------------------
 
 
-def matching_automations(
-    session: Session, *, workspace_id: str, event_type: str, payload: dict[str, Any]
-) -> list[Automation]:
+def matching_automations(session: Session, *, workspace_id: str, event: AutomationEvent) -> list[Automation]:
     """Enabled automations of the workspace whose trigger type and filters match the event, oldest first."""
     candidates = session.exec(
         select(Automation)
         .where(
             Automation.workspace_id == workspace_id,
-            Automation.trigger_type == event_type,
+            Automation.trigger_type == event.event_type,
             col(Automation.enabled) == true(),
         )
         .order_by(col(Automation.created_at), col(Automation.id))
@@ -385,7 +384,7 @@ def matching_automations(
     return [
         automation
         for automation in candidates
-        if triggers.trigger_matches(automation.trigger_type, automation.trigger_config or {}, event_type, payload)
+        if triggers.trigger_matches(automation.trigger_type, automation.trigger_config or {}, event)
     ]
 
 

@@ -86,7 +86,7 @@ def start_execution(
     """Create the (event, automation) execution with its action runs, once; (the execution, whether this call
     created it). An execution that does not run (suppressed, conditions not met) is created finished, its actions
     skipped."""
-    order_id = (event.payload.get("order") or {}).get("id") or event.aggregate_id
+    order_id = event.aggregate_id  # every automations event is about an order: its id (domain.events)
     status, error = execution_verdict(event, automation, variables)
     now = utcnow()
     finished = status != ExecutionStatus.RUNNING

@@ -1,7 +1,7 @@
 """The trigger catalog, as data: what can start an automation, its Spanish label, category, filters and variables.
 
 The UI or an API lists `trigger_catalog()`; `domain.automations.rules` validates an automation's trigger against it and
-`trigger_matches` applies the trigger's filters to an outbox event's payload.
+`trigger_matches` applies the trigger's filters to a typed automations event (`domain.events`).
 """
 
 from __future__ import annotations
@@ -10,10 +10,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ROBOT_COORD_COMPLETED = "robot.coord.completed"
-ORDER_STAGE_CHANGED = "order.stage_changed"
-FIELD_CHANGED = "field.changed"
-ORDER_CREATED = "order.created"
+from domain.events import (
+    FIELD_CHANGED,
+    ORDER_CREATED,
+    ORDER_STAGE_CHANGED,
+    ROBOT_COORD_COMPLETED,
+    AutomationEvent,
+    FieldChanged,
+    OrderStageChanged,
+)
 
 
 class TriggerVariable(BaseModel):
@@ -130,19 +135,18 @@ def offers_variable(trigger_type: str, path: str) -> bool:
     return any(variable.path == path for variable in spec.variables)
 
 
-def trigger_matches(trigger_type: str, config: dict[str, Any], event_type: str, payload: dict[str, Any]) -> bool:
-    """Whether an event of `event_type` with `payload` passes this trigger's type and its configured filters."""
-    if trigger_type != event_type:
+def trigger_matches(trigger_type: str, config: dict[str, Any], event: AutomationEvent) -> bool:
+    """Whether `event` passes this trigger's type and its configured filters."""
+    if trigger_type != event.event_type:
         return False
-    order = payload.get("order") or {}
     pipeline_id = config.get("pipeline_id")
-    if pipeline_id and order.get("pipeline_id") != pipeline_id:
+    if pipeline_id and event.order.get("pipeline_id") != pipeline_id:
         return False
-    if trigger_type == ORDER_STAGE_CHANGED:
+    if isinstance(event, OrderStageChanged):
         stage_id = config.get("stage_id")
-        if stage_id and payload.get("to_stage_id") != stage_id:
+        if stage_id and event.to_stage_id != stage_id:
             return False
-    if trigger_type == FIELD_CHANGED:
-        if payload.get("field") != config.get("field"):
+    if isinstance(event, FieldChanged):
+        if event.field != config.get("field"):
             return False
     return True

@@ -1,17 +1,20 @@
 """Automation variables: the Spanish names users write (`{{orden.tracking_number}}`) and template rendering.
 
-Variables are built from an event payload's English `order`/`contact` dicts (docs/architecture.md, "Events").
+Variables are built from a typed automations event (`domain.events`): its English `order`/`contact` dicts and the
+event's own fields (docs/architecture.md, "Domain events").
 A missing variable renders as empty text; `render` reports which ones were missing so a preview can show them.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
 
+from domain.events import AutomationEvent, FieldChanged, OrderStageChanged, RobotCoordCompleted
 from domain.money import format_cop, to_decimal
 
 VARIABLE_PATTERN = re.compile(r"\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
@@ -44,10 +47,11 @@ def _plain_number(value: Any) -> Any:
     return str(normalized)
 
 
-def build_variables(event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """The flat `{'orden.nombre': ..., 'contacto.telefono': ...}` map of an event payload."""
-    order = payload.get("order") or {}
-    contact = payload.get("contact") or {}
+def build_variables(event: AutomationEvent) -> dict[str, Any]:
+    """The flat `{'orden.nombre': ..., 'contacto.telefono': ...}` map of an event."""
+    # Read as mappings: a key an old payload lacks is a missing variable (rendered empty), not an error.
+    order: Mapping[str, Any] = event.order
+    contact: Mapping[str, Any] = event.contact
     variables: dict[str, Any] = {path: order.get(key) for key, path in _ORDER_FIELDS.items()}
     variables.update({path: contact.get(key) for key, path in _CONTACT_FIELDS.items()})
     variables["orden.valor"] = _plain_number(order.get("total_value"))
@@ -55,16 +59,16 @@ def build_variables(event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
     variables["orden.etiquetas"] = list(order.get("tags") or [])
     for key, value in (order.get("custom_fields") or {}).items():
         variables[f"orden.campos.{key}"] = value
-    if event_type == "robot.coord.completed":
-        variables["robot.job_id"] = payload.get("job_id")
-        variables["robot.item_id"] = payload.get("item_id")
-    elif event_type == "order.stage_changed":
-        variables["evento.etapa_anterior_id"] = payload.get("from_stage_id")
-        variables["evento.etapa_nueva_id"] = payload.get("to_stage_id")
-    elif event_type == "field.changed":
-        variables["evento.campo"] = payload.get("field")
-        variables["evento.valor_anterior"] = payload.get("old_value")
-        variables["evento.valor_nuevo"] = payload.get("new_value")
+    if isinstance(event, RobotCoordCompleted):
+        variables["robot.job_id"] = event.job_id
+        variables["robot.item_id"] = event.item_id
+    elif isinstance(event, OrderStageChanged):
+        variables["evento.etapa_anterior_id"] = event.from_stage_id
+        variables["evento.etapa_nueva_id"] = event.to_stage_id
+    elif isinstance(event, FieldChanged):
+        variables["evento.campo"] = event.field
+        variables["evento.valor_anterior"] = event.old_value
+        variables["evento.valor_nuevo"] = event.new_value
     return variables
 
 

@@ -28,6 +28,7 @@ from domain.errors import (
     UnknownStage,
     UnknownWorkspace,
 )
+from domain.events import RobotBatchCompleted, RobotBatchCorrected
 from domain.models import (
     ACTIVE_JOB_STATUSES,
     COORDINADORA,
@@ -658,7 +659,7 @@ def correct_finished_job(session: Session, job_id: str, *, now: datetime | None 
     ).first()
     if corrected is None:
         return False
-    _emit_batch_event(session, get_job(session, job_id), outbox.BATCH_CORRECTED)
+    _emit_batch_event(session, get_job(session, job_id), RobotBatchCorrected)
     return True
 
 
@@ -757,9 +758,10 @@ def finish_or_count(
     status, workspace_id, flow_run_id, success_count, error_count, total_items = row
     finished = status in FINISHED_JOB_STATUSES
     if finished:
-        _write_batch_event(session, outbox.BATCH_COMPLETED, job_id=job_id, workspace_id=workspace_id,
-                           flow_run_id=flow_run_id, status=status, success_count=success_count,
-                           error_count=error_count, total_items=total_items)  # fmt: skip
+        event = RobotBatchCompleted(job_id=job_id, flow_run_id=flow_run_id, status=status,
+                                    success_count=success_count, error_count=error_count,
+                                    total_items=total_items)  # fmt: skip
+        outbox.add_event(session, event, workspace_id=workspace_id)
     return JobCount(status=status, finished_now=finished)
 
 
@@ -806,41 +808,15 @@ def _outcome(success: Any = None, *, otherwise_reason: Any = ALL_FAILED_REASON) 
 
 
 def _emit_batch_completed(session: Session, job: RobotJob) -> None:
-    _emit_batch_event(session, job, outbox.BATCH_COMPLETED)
+    _emit_batch_event(session, job, RobotBatchCompleted)
 
 
-def _emit_batch_event(session: Session, job: RobotJob, event_type: str) -> None:
-    _write_batch_event(session, event_type, job_id=job.id, workspace_id=job.workspace_id, flow_run_id=job.flow_run_id,
-                       status=job.status, success_count=job.success_count, error_count=job.error_count,
-                       total_items=job.total_items)  # fmt: skip
-
-
-def _write_batch_event(
-    session: Session,
-    event_type: str,
-    *,
-    job_id: str,
-    workspace_id: str,
-    flow_run_id: str | None,
-    status: str,
-    success_count: int,
-    error_count: int,
-    total_items: int,
+def _emit_batch_event(
+    session: Session, job: RobotJob, kind: type[RobotBatchCompleted] | type[RobotBatchCorrected]
 ) -> None:
-    outbox.add_event(
-        session,
-        event_type=event_type,
-        workspace_id=workspace_id,
-        aggregate_id=job_id,
-        payload={
-            "job_id": job_id,
-            "flow_run_id": flow_run_id,
-            "status": status,
-            "success_count": success_count,
-            "error_count": error_count,
-            "total_items": total_items,
-        },
-    )
+    event = kind(job_id=job.id, flow_run_id=job.flow_run_id, status=job.status, success_count=job.success_count,
+                 error_count=job.error_count, total_items=job.total_items)  # fmt: skip
+    outbox.add_event(session, event, workspace_id=job.workspace_id)
 
 
 # --- retry ------------------------------------------------------------------------------------------------------

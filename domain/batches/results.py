@@ -31,6 +31,7 @@ from domain import outbox
 from domain.batches.jobs import correct_finished_job, finish_or_count, withdraw_unsent_items
 from domain.db import bulk_update, unnest
 from domain.errors import ItemNotInJob, UnknownItem, UnknownJob
+from domain.events import OrderFields, RobotCoordCompleted
 from domain.models import (
     COORDINADORA,
     FINISHED_JOB_STATUSES,
@@ -456,13 +457,7 @@ def _ship_orders(
     )
     for item_id, order_id, tracking in first_time:
         workspace_id, context = contexts[order_id]
-        order = {**context["order"], "tracking_number": tracking or ""}  # empty, not stale: the number is unknown
-        events.append(
-            {
-                "event_type": outbox.ROBOT_COORD_COMPLETED,
-                "workspace_id": workspace_id,
-                "aggregate_id": order_id,
-                "payload": {"job_id": job_id, "item_id": item_id, "order": order, "contact": context["contact"]},
-            }
-        )
+        order: OrderFields = {**context["order"], "tracking_number": tracking or ""}  # empty, not stale: unknown
+        event = RobotCoordCompleted(job_id=job_id, item_id=item_id, order=order, contact=context["contact"])
+        events.append(outbox.NewEvent(workspace_id, event))
     outbox.add_events(session, events)

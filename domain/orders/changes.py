@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 from domain import outbox
 from domain.db import bulk_update, unnest
 from domain.errors import InvalidField, StageNotInPipeline, UnknownOrder, UnknownStage
+from domain.events import FieldChanged, OrderContext, OrderCreated, OrderStageChanged
 from domain.models import Contact, Order, Stage, table_of, utcnow
 
 STANDARD_FIELDS = (
@@ -38,12 +39,12 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def order_context(session: Session, order: Order) -> dict[str, Any]:
+def order_context(session: Session, order: Order) -> OrderContext:
     """The order and contact data every order event carries (what automations offer as variables)."""
     return event_context(order, session.get(Contact, order.contact_id) if order.contact_id else None)
 
 
-def event_context(order: Order | SimpleNamespace, contact: Contact | SimpleNamespace | None) -> dict[str, Any]:
+def event_context(order: Order | SimpleNamespace, contact: Contact | SimpleNamespace | None) -> OrderContext:
     """An event's order and contact: from the models, or from the rows a set-based change read."""
     return {
         "order": {
@@ -113,7 +114,7 @@ _CONTACT_COLUMNS = ("id", "name", "phone", "email")
 
 def apply_order_changes(
     session: Session, changes_by_order: dict[str, dict[str, Any]], *, depth: int = 0, now: datetime | None = None
-) -> tuple[dict[str, list[str]], dict[str, tuple[str, dict[str, Any]]], list[dict[str, Any]]]:
+) -> tuple[dict[str, list[str]], dict[str, tuple[str, OrderContext]], list[outbox.NewEvent]]:
     """Lock, change and write the orders; returns (changed fields, each order's workspace and event context after the
     change, the `field.changed` events still to write). The caller writes the events, with its own, in one INSERT."""
     now = now or utcnow()
@@ -155,7 +156,7 @@ SELECT old.*, {contact} FROM old LEFT JOIN contacts c ON c.id = old.contact_id O
 
 def ship_orders(
     session: Session, tracking_by_order: dict[str, str | None], *, carrier: str, now: datetime
-) -> tuple[dict[str, list[str]], dict[str, tuple[str, dict[str, Any]]], list[dict[str, Any]]]:
+) -> tuple[dict[str, list[str]], dict[str, tuple[str, OrderContext]], list[outbox.NewEvent]]:
     """`apply_order_changes` of a robot success: the carrier, and the tracking number when known."""
     changes = {
         order_id: {"carrier": carrier, **({"tracking_number": tracking} if tracking else {})}
@@ -181,7 +182,7 @@ def ship_orders(
 
 def _changes_of(
     rows: Any, changes_by_order: dict[str, dict[str, Any]], *, depth: int, now: datetime
-) -> tuple[dict[str, list[str]], dict[str, tuple[str, dict[str, Any]]], list[dict[str, Any]],
+) -> tuple[dict[str, list[str]], dict[str, tuple[str, OrderContext]], list[outbox.NewEvent],
            dict[tuple[str, ...], list[dict[str, Any]]]]:  # fmt: skip
     """From the locked rows (with `c__` contact columns): changed fields, contexts after the change, the
     `field.changed` events, and the rows to write grouped by the columns they set."""
@@ -191,8 +192,8 @@ def _changes_of(
     if missing:
         raise UnknownOrder(f"Pedido desconocido: {missing[0]}", order_ids=missing)
     changed_fields: dict[str, list[str]] = {}
-    contexts: dict[str, tuple[str, dict[str, Any]]] = {}
-    events: list[dict[str, Any]] = []
+    contexts: dict[str, tuple[str, OrderContext]] = {}
+    events: list[outbox.NewEvent] = []
     writes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for order_id in ids:
         row = orders[order_id]
@@ -209,15 +210,9 @@ def _changes_of(
             {"id": order_id, **{name: getattr(order, name) for name in columns}, "updated_at": now}
         )
         for field, old, new in changed:
-            events.append(
-                {
-                    "event_type": outbox.FIELD_CHANGED,
-                    "workspace_id": order.workspace_id,
-                    "aggregate_id": order_id,
-                    "payload": {"field": field, "old_value": _jsonable(old), "new_value": _jsonable(new), **context},
-                    "depth": depth,
-                }
-            )
+            event = FieldChanged(field=field, old_value=_jsonable(old), new_value=_jsonable(new),
+                                 order=context["order"], contact=context["contact"])  # fmt: skip
+            events.append(outbox.NewEvent(order.workspace_id, event, depth))
     return changed_fields, contexts, events, writes
 
 
@@ -268,19 +263,10 @@ def move_order_to_stage(session: Session, order_id: str, *, stage_id: str, depth
     order.updated_at = utcnow()
     session.add(order)
     session.flush()
-    outbox.add_event(
-        session,
-        event_type=outbox.ORDER_STAGE_CHANGED,
-        workspace_id=order.workspace_id,
-        aggregate_id=order.id,
-        payload={
-            "pipeline_id": order.pipeline_id,
-            "from_stage_id": from_stage,
-            "to_stage_id": stage_id,
-            **order_context(session, order),
-        },
-        depth=depth,
-    )
+    context = order_context(session, order)
+    event = OrderStageChanged(pipeline_id=order.pipeline_id, from_stage_id=from_stage, to_stage_id=stage_id,
+                              order=context["order"], contact=context["contact"])  # fmt: skip
+    outbox.add_event(session, event, workspace_id=order.workspace_id, depth=depth)
     return True
 
 
@@ -291,12 +277,7 @@ def create_order(session: Session, order: Order, *, depth: int = 0) -> Order:
         raise StageNotInPipeline("La etapa no pertenece al pipeline del pedido", stage_id=order.stage_id)
     session.add(order)
     session.flush()
-    outbox.add_event(
-        session,
-        event_type=outbox.ORDER_CREATED,
-        workspace_id=order.workspace_id,
-        aggregate_id=order.id,
-        payload=order_context(session, order),
-        depth=depth,
-    )
+    context = order_context(session, order)
+    event = OrderCreated(order=context["order"], contact=context["contact"])
+    outbox.add_event(session, event, workspace_id=order.workspace_id, depth=depth)
     return order

@@ -14,6 +14,7 @@ from automations.runner import RunStats, run_once
 from domain import outbox
 from domain.automations.models import AutomationActionRun, AutomationExecution, Task
 from domain.automations.rules import save_automation
+from domain.events import RobotCoordCompleted
 from domain.models import Contact, Order, OutboxEvent, Pipeline, Stage, Workspace
 from domain.orders.changes import create_order, order_context, update_order
 from domain.settings import get_settings
@@ -98,13 +99,10 @@ def robot_completed(uow):
         with uow() as tx:
             update_order(tx.session, order_id, changes={"tracking_number": tracking_number, "carrier": "COORDINADORA"})
             order = tx.session.get(Order, order_id)
-            event = outbox.add_event(
-                tx.session,
-                event_type=outbox.ROBOT_COORD_COMPLETED,
-                workspace_id=order.workspace_id,
-                aggregate_id=order.id,
-                payload={"job_id": "job-1", "item_id": f"itm_{order_id[:8]}", **order_context(tx.session, order)},
+            completed = RobotCoordCompleted(
+                job_id="job-1", item_id=f"itm_{order_id[:8]}", **order_context(tx.session, order)
             )
+            event = outbox.add_event(tx.session, completed, workspace_id=order.workspace_id)
             tx.commit()
             return event.event_id
 

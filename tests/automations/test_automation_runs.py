@@ -8,6 +8,7 @@ from sqlmodel import select
 from domain import outbox
 from domain.automations import runs
 from domain.automations.models import ActionStatus, Automation, AutomationExecution, ExecutionStatus
+from domain.events import OrderCreated
 from domain.models import OutboxEvent
 
 
@@ -21,14 +22,8 @@ def _event_and_automation(uow, shop, make_order, automation, *, depth=0):
     )
     order_id = make_order()
     with uow() as tx:
-        event = outbox.add_event(
-            tx.session,
-            event_type=outbox.ORDER_CREATED,
-            workspace_id=shop.workspace_id,
-            aggregate_id=order_id,
-            payload={"order": {"id": order_id}},
-            depth=depth,
-        )
+        created = OrderCreated(order={"id": order_id}, contact={})
+        event = outbox.add_event(tx.session, created, workspace_id=shop.workspace_id, depth=depth)
         tx.commit()
         return event.event_id, automation_id
 

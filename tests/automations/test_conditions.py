@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from domain.automations.conditions import Condition, ConditionGroup, evaluate
 from domain.automations.triggers import trigger_matches
+from domain.events import FieldChanged, OrderCreated, OrderStageChanged, RobotCoordCompleted
 
 VARIABLES = {
     "orden.ciudad_envio": "MANIZALES",
@@ -96,23 +97,30 @@ def test_malformed_condition_is_refused(condition):
         ConditionGroup.model_validate({"conditions": [condition]})
 
 
-PAYLOAD = {"pipeline_id": "p1", "from_stage_id": "s1", "to_stage_id": "s2", "order": {"id": "o1", "pipeline_id": "p1"}}
+ORDER = {"id": "o1", "pipeline_id": "p1"}
+MOVED = OrderStageChanged(pipeline_id="p1", from_stage_id="s1", to_stage_id="s2", order=ORDER, contact={})
+CREATED = OrderCreated(order=ORDER, contact={})
+SHIPPED = RobotCoordCompleted(job_id="j", item_id="i", order=ORDER, contact={})
+
+
+def _changed(field):
+    return FieldChanged(field=field, old_value=None, new_value="1", order={}, contact={})
 
 
 @pytest.mark.parametrize(
-    ("trigger", "config", "event_type", "payload", "expected"),
+    ("trigger", "config", "event", "expected"),
     [
-        ("order.stage_changed", {}, "order.stage_changed", PAYLOAD, True),
-        ("order.stage_changed", {"stage_id": "s2"}, "order.stage_changed", PAYLOAD, True),
-        ("order.stage_changed", {"stage_id": "s1"}, "order.stage_changed", PAYLOAD, False),
-        ("order.stage_changed", {"pipeline_id": "p1", "stage_id": "s2"}, "order.stage_changed", PAYLOAD, True),
-        ("order.stage_changed", {"pipeline_id": "p9"}, "order.stage_changed", PAYLOAD, False),
-        ("order.stage_changed", {}, "order.created", PAYLOAD, False),
-        ("field.changed", {"field": "tracking_number"}, "field.changed", {"field": "tracking_number"}, True),
-        ("field.changed", {"field": "tracking_number"}, "field.changed", {"field": "carrier"}, False),
-        ("robot.coord.completed", {}, "robot.coord.completed", PAYLOAD, True),
-        ("robot.coord.completed", {"pipeline_id": "p2"}, "robot.coord.completed", PAYLOAD, False),
+        ("order.stage_changed", {}, MOVED, True),
+        ("order.stage_changed", {"stage_id": "s2"}, MOVED, True),
+        ("order.stage_changed", {"stage_id": "s1"}, MOVED, False),
+        ("order.stage_changed", {"pipeline_id": "p1", "stage_id": "s2"}, MOVED, True),
+        ("order.stage_changed", {"pipeline_id": "p9"}, MOVED, False),
+        ("order.stage_changed", {}, CREATED, False),
+        ("field.changed", {"field": "tracking_number"}, _changed("tracking_number"), True),
+        ("field.changed", {"field": "tracking_number"}, _changed("carrier"), False),
+        ("robot.coord.completed", {}, SHIPPED, True),
+        ("robot.coord.completed", {"pipeline_id": "p2"}, SHIPPED, False),
     ],
 )
-def test_trigger_filters(trigger, config, event_type, payload, expected):
-    assert trigger_matches(trigger, config, event_type, payload) is expected
+def test_trigger_filters(trigger, config, event, expected):
+    assert trigger_matches(trigger, config, event) is expected

@@ -7,6 +7,7 @@ import pytest
 from domain.automations.rules import SendWhatsappTemplateAction, WebhookAction, render_action
 from domain.automations.triggers import TRIGGERS, trigger_catalog
 from domain.automations.variables import build_variables, format_cop, preview, render
+from domain.events import FieldChanged, OrderCreated, OrderStageChanged, RobotCoordCompleted
 
 PAYLOAD = {
     "job_id": "job-7",
@@ -30,7 +31,7 @@ PAYLOAD = {
 
 
 def test_catalog_variables_come_from_the_payload():
-    variables = build_variables("robot.coord.completed", PAYLOAD)
+    variables = build_variables(RobotCoordCompleted.from_payload(PAYLOAD))
     assert variables["orden.id"] == "o-1"
     assert variables["orden.nombre"] == "Pedido 10107"
     assert variables["orden.valor"] == "139900"
@@ -47,6 +48,20 @@ def test_catalog_variables_come_from_the_payload():
     assert variables["robot.job_id"] == "job-7"
     # Every variable the catalog offers for this trigger is produced.
     assert {v.path for v in TRIGGERS["robot.coord.completed"].variables} <= set(variables)
+
+
+def test_each_event_adds_its_own_variables():
+    order, contact = PAYLOAD["order"], PAYLOAD["contact"]
+    moved = build_variables(OrderStageChanged(pipeline_id="p", from_stage_id="s0", to_stage_id="s", order=order,
+                                              contact=contact))  # fmt: skip
+    assert (moved["evento.etapa_anterior_id"], moved["evento.etapa_nueva_id"]) == ("s0", "s")
+    changed = build_variables(FieldChanged(field="tracking_number", old_value=None, new_value="10107", order=order,
+                                           contact=contact))  # fmt: skip
+    assert (changed["evento.campo"], changed["evento.valor_anterior"], changed["evento.valor_nuevo"]) == (
+        "tracking_number", None, "10107")  # fmt: skip
+    created = build_variables(OrderCreated(order=order, contact=contact))
+    assert created["orden.nombre"] == "Pedido 10107" and "robot.job_id" not in created and "evento.campo" not in created
+    assert created == {key: value for key, value in moved.items() if not key.startswith("evento.")}
 
 
 @pytest.mark.parametrize(
@@ -66,7 +81,7 @@ def test_pesos_use_dot_thousands_and_no_decimals(value, text):
 
 
 def test_render_replaces_variables_and_reports_missing_ones():
-    variables = build_variables("robot.coord.completed", PAYLOAD)
+    variables = build_variables(RobotCoordCompleted.from_payload(PAYLOAD))
     rendered = render(
         "Hola {{contacto.nombre}}, guía {{ orden.tracking_number }} por {{orden.total_formato}}. "
         "Escríbenos a {{contacto.email}} {{orden.inventada}}",
@@ -78,7 +93,7 @@ def test_render_replaces_variables_and_reports_missing_ones():
 
 
 def test_action_preview_renders_every_text_and_lists_missing():
-    variables = build_variables("robot.coord.completed", PAYLOAD)
+    variables = build_variables(RobotCoordCompleted.from_payload(PAYLOAD))
     whatsapp = render_action(
         SendWhatsappTemplateAction(
             template_name="pedido_despachado",

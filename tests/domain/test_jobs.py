@@ -11,6 +11,7 @@ from domain import outbox
 from domain.batches import jobs
 from domain.batches.results import ItemResult, record_batch_results
 from domain.errors import ActiveJobExists, JobNotRetryable, NothingToDispatch, OrdersNotDispatchable
+from domain.events import BATCH_COMPLETED
 from domain.models import ErrorType, ItemStatus, JobStatus, Order, RobotJob, RobotJobItem, utcnow
 from domain.settings import Settings
 
@@ -132,7 +133,7 @@ def test_a_job_whose_orders_are_all_rejected_fails_at_once(uow, demo):
         created = jobs.create_robot_job(tx.session, workspace_id=demo.workspace_id, order_ids=rejected_orders)
         tx.commit()
         assert created.job.status == JobStatus.FAILED and created.job.error_count == 2
-        assert len(outbox.events_of(tx.session, event_type=outbox.BATCH_COMPLETED)) == 1
+        assert len(outbox.events_of(tx.session, event_type=BATCH_COMPLETED)) == 1
 
 
 def test_start_sets_the_deadline_from_the_batch_size_and_claim_happens_once(uow, demo):

@@ -11,19 +11,14 @@ from datetime import timedelta
 from sqlmodel import select
 
 from domain import outbox
+from domain.events import OrderCreated
 from domain.models import OutboxEvent, utcnow
 from relay.outbox_consumer import Delivery, OutboxConsumer
 
 
 def _add_event(uow, aggregate_id: str = "order-1") -> str:
     with uow() as tx:
-        event = outbox.add_event(
-            tx.session,
-            event_type=outbox.ORDER_CREATED,
-            workspace_id="ws-1",
-            aggregate_id=aggregate_id,
-            payload={"order": {"id": aggregate_id}},
-        )
+        event = outbox.add_event(tx.session, OrderCreated(order={"id": aggregate_id}, contact={}), workspace_id="ws-1")
         tx.commit()
         return event.event_id
 

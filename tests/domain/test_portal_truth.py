@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from sqlmodel import select
 
-from domain import outbox
 from domain.batches.dispatch import build_dispatch_request, hash_callback_secret
 from domain.batches.jobs import (
     TIMEOUT_MESSAGE,
@@ -19,6 +18,7 @@ from domain.batches.jobs import (
 from domain.batches.results import normalise_result, record_batch_results, record_item_result
 from domain.batches.summary import batch_summary, render_summary_text
 from domain.errors import OrdersNotDispatchable
+from domain.events import BATCH_CORRECTED, ROBOT_COORD_COMPLETED
 from domain.models import ErrorType, Order, RobotJobItem
 from tests.domain.results_helpers import err, events, ok
 
@@ -55,8 +55,8 @@ def test_a_late_success_overturns_our_timeout_and_corrects_the_job(uow, dispatch
         )
         order = tx.session.get(Order, item.order_id)
         assert (order.tracking_number, order.carrier) == ("10107", "COORDINADORA")
-        assert len(events(tx, outbox.ROBOT_COORD_COMPLETED)) == 1
-        assert len(events(tx, outbox.BATCH_CORRECTED)) == 1
+        assert len(events(tx, ROBOT_COORD_COMPLETED)) == 1
+        assert len(events(tx, BATCH_CORRECTED)) == 1
         summary = batch_summary(tx.session, job_id)
         assert summary.job_status == "completed" and [s.tracking_number for s in summary.successes] == ["10107"]
     # The robot's later error for the same order changes nothing: its own first report wins.
@@ -108,7 +108,7 @@ def test_a_refused_dispatch_is_overturned_by_the_portal(uow, dispatched_job):
     with uow() as tx:
         job = get_job(tx.session, job_id)
         assert job.success_count == len(items) and job.error_count == job.total_items - len(items)
-        assert len(events(tx, outbox.ROBOT_COORD_COMPLETED)) == len(items)
+        assert len(events(tx, ROBOT_COORD_COMPLETED)) == len(items)
 
 
 def test_a_success_without_pedido_number_is_a_created_order(uow, dispatched_job):
@@ -121,7 +121,7 @@ def test_a_success_without_pedido_number_is_a_created_order(uow, dispatched_job)
         item = tx.session.get(RobotJobItem, items[0])
         order = tx.session.get(Order, item.order_id)
         assert (item.tracking_number, order.tracking_number, order.carrier) == (None, None, "COORDINADORA")
-        [completed] = events(tx, outbox.ROBOT_COORD_COMPLETED)
+        [completed] = events(tx, ROBOT_COORD_COMPLETED)
         assert completed.payload["order"]["tracking_number"] == ""
         text = render_summary_text(batch_summary(tx.session, job_id))
         assert "número de pedido desconocido" in text
@@ -214,7 +214,7 @@ def test_a_late_success_after_the_retry_was_sent_is_flagged_not_fired_twice(uow,
     with uow() as tx:
         # Two orders on the portal, one trigger, the first pedido number kept on the order; both lines flagged.
         assert tx.session.get(Order, order_id).tracking_number == "55501"
-        fired = [e for e in events(tx, outbox.ROBOT_COORD_COMPLETED) if e.aggregate_id == order_id]
+        fired = [e for e in events(tx, ROBOT_COORD_COMPLETED) if e.aggregate_id == order_id]
         assert len(fired) == 1
         for summary_job in (job_id, retry.job.id):
             summary = batch_summary(tx.session, summary_job)

@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from sqlmodel import select
 
-from domain import outbox
 from domain.batches.dispatch import hash_callback_secret
 from domain.batches.jobs import (
     TIMEOUT_MESSAGE,
@@ -29,6 +28,7 @@ from domain.batches.jobs import (
 )
 from domain.batches.results import normalise_result, record_batch_results
 from domain.errors import JobNotRetryable
+from domain.events import ROBOT_COORD_COMPLETED
 from domain.models import ErrorType, ItemStatus, OutboxEvent, RobotJob, RobotJobItem
 from sample_data.seed import seed_demo
 
@@ -153,7 +153,7 @@ class World:
                 e.aggregate_id
                 for e in tx.session.exec(
                     select(OutboxEvent).where(
-                        OutboxEvent.event_type == outbox.ROBOT_COORD_COMPLETED,
+                        OutboxEvent.event_type == ROBOT_COORD_COMPLETED,
                         OutboxEvent.aggregate_id.in_(self.order_ids),
                     )
                 )

@@ -19,6 +19,7 @@ from domain.batches.results import (
     record_item_result,
 )
 from domain.errors import ItemNotInJob, UnknownItem
+from domain.events import BATCH_COMPLETED, FIELD_CHANGED, ROBOT_COORD_COMPLETED, RobotCoordCompleted
 from domain.models import Order, OutboxEvent, RobotJobItem
 from tests.domain.results_helpers import err, events, ok
 
@@ -33,9 +34,9 @@ def test_success_ships_the_order_and_fires_the_trigger_once(uow, dispatched_job)
         item = tx.session.get(RobotJobItem, items[0])
         order = tx.session.get(Order, item.order_id)
         assert (order.tracking_number, order.carrier) == ("10107", "COORDINADORA")
-        fields = sorted(e.payload["field"] for e in events(tx, outbox.FIELD_CHANGED))
+        fields = sorted(e.payload["field"] for e in events(tx, FIELD_CHANGED))
         assert fields == ["carrier", "tracking_number"]
-        [completed] = events(tx, outbox.ROBOT_COORD_COMPLETED)
+        [completed] = events(tx, ROBOT_COORD_COMPLETED)
         assert completed.payload["order"]["tracking_number"] == "10107"
         assert completed.payload["contact"]["name"] == "Elena Beltrán"
         assert completed.payload["item_id"] == items[0] and completed.consumer == outbox.AUTOMATIONS
@@ -68,7 +69,7 @@ def test_duplicates_and_success_then_error_change_nothing(uow, dispatched_job):
     with uow() as tx:
         job = get_job(tx.session, job_id)
         assert (job.success_count, job.error_count) == (1, 5)
-        assert len(events(tx, outbox.ROBOT_COORD_COMPLETED)) == 1
+        assert len(events(tx, ROBOT_COORD_COMPLETED)) == 1
         assert tx.session.get(RobotJobItem, items[0]).tracking_number == "7600123"
 
 
@@ -94,7 +95,7 @@ def test_the_last_result_completes_the_job_once(uow, dispatched_job):
         again = record_batch_results(tx.session, job_id, [err(i) for i in items])
         tx.commit()
         assert not again.job_finished and again.changed_count == 0
-        [done] = events(tx, outbox.BATCH_COMPLETED)
+        [done] = events(tx, BATCH_COMPLETED)
         assert done.payload["status"] == "completed" and done.payload["flow_run_id"] == "flow-run-1"
 
 
@@ -143,7 +144,7 @@ def test_fifty_threads_posting_the_same_result_make_one_transition(uow, dispatch
     assert errors == [] and changed.count(True) == 1 and len(changed) == 50
     with uow() as tx:
         assert get_job(tx.session, job_id).success_count == 1
-        assert len(events(tx, outbox.ROBOT_COORD_COMPLETED)) == 1
+        assert len(events(tx, ROBOT_COORD_COMPLETED)) == 1
 
 
 def test_many_items_duplicates_and_reorders_at_once_keep_counters_exact(uow, dispatched_job):
@@ -178,8 +179,8 @@ def test_many_items_duplicates_and_reorders_at_once_keep_counters_exact(uow, dis
         failures = sum(1 for v in view.items if v.item.status == "error")
         assert (job.success_count, job.error_count) == (successes, failures)
         assert job.success_count + job.error_count == job.total_items and job.status == "completed"
-        assert len(events(tx, outbox.BATCH_COMPLETED)) == 1
-        assert len(events(tx, outbox.ROBOT_COORD_COMPLETED)) == successes
+        assert len(events(tx, BATCH_COMPLETED)) == 1
+        assert len(events(tx, ROBOT_COORD_COMPLETED)) == successes
 
 
 def test_failure_between_item_write_and_event_write_leaves_nothing(uow, dispatched_job, monkeypatch):
@@ -188,7 +189,7 @@ def test_failure_between_item_write_and_event_write_leaves_nothing(uow, dispatch
 
     def failing_add(session, events):
         # The order's field.changed rows and robot.coord.completed are written by one INSERT: fail it.
-        if any(event["event_type"] == outbox.ROBOT_COORD_COMPLETED for event in events):
+        if any(isinstance(new.event, RobotCoordCompleted) for new in events):
             raise RuntimeError("injected")
         return real_add(session, events)
 

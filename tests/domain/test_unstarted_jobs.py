@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from domain import outbox
 from domain.batches import jobs
+from domain.events import BATCH_COMPLETED
 from domain.models import utcnow
 
 
@@ -36,7 +37,7 @@ def test_a_pending_job_is_failed_as_never_sent_and_frees_the_workspace(uow, demo
         }
         assert all(i.error_message == jobs.NEVER_STARTED_MESSAGE for i in sendable)
         assert view.job.error_count == view.job.total_items
-        assert len(outbox.events_of(tx.session, event_type=outbox.BATCH_COMPLETED, aggregate_id=job_id)) == 1
+        assert len(outbox.events_of(tx.session, event_type=BATCH_COMPLETED, aggregate_id=job_id)) == 1
     with uow() as tx:  # the workspace can submit again
         again = jobs.create_robot_job(tx.session, workspace_id=demo.workspace_id, idempotency_key="again")
         tx.commit()

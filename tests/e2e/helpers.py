@@ -25,6 +25,7 @@ from sqlmodel import select
 from domain import outbox
 from domain.batches.jobs import create_robot_job
 from domain.db import UnitOfWork
+from domain.events import ROBOT_COORD_COMPLETED
 from domain.models import OutboxEvent, RobotJob, RobotJobItem
 from flows.artifacts import items_key, rejected_key, summary_key
 from flows.deployments import RECONCILE_DEPLOYMENT, RETRY, SUBMIT
@@ -208,7 +209,7 @@ def table_rows(collection) -> list[dict]:
 
 def coord_completed(stack, job_id: str) -> list[OutboxEvent]:
     """The robot.coord.completed triggers one job fired (one per order the robot created)."""
-    return events(stack, outbox.ROBOT_COORD_COMPLETED, job_id)
+    return events(stack, ROBOT_COORD_COMPLETED, job_id)
 
 
 def create_pending_job(stack, workspace_id: str, order_ids: list[str]) -> str:

@@ -8,8 +8,8 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
 from domain.batches.jobs import ALL_FAILED_REASON
 from domain.db import UnitOfWork
+from domain.events import BATCH_COMPLETED, ROBOT_COORD_COMPLETED
 from domain.models import Workspace
-from domain.outbox import BATCH_COMPLETED, ROBOT_COORD_COMPLETED
 from tests.e2e.helpers import (
     events,
     items,

@@ -16,6 +16,7 @@ from prefect.states import Scheduled
 from domain import outbox
 from domain.batches.jobs import NEVER_STARTED_MESSAGE, TIMEOUT_MESSAGE
 from domain.db import UnitOfWork
+from domain.events import BATCH_COMPLETED
 from relay.settle import INTERRUPTED_MESSAGE
 from tests.e2e.conftest import DISPATCH_TIMEOUT_S, PENDING_ORPHAN_AFTER_S
 from tests.e2e.helpers import (
@@ -93,9 +94,7 @@ def _suspended_batch_whose_results_then_land(stack, sim):
 def _wait_for_a_failed_resume(stack, job_id: str) -> None:
     """Until the webhook's after-commit resume has tried once and found Prefect unreachable (the proxy is cut)."""
     wait_for(
-        lambda: any(
-            (e.last_error or "").startswith("unreachable") for e in events(stack, outbox.BATCH_COMPLETED, job_id)
-        ),
+        lambda: any((e.last_error or "").startswith("unreachable") for e in events(stack, BATCH_COMPLETED, job_id)),
         timeout_s=20,
         what="the webhook's failed resume attempt",
     )
@@ -116,7 +115,7 @@ def test_a_resume_prefect_could_not_take_at_once_is_retried_by_the_webhook(stack
     run = wait_flow_final(run_id, timeout_s=60)
     record_figure(stack, "Prefect back → run Completed (the webhook's resume retries)", time.monotonic() - restored)
     assert run.state.is_completed(), run.state
-    assert all(e.delivered_at is not None for e in events(stack, outbox.BATCH_COMPLETED, the_job.id))
+    assert all(e.delivered_at is not None for e in events(stack, BATCH_COMPLETED, the_job.id))
 
 
 def test_lost_resume_is_completed_by_the_reconciler(stack, sim):
@@ -128,7 +127,7 @@ def test_lost_resume_is_completed_by_the_reconciler(stack, sim):
     # delivered; the webhook's next try (every ~1.2 s) finds nothing to claim and stops.
     _wait_for_a_failed_resume(stack, the_job.id)
     with UnitOfWork(stack.engine) as uow:
-        for event in events(stack, outbox.BATCH_COMPLETED, the_job.id):
+        for event in events(stack, BATCH_COMPLETED, the_job.id):
             outbox.mark_delivered(uow.session, event.event_id)
         uow.commit()
     time.sleep(3)  # a try that claimed the event before the mark has ended, still cut off

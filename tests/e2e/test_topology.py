@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from domain.db import UnitOfWork
+from domain.events import ROBOT_COORD_COMPLETED
 from domain.models import Workspace
-from domain.outbox import ROBOT_COORD_COMPLETED
 from flows.deployments import RECONCILE, SUBMIT
 from relay.artifacts import summary_key
 from sample_data.seed import STAGE_NAMES

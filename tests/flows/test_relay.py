@@ -10,6 +10,7 @@ from domain import outbox
 from domain.batches.jobs import TIMEOUT_MESSAGE, fail_job, get_job, start_job
 from domain.batches.results import ItemResult, record_item_result
 from domain.db import UnitOfWork
+from domain.events import BATCH_CORRECTED, RobotBatchCompleted
 from domain.models import ErrorType
 from relay.progress import progress_key
 from relay.resume import Outcome, deliver_resume_events, resume_after_commit, resume_run, run_input_of
@@ -33,7 +34,7 @@ def test_run_input_from_an_outbox_payload():
         "error_count": 1,
         "total_items": 3,
     }
-    assert BatchCompleted.from_payload(payload).model_dump() == {
+    assert BatchCompleted.from_event(RobotBatchCompleted.from_payload(payload)).model_dump() == {
         "job_id": "j",
         "status": "completed",
         "success_count": 2,
@@ -132,7 +133,7 @@ def test_a_correction_waits_for_prefect_when_it_is_unreachable(engine, started_j
         stats = deliver_resume_events(engine, worker_id="t", limit=10)
     assert (stats.claimed, stats.unreachable, stats.corrected) == (2, 2, 0)
     with UnitOfWork(engine, readonly=True) as uow:
-        pending = outbox.undelivered(uow.session, consumer=outbox.RESUME, event_type=outbox.BATCH_CORRECTED)
+        pending = outbox.undelivered(uow.session, consumer=outbox.RESUME, event_type=BATCH_CORRECTED)
     assert len(pending) == 1 and pending[0].last_error.startswith("unreachable")
 
 

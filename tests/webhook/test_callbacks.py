@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from domain import outbox
 from domain.batches.jobs import get_job
+from domain.events import BATCH_COMPLETED
 from domain.models import Order, RobotJobItem
 from tests.webhook.helpers import CALLBACK, LEGACY_SECRET, RecordingNotifier, robot_body, robot_headers, sign
 
@@ -82,7 +83,7 @@ def test_last_result_finishes_the_job_and_calls_resume_after_commit(client, uow,
     assert resume.calls == [job.id]
     assert progress.calls == [job.id] * (len(job.items) - 1)
     with uow() as tx:
-        [event] = outbox.undelivered(tx.session, consumer=outbox.RESUME, event_type=outbox.BATCH_COMPLETED)
+        [event] = outbox.undelivered(tx.session, consumer=outbox.RESUME, event_type=BATCH_COMPLETED)
         assert event.payload["job_id"] == job.id and event.payload["status"] == "completed"
 
 
@@ -97,7 +98,7 @@ def test_failing_resume_notifier_still_answers_200_and_leaves_the_event_for_rede
     assert any(getattr(r, "event", "") == "resume_notify_failed" for r in caplog.records)
     with uow() as tx:
         assert get_job(tx.session, job.id).status == "completed"
-        [event] = outbox.undelivered(tx.session, consumer=outbox.RESUME, event_type=outbox.BATCH_COMPLETED)
+        [event] = outbox.undelivered(tx.session, consumer=outbox.RESUME, event_type=BATCH_COMPLETED)
         assert event.delivered_at is None and event.payload["job_id"] == job.id
 
 

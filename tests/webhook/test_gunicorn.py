@@ -14,6 +14,7 @@ import pytest
 
 from domain import outbox
 from domain.batches.jobs import get_job
+from domain.events import BATCH_COMPLETED
 from domain.models import RobotJobItem
 from tests.webhook.gunicorn_server import GunicornServer, free_port
 from tests.webhook.helpers import API_TOKEN, CALLBACK, robot_body, sign
@@ -108,7 +109,7 @@ def test_signed_batch_and_prefect_down_during_the_last_result(server, uow, job, 
     assert response.status_code == 200 and response.json()["jobFinished"] is True
     with uow() as tx:
         assert get_job(tx.session, job.id).status == "completed"
-        [event] = outbox.undelivered(tx.session, consumer=outbox.RESUME, event_type=outbox.BATCH_COMPLETED)
+        [event] = outbox.undelivered(tx.session, consumer=outbox.RESUME, event_type=BATCH_COMPLETED)
         assert event.payload["job_id"] == job.id
     replay = httpx.post(server.url + CALLBACK, content=body, headers=response.request.headers, timeout=30)
     assert replay.status_code == 200 and replay.json()["duplicateDelivery"] is True
@@ -139,7 +140,7 @@ def test_concurrent_callbacks_with_duplicates_count_exactly(server, uow, make_jo
     with uow() as tx:
         found = get_job(tx.session, job.id)
         assert found.success_count + found.error_count == found.total_items and found.status in ("completed", "failed")
-        assert len(outbox.events_of(tx.session, event_type=outbox.BATCH_COMPLETED)) == 1
+        assert len(outbox.events_of(tx.session, event_type=BATCH_COMPLETED)) == 1
 
 
 def _raw_request(server, head: bytes, body: bytes = b"") -> int:

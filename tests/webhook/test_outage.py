@@ -26,6 +26,7 @@ from domain import outbox
 from domain.batches import jobs
 from domain.batches.dispatch import hash_callback_secret
 from domain.db import UnitOfWork, make_engine
+from domain.events import BATCH_COMPLETED, ROBOT_COORD_COMPLETED
 from domain.migrate import upgrade
 from domain.models import CallbackDeadLetter, RobotJobItem, WebhookReceipt
 from sample_data.seed import DEMO_ORDERS, seed_demo
@@ -195,11 +196,8 @@ def test_postgresql_down_for_20_s_while_robots_report(private_postgres, tmp_path
                     assert item.status == result["status"], (item_id, item.status, result)
                     if result["status"] == "success":
                         assert item.tracking_number == result["trackingNumber"]
-                assert (
-                    len(outbox.events_of(uow.session, event_type=outbox.BATCH_COMPLETED, aggregate_id=batch["job_id"]))
-                    == 1
-                )
-            completed = outbox.events_of(uow.session, event_type=outbox.ROBOT_COORD_COMPLETED)
+                assert len(outbox.events_of(uow.session, event_type=BATCH_COMPLETED, aggregate_id=batch["job_id"])) == 1
+            completed = outbox.events_of(uow.session, event_type=ROBOT_COORD_COMPLETED)
             assert len(completed) == total_successes == len({event.aggregate_id for event in completed})
             assert uow.session.exec(select(CallbackDeadLetter)).all() == []
             receipts = uow.session.exec(select(WebhookReceipt).where(WebhookReceipt.webhook_id.like("spool:%"))).all()

@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from domain import outbox
 from domain.batches.jobs import get_job
+from domain.events import ROBOT_COORD_COMPLETED
 from domain.models import CallbackDeadLetter, RobotJobItem
 from tests.webhook.helpers import CALLBACK, robot_body, robot_headers, sign
 
@@ -203,7 +204,7 @@ def test_replay_is_exactly_once_across_a_kill_between_commit_and_delete(
     with uow() as tx:
         found = get_job(tx.session, job.id)
         assert (found.success_count, found.error_count, found.status) == (len(job.items), 0, "completed")
-        completed = outbox.events_of(tx.session, event_type=outbox.ROBOT_COORD_COMPLETED)
+        completed = outbox.events_of(tx.session, event_type=ROBOT_COORD_COMPLETED)
         assert len(completed) == len(job.items) == len({e.aggregate_id for e in completed})
     with engine.connect() as conn:
         receipts = conn.execute(
