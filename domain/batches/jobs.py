@@ -591,12 +591,28 @@ def fail_job(
         if session.get(RobotJob, job_id) is None:
             raise UnknownJob(f"Trabajo de robot desconocido: {job_id}", job_id=job_id)
         return False
+    _close_pending_items(session, job_id, error_type=str(error_type), error_message=error_message, now=now)
+    _emit_batch_completed(session, get_job(session, job_id))
+    return True
+
+
+def _close_pending_items(
+    session: Session,
+    job_id: str,
+    *where: ColumnElement[bool],
+    error_type: str,
+    error_message: str,
+    now: datetime,
+) -> int:
+    """Our own closure of a job's still-pending items (those `where` selects) as errors, and its error counter, under
+    the job row's lock the caller holds: one guarded UPDATE (a robot result that landed first keeps its item).
+    How many it closed."""
     closed = session.execute(
         update(RobotJobItem)
-        .where(col(RobotJobItem.job_id) == job_id, col(RobotJobItem.status) == ItemStatus.PENDING)
+        .where(col(RobotJobItem.job_id) == job_id, col(RobotJobItem.status) == ItemStatus.PENDING, *where)
         .values(
             status=ItemStatus.ERROR,
-            error_type=str(error_type),
+            error_type=error_type,
             error_message=error_message[:1000],
             resolved_by=ResolvedBy.ROBOTJOBS,
             completed_at=now,
@@ -605,14 +621,14 @@ def fail_job(
         .returning(col(RobotJobItem.id))
         .execution_options(synchronize_session=False)
     ).all()
-    session.execute(
-        update(RobotJob)
-        .where(col(RobotJob.id) == job_id)
-        .values(error_count=RobotJob.error_count + len(closed))
-        .execution_options(synchronize_session=False)
-    )
-    _emit_batch_completed(session, get_job(session, job_id))
-    return True
+    if closed:
+        session.execute(
+            update(RobotJob)
+            .where(col(RobotJob.id) == job_id)
+            .values(error_count=RobotJob.error_count + len(closed), updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return len(closed)
 
 
 def finish_if_complete(session: Session, job_id: str, *, now: datetime | None = None) -> RobotJob | None:
@@ -708,33 +724,17 @@ def withdraw_unsent_items(
         ).first()
         if unsent is None:
             continue
-        closed = session.execute(
-            update(RobotJobItem)
-            .where(
-                col(RobotJobItem.job_id) == holder,
-                col(RobotJobItem.order_id).in_(order_ids),
-                col(RobotJobItem.status) == ItemStatus.PENDING,
-            )
-            .values(
-                status=ItemStatus.ERROR,
-                error_type=ErrorType.WITHDRAWN,
-                error_message=WITHDRAWN_MESSAGE,
-                resolved_by=ResolvedBy.ROBOTJOBS,
-                completed_at=now,
-                updated_at=now,
-            )
-            .returning(col(RobotJobItem.id))
-            .execution_options(synchronize_session=False)
-        ).all()
+        closed = _close_pending_items(
+            session,
+            holder,
+            col(RobotJobItem.order_id).in_(order_ids),
+            error_type=ErrorType.WITHDRAWN,
+            error_message=WITHDRAWN_MESSAGE,
+            now=now,
+        )
         if not closed:
             continue
-        withdrawn += len(closed)
-        session.execute(
-            update(RobotJob)
-            .where(col(RobotJob.id) == holder)
-            .values(error_count=RobotJob.error_count + len(closed), updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        withdrawn += closed
         finish_if_complete(session, holder, now=now)
     return withdrawn
 
