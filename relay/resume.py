@@ -235,8 +235,8 @@ def _deliver(engine: Engine, event: OutboxEvent, stats: ResumeStats, unreachable
 
 
 def resume_after_commit(engine: Engine, job_id: str) -> ResumeStats | None:
-    """Best effort, right after a callback committed: progress, then one pass over the job's resume events if it is
-    finished (it just finished, or a late result corrected it). Never raises.
+    """Best effort, right after a callback committed: one pass over the job's resume events if it is finished (it
+    just finished, or a late result corrected it), then its progress artifact. Never raises.
 
     None when there is nothing to do here (the job is still processing, Prefect is not configured, or this failed:
     the outbox keeps the event for the reconciler). Otherwise the pass's stats: `stats.retry_soon` > 0 means the run
@@ -246,14 +246,17 @@ def resume_after_commit(engine: Engine, job_id: str) -> ResumeStats | None:
     try:
         if not get_current_settings().api.url:
             return None  # nothing to resume against; the events wait in the outbox
-        publish_progress(engine, job_id)
         with UnitOfWork(engine, readonly=True) as uow:
             finished = get_job(uow.session, job_id).status in FINISHED_JOB_STATUSES
         if not finished:
+            publish_progress(engine, job_id)
             return None
-        return deliver_resume_events(
+        # The resume first: it is on the last result → run Completed path; the progress only after it.
+        stats = deliver_resume_events(
             engine, worker_id=f"after-commit-{os.getpid()}", limit=10, unreachable_retry_s=NOT_SUSPENDED_RETRY_S
         )
+        publish_progress(engine, job_id)
+        return stats
     except Exception:
         log.exception("resume after commit of job %s failed; the reconciler will redeliver", job_id)
         return None
