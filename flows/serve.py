@@ -13,6 +13,8 @@ from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.settings import PREFECT_RUNNER_POLL_FREQUENCY, temporary_settings
 
+from domain.credentials import CredentialsKeyMissing
+from flows import runtime
 from flows.deployments import ORCHESTRATE, RECONCILE, RECONCILE_INTERVAL_S, RETRY, SUBMIT
 from flows.orchestrate import orchestrate_robot_job
 from flows.reconcile import reconcile
@@ -52,7 +54,17 @@ def _floor_deployments() -> list:
     return [floor_start.to_deployment(name=FLOOR_START), floor_resume.to_deployment(name=FLOOR_RESUME)]
 
 
+def check_credentials_key() -> None:
+    """Refuse to start without the portal passwords' key (CREDENTIALS_KEY, its Secret block, or the local stack's
+    generated one): a runner that starts anyway fails every batch at its dispatch, far from the cause."""
+    try:
+        runtime.credentials_key()
+    except CredentialsKeyMissing as exc:
+        raise SystemExit(f"robotjobs: no se inicia el servicio de flujos. {exc.message}") from None
+
+
 def main() -> None:
+    check_credentials_key()
     with temporary_settings(updates={PREFECT_RUNNER_POLL_FREQUENCY: POLL_SECONDS}):
         serve(*deployments(), limit=int(os.environ.get("ROBOTJOBS_RUNNER_LIMIT", "20")))
 
