@@ -22,9 +22,9 @@ from prefect.flow_runs import suspend_flow_run
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from domain.batches.jobs import JobResult, get_job, job_result, pending_item_count, start_job
+from domain.batches.jobs import get_job, pending_item_count, start_job
 from domain.db import UnitOfWork
-from domain.models import FINISHED_JOB_STATUSES, JobStatus, utcnow
+from domain.models import FINISHED_JOB_STATUSES, JobStatus, RobotJob, utcnow
 from flows import runtime
 from flows.alerts import emit_batch_finished
 from flows.artifacts import publish_summary
@@ -47,8 +47,10 @@ class JobOutcome(BaseModel):
     failure_reason: str | None = None
 
     @classmethod
-    def of(cls, result: JobResult) -> JobOutcome:
-        return cls(**{name: getattr(result, name) for name in cls.model_fields})
+    def of(cls, job: RobotJob) -> JobOutcome:
+        """From the job's row alone: the run's result needs no count of deadline-closed items (`job_result` makes
+        one, for the run input), so the finish path does not pay for it."""
+        return cls(job_id=job.id, **{name: getattr(job, name) for name in cls.model_fields if name != "job_id"})
 
 
 class JobSnapshot(BaseModel):
@@ -90,7 +92,7 @@ def finish_task(job_id: str) -> JobOutcome:
     publish_progress(engine, job_id)
     publish_summary(engine, job_id)
     with UnitOfWork(engine, readonly=True) as uow:
-        return JobOutcome.of(job_result(uow.session, get_job(uow.session, job_id)))
+        return JobOutcome.of(get_job(uow.session, job_id))
 
 
 def snapshot(job_id: str) -> JobSnapshot:

@@ -116,8 +116,8 @@ def get_job_view(session: Session, job_id: str) -> JobView:
 
 @dataclass(frozen=True)
 class JobResult:
-    """How a finished job ended, read once: what its run's input (`BatchCompleted`) and its flow's result
-    (`JobOutcome`) both say."""
+    """How a finished job ended, read once, as its run's input (`BatchCompleted`) says it: the row's status and
+    counts, and how many items our deadline closed."""
 
     job_id: str
     status: str
