@@ -125,6 +125,21 @@ def resume_run(flow_run_id: str | None, run_input: BatchCompleted) -> tuple[Outc
 def _resume(client, run_id: UUID, run_input: BatchCompleted) -> tuple[Outcome, str]:
     # The client's resume call rather than prefect.flow_runs.resume_flow_run: that wrapper returns silently on an
     # ABORT or WAIT answer, and an event marked delivered for a resume that did not happen strands the run.
+    # The resume is tried first, before any read of the run: this call is on the last result → run `Completed`
+    # path, and a run that is not paused answers ABORT without any change. Only a resume not accepted pays for the
+    # read that says why.
+    try:
+        result = client.resume_flow_run(run_id, run_input=run_input.model_dump(mode="json"))
+    except ObjectNotFound:
+        return Outcome.ALREADY_DONE, "the flow run does not exist on this Prefect server"
+    except httpx.HTTPStatusError as exc:  # this client method raises the bare 404, not ObjectNotFound
+        if exc.response.status_code == 404:
+            return Outcome.ALREADY_DONE, "the flow run does not exist on this Prefect server"
+        raise
+    if result.status == SetStateStatus.ACCEPT:
+        return Outcome.RESUMED, "resumed"
+    if result.state is not None and result.state.type == StateType.FAILED:
+        return Outcome.ALREADY_DONE, "the suspend timed out; the run failed on the server"
     try:
         state = client.read_flow_run(run_id).state
     except ObjectNotFound:
@@ -132,11 +147,6 @@ def _resume(client, run_id: UUID, run_input: BatchCompleted) -> tuple[Outcome, s
     if state is None:
         return Outcome.NOT_SUSPENDED_YET, "the run has no state yet"
     if state.is_paused():
-        result = client.resume_flow_run(run_id, run_input=run_input.model_dump(mode="json"))
-        if result.status == SetStateStatus.ACCEPT:
-            return Outcome.RESUMED, "resumed"
-        if result.state is not None and result.state.type == StateType.FAILED:
-            return Outcome.ALREADY_DONE, "the suspend timed out; the run failed on the server"
         # e.g. REJECT "Run input schema not found": the run proposed `Suspended` but has not saved its input
         # schema yet. Whatever it is, the run is still paused: try again shortly.
         reason = getattr(result.details, "reason", None)

@@ -148,3 +148,59 @@ def test_an_ended_run_is_made_to_agree_with_its_job():
     assert agreeing_state(Failed(), "failed", "x") is None
     assert agreeing_state(Completed(), "completed", None) is None
     assert agreeing_state(Cancelled(), "completed", None) is None  # an operator's cancel stays
+
+
+class RecordingPrefect:
+    """The two calls `_resume` may make, answered as a real server would for a run in `state`."""
+
+    def __init__(self, state, *, resume_status: str) -> None:
+        self.state, self.resume_status, self.calls = state, resume_status, []
+
+    def resume_flow_run(self, run_id, run_input=None):
+        from prefect.client.schemas import OrchestrationResult
+        from prefect.client.schemas.responses import SetStateStatus, StateAbortDetails, StateAcceptDetails
+
+        self.calls.append("resume")
+        if self.resume_status == "ACCEPT":
+            details = StateAcceptDetails()
+        else:
+            details = StateAbortDetails(reason="Cannot resume a flow run that is not paused.")
+        return OrchestrationResult(state=None, status=SetStateStatus(self.resume_status), details=details)
+
+    def read_flow_run(self, run_id):
+        from types import SimpleNamespace
+
+        self.calls.append("read")
+        return SimpleNamespace(state=self.state)
+
+    def read_flow_run_input(self, run_id, key):
+        from prefect.exceptions import ObjectNotFound
+
+        self.calls.append("read_input")
+        raise ObjectNotFound(http_exc=Exception("404"))
+
+
+def test_a_suspended_run_is_resumed_in_one_call_with_no_read_before():
+    """The resume is the first call (it is on the last result → Completed path); nothing is read when it lands."""
+    from prefect.states import Paused
+
+    from relay.resume import _resume
+
+    prefect = RecordingPrefect(Paused(), resume_status="ACCEPT")
+    run_input = BatchCompleted(job_id="j", status="completed", success_count=1, error_count=0, total_items=1)
+    assert _resume(prefect, uuid.uuid4(), run_input)[0] == Outcome.RESUMED
+    assert prefect.calls == ["resume"]
+
+
+def test_a_resume_refused_reads_the_run_to_say_why():
+    from prefect.states import Completed, Running
+
+    from relay.resume import _resume
+
+    run_input = BatchCompleted(job_id="j", status="completed", success_count=1, error_count=0, total_items=1)
+    running = RecordingPrefect(Running(), resume_status="ABORT")
+    assert _resume(running, uuid.uuid4(), run_input)[0] == Outcome.NOT_SUSPENDED_YET  # retried within seconds
+    assert running.calls == ["resume", "read", "read_input"]
+    finished = RecordingPrefect(Completed(), resume_status="ABORT")
+    assert _resume(finished, uuid.uuid4(), run_input)[0] == Outcome.ALREADY_DONE
+    assert finished.calls == ["resume", "read"]
