@@ -11,6 +11,7 @@ Artifacts carry order, recipient and result data only; never credentials or the 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
@@ -85,25 +86,27 @@ def _publish_once(engine: Engine, job_id: str) -> bool:
     as_of, flow_run_id, summary = batch.job.updated_at, batch.job.flow_run_id, batch.summary
     # The job's run (a reconciler or the webhook publishes for it); a job that never had one: the current run.
     run_id = UUID(flow_run_id) if flow_run_id else get_flow_run_id()
-    with get_client(sync_client=True) as client:
-        client.create_artifact(
-            ArtifactCreate(
-                key=summary_key(job_id),
-                type="markdown",
-                data=render_markdown(summary),
-                description="Resumen del lote de envíos (formato de los operadores)",
-                flow_run_id=run_id,
-            )
-        )
-        client.create_artifact(
-            ArtifactCreate(
-                key=items_key(job_id),
-                type="table",
-                data=json.dumps(render_items(summary), ensure_ascii=False, default=str),
-                description="Pedidos del lote y su resultado",
-                flow_run_id=run_id,
-            )
-        )
+    artifacts = [
+        ArtifactCreate(
+            key=summary_key(job_id),
+            type="markdown",
+            data=render_markdown(summary),
+            description="Resumen del lote de envíos (formato de los operadores)",
+            flow_run_id=run_id,
+        ),
+        ArtifactCreate(
+            key=items_key(job_id),
+            type="table",
+            data=json.dumps(render_items(summary), ensure_ascii=False, default=str),
+            description="Pedidos del lote y su resultado",
+            flow_run_id=run_id,
+        ),
+    ]
+    # Both at once (one round trip's wait, not two): a finishing run publishes them between its resume and
+    # `Completed`. Each key is independent; either failing raises here and the mark below is not written.
+    with get_client(sync_client=True) as client, ThreadPoolExecutor(max_workers=2) as pool:
+        for created in [pool.submit(client.create_artifact, artifact) for artifact in artifacts]:
+            created.result()
     with UnitOfWork(engine) as uow:
         up_to_date = mark_summary_published(uow.session, job_id, as_of=as_of)
         uow.commit()
