@@ -15,19 +15,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import FlowRun, State
 from prefect.flow_runs import suspend_flow_run
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
+from sqlmodel import Session
 
 from domain.batches.jobs import get_job, pending_item_count, start_job
+from domain.batches.lookups import job_of_run
 from domain.db import UnitOfWork
 from domain.models import FINISHED_JOB_STATUSES, JobStatus, RobotJob, utcnow
 from flows import runtime
 from flows.alerts import emit_batch_finished
-from flows.artifacts import publish_summary
 from flows.deployments import ORCHESTRATE, RECONCILE_INTERVAL_S, SUSPEND_MARGIN_S
 from flows.dispatch import DispatchResult, dispatch_once
 from relay.progress import publish_progress
@@ -88,19 +91,44 @@ def snapshot_task(job_id: str) -> JobSnapshot:
 
 @task(name="publish-summary", retries=0, cache_policy=NO_CACHE, persist_result=False)
 def finish_task(job_id: str) -> JobOutcome:
+    # Imported here, not at the top: the summary's rendering is not needed before the robot has the batch, and
+    # every flow run is a fresh process whose imports sit on the click → robot path (BENCHMARKS.md).
+    from flows.artifacts import publish_summary
+
     engine = runtime.engine()
-    publish_progress(engine, job_id)
     publish_summary(engine, job_id)
     with UnitOfWork(engine, readonly=True) as uow:
         return JobOutcome.of(get_job(uow.session, job_id))
 
 
+def publish_final_progress(flow: Any, flow_run: FlowRun, state: State) -> None:
+    """Hook of the batch flows (on completion, on failure): the job's progress artifact at its final count.
+
+    A hook because Prefect runs it once the run's final state is set: the progress (cosmetic; the webhook already
+    published it after the last result) no longer sits between the resume and `Completed`. It matters for a job
+    our deadline closed, which no callback announced. Never raises (publish_progress does not).
+    """
+    engine = runtime.engine()
+    with UnitOfWork(engine, readonly=True) as uow:
+        job = job_of_run(uow.session, str(flow_run.id))
+    if job is not None:
+        publish_progress(engine, job.id)
+
+
+# The hooks every batch flow carries (submit, retry, recovery).
+BATCH_HOOKS: dict[str, Any] = {"on_completion": [publish_final_progress], "on_failure": [publish_final_progress]}
+
+
 def snapshot(job_id: str) -> JobSnapshot:
     with UnitOfWork(runtime.engine(), readonly=True) as uow:
-        job = get_job(uow.session, job_id)
-        return JobSnapshot(
-            status=job.status, pending_items=pending_item_count(uow.session, job_id), deadline_at=job.deadline_at
-        )
+        return read_snapshot(uow.session, job_id)
+
+
+def read_snapshot(session: Session, job_id: str) -> JobSnapshot:
+    job = get_job(session, job_id)
+    return JobSnapshot(
+        status=job.status, pending_items=pending_item_count(session, job_id), deadline_at=job.deadline_at
+    )
 
 
 def suspend_timeout_s(deadline_at: datetime | None, *, now: datetime | None = None) -> int:
@@ -114,18 +142,24 @@ def suspend_timeout_s(deadline_at: datetime | None, *, now: datetime | None = No
 
 
 def run_batch(
-    job_id: str, run_id: str, *, job: JobSnapshot | None = None, announce: Callable[[], None] | None = None
+    job_id: str,
+    run_id: str,
+    *,
+    job: JobSnapshot | None = None,
+    started: JobSnapshot | None = None,
+    announce: Callable[[], None] | None = None,
 ) -> JobOutcome:
     """The batch's life in the current flow run: start, dispatch once, suspend until every order has its result,
     finish from the database. Shared by the operator's runs (submit, retry) and the reconciler's recovery run.
 
     `job`: the job as this run found it after a resume (already started and dispatched by this run): straight to
-    the suspend, whose key already holds the resume's input, or to the finish. `announce`: what the operator's run
+    the suspend, whose key already holds the resume's input, or to the finish. `started`: the job as the operator's
+    create task started it (no start task: the dispatch follows at once). `announce`: what the operator's run
     publishes about its batch (run name, rejected orders), done once the robot has the batch, not before.
     """
     logger = get_run_logger()
     if job is None:
-        job = start_job_task(job_id, run_id)
+        job = started or start_job_task(job_id, run_id)
         if job.status not in FINISHED_JOB_STATUSES:
             dispatch = dispatch_task(job_id)
         # What the UI shows of the batch, once the robot has it: the click → robot path waits for none of it.
@@ -176,7 +210,7 @@ def run_batch(
     return outcome
 
 
-@flow(name=ORCHESTRATE, retries=0, persist_result=False)
+@flow(name=ORCHESTRATE, retries=0, persist_result=False, **BATCH_HOOKS)
 def orchestrate_robot_job(job_id: str) -> JobOutcome:
     """Recuperación (la inicia el reconciliador, nunca un operador): retoma un lote cuya ejecución murió; no lo
     reenvía si ya fue enviado, espera sus resultados y publica el resumen.

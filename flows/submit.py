@@ -1,14 +1,19 @@
 """The operator's flows `submit-robot-job` and `retry-failed-items`: the run the operator starts is the batch.
 
 One flow run per batch, from the click to the summary: resolve what the form says (names or ids), create the job
-keyed by this run, name the run after the batch, start and dispatch it once, suspend until its results are in,
-finish from the database (flows/orchestrate.py `run_batch`, shared with the reconciler's recovery run).
+keyed by this run and start it (one task, one transaction), dispatch it once, name the run after the batch,
+suspend until its results are in, finish from the database (flows/orchestrate.py `run_batch`, shared with the
+reconciler's recovery run).
 
-A resumed run executes its flow again from the top: its job-creating task finds the job this run created by its
-`flow_run_id` (one query, no name to resolve), and the run goes straight to its finish.
+A resumed run executes its flow again from the top: before any task it finds the job this run created by its
+`flow_run_id` (one query, no name to resolve, no task run), and goes straight to its finish.
 """
 
 from __future__ import annotations
+
+import flows.startup  # first of all: the collector pauses while this flow's modules import (flows/startup.py)
+
+# isort: split
 
 from collections.abc import Sequence
 from uuid import UUID
@@ -18,15 +23,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from domain.batches.jobs import JobCreated, RejectedOrder, create_robot_job
+from domain.batches.jobs import JobCreated, RejectedOrder, create_robot_job, start_job
 from domain.batches.jobs import retry_failed_items as retry_failed_items_use_case
 from domain.batches.lookups import batch_ref, job_of_run, resolve_batch, resolve_stage, resolve_workspace
 from domain.db import UnitOfWork
 from domain.models import JobStatus
 from flows import runtime
-from flows.artifacts import publish_rejected
 from flows.deployments import RETRY, SUBMIT
-from flows.orchestrate import JobOutcome, JobSnapshot, run_batch, snapshot
+from flows.orchestrate import BATCH_HOOKS, JobOutcome, JobSnapshot, read_snapshot, run_batch
 from flows.parameters import check_selection, run_key
 
 
@@ -49,6 +53,9 @@ class Batch(BaseModel):
     total_items: int
     retry_of: str | None = None
     rejected: list[Rejected] = Field(default_factory=list)
+    started: JobSnapshot | None = Field(
+        default=None, description="The job as this run's create task started it (pending → processing)."
+    )
     resumed: JobSnapshot | None = Field(
         default=None, description="The run runs again (resumed): its job, already started and dispatched by it."
     )
@@ -69,7 +76,21 @@ class BatchResult(BaseModel):
 
 
 def _batch(uow, created: JobCreated, run_id: str) -> Batch:
+    """The job as the create task leaves it; a job this run owns is started in the same transaction (its deadline
+    counts from now), so the dispatch follows with no task in between."""
     job = created.job
+    owned = created.created or job.flow_run_id == run_id
+    started = None
+    if owned:
+        settings = runtime.settings()
+        start_job(
+            uow.session,
+            job.id,
+            flow_run_id=run_id,
+            seconds_per_item=settings.callback_seconds_per_item,
+            base_seconds=settings.callback_base_seconds,
+        )
+        started = read_snapshot(uow.session, job.id)
     ref = batch_ref(uow.session, job)
     retry_of = (
         batch_ref(uow.session, uow.session.get(type(job), job.retry_of_job_id)).label if job.retry_of_job_id else None
@@ -79,33 +100,36 @@ def _batch(uow, created: JobCreated, run_id: str) -> Batch:
         label=ref.label,
         workspace_name=ref.workspace_name,
         created=created.created,
-        owned=created.created or job.flow_run_id == run_id,
+        owned=owned,
         flow_run_id=job.flow_run_id,
         status=job.status,
         total_items=job.total_items,
         retry_of=retry_of,
         rejected=[Rejected(order_id=r.order_id, order_name=r.order_name, reason=r.reason) for r in created.rejected],
+        started=started,
     )
 
 
-def _own_batch(uow, run_id: str) -> Batch | None:
+def own_batch(run_id: str) -> Batch | None:
     """The job this run created, if it runs again (a resume executes the flow from the top): no new job, and once
-    started, straight to its suspend or finish."""
-    job = job_of_run(uow.session, run_id)
-    if job is None:
-        return None
-    ref = batch_ref(uow.session, job)
-    return Batch(
-        job_id=job.id,
-        label=ref.label,
-        workspace_name=ref.workspace_name,
-        created=False,
-        owned=True,
-        flow_run_id=run_id,
-        status=job.status,
-        total_items=job.total_items,
-        resumed=None if job.status == JobStatus.PENDING else snapshot(job.id),
-    )
+    started, straight to its suspend or finish. A plain read, not a task: it is on the last result → `Completed`
+    path, and a task run costs more than the query."""
+    with UnitOfWork(runtime.engine(), readonly=True) as uow:
+        job = job_of_run(uow.session, run_id)
+        if job is None:
+            return None
+        ref = batch_ref(uow.session, job)
+        return Batch(
+            job_id=job.id,
+            label=ref.label,
+            workspace_name=ref.workspace_name,
+            created=False,
+            owned=True,
+            flow_run_id=run_id,
+            status=job.status,
+            total_items=job.total_items,
+            resumed=None if job.status == JobStatus.PENDING else read_snapshot(uow.session, job.id),
+        )
 
 
 @task(name="name-batch-run", retries=0, cache_policy=NO_CACHE, persist_result=False)
@@ -122,8 +146,6 @@ def name_run(run_id: str, *, name: str, tags: list[str]) -> None:
 @task(name="create-robot-job", retries=0, cache_policy=NO_CACHE, persist_result=False)
 def create_job_task(run_id: str, workspace: str, stage: str, order_ids: list[str], idempotency_key: str) -> Batch:
     with UnitOfWork(runtime.engine()) as uow:
-        if own := _own_batch(uow, run_id):
-            return own
         found = resolve_workspace(uow.session, workspace)
         created = create_robot_job(
             uow.session,
@@ -141,8 +163,6 @@ def create_job_task(run_id: str, workspace: str, stage: str, order_ids: list[str
 @task(name="create-retry-job", retries=0, cache_policy=NO_CACHE, persist_result=False)
 def create_retry_job_task(run_id: str, batch: str, idempotency_key: str) -> Batch:
     with UnitOfWork(runtime.engine()) as uow:
-        if own := _own_batch(uow, run_id):
-            return own
         retried = resolve_batch(uow.session, batch)
         created = retry_failed_items_use_case(
             uow.session, retried.job_id, idempotency_key=idempotency_key.strip() or None, flow_run_id=run_id
@@ -182,6 +202,9 @@ def _run(batch: Batch, run_id: str) -> BatchResult:
         return _result(batch)
 
     def announce() -> None:
+        # Imported here: nothing of the artifacts is needed before the robot has the batch (see finish_task).
+        from flows.artifacts import publish_rejected
+
         orders = f"{batch.total_items} pedido{'s' if batch.total_items != 1 else ''}"
         retry = f" · reintento de #{batch.retry_of.rsplit('#', 1)[1]}" if batch.retry_of else ""
         name_run(
@@ -194,10 +217,10 @@ def _run(batch: Batch, run_id: str) -> BatchResult:
             logger.warning("rechazado %s: %s", r.order_name, r.reason)
 
     logger.info("lote %s (%s): %s pedido(s)", batch.label, batch.job_id, batch.total_items)
-    return _result(batch, run_batch(batch.job_id, run_id, announce=announce))
+    return _result(batch, run_batch(batch.job_id, run_id, started=batch.started, announce=announce))
 
 
-@flow(name=SUBMIT, retries=0, persist_result=False)
+@flow(name=SUBMIT, retries=0, persist_result=False, **BATCH_HOOKS)
 def submit_robot_job(
     workspace: str, stage: str = "", order_ids: Sequence[str] = (), idempotency_key: str = ""
 ) -> BatchResult:
@@ -215,10 +238,11 @@ def submit_robot_job(
     """
     check_selection(stage, order_ids)
     run_id = str(flow_run.get_id())
-    return _run(create_job_task(run_id, workspace, stage, list(order_ids), idempotency_key), run_id)
+    batch = own_batch(run_id) or create_job_task(run_id, workspace, stage, list(order_ids), idempotency_key)
+    return _run(batch, run_id)
 
 
-@flow(name=RETRY, retries=0, persist_result=False)
+@flow(name=RETRY, retries=0, persist_result=False, **BATCH_HOOKS)
 def retry_failed_items(batch: str, idempotency_key: str = "") -> BatchResult:
     """Reintenta, en un lote nuevo, los pedidos fallidos de un lote terminado. Esta ejecución es el lote nuevo.
 
@@ -230,4 +254,7 @@ def retry_failed_items(batch: str, idempotency_key: str = "") -> BatchResult:
             lote nuevo.
     """
     run_id = str(flow_run.get_id())
-    return _run(create_retry_job_task(run_id, batch, idempotency_key), run_id)
+    return _run(own_batch(run_id) or create_retry_job_task(run_id, batch, idempotency_key), run_id)
+
+
+flows.startup.imports_done()
