@@ -72,20 +72,40 @@ def _deployment_id(client, name: str) -> UUID:
     return client.read_deployment_by_name(f"{name}/{name}").id
 
 
-def floor_start(client) -> float:
+def poll_waits(client, run_id: UUID) -> list[float]:
+    """Each wait of the run for the runner's poll: from a `Scheduled` state to the `Pending` the runner proposed
+    when it picked the run up (the first start, then each resume). Random in 0 s–poll interval, the same for the
+    floor and for robotjobs: the figures "without the poll wait" subtract it from both."""
+    states = sorted(client.read_flow_run_states(run_id), key=lambda state: state.timestamp)
+    waits, scheduled = [], None
+    for state in states:
+        if state.type.value == "SCHEDULED":
+            scheduled = state.timestamp.timestamp()
+        elif state.type.value == "PENDING" and scheduled is not None:
+            waits.append(state.timestamp.timestamp() - scheduled)
+            scheduled = None
+    return waits
+
+
+def floor_start(client) -> tuple[float, float]:
     t0 = time.time()
     run = client.create_flow_run_from_deployment(_deployment_id(client, FLOOR_START))
-    return _state_time(client, run.id, "RUNNING") - t0
+    running = _state_time(client, run.id, "RUNNING")
+    if BREAKDOWN:
+        _wait_state(client, run.id, "COMPLETED")
+        for state in sorted(client.read_flow_run_states(run.id), key=lambda s: s.timestamp):
+            print(f"    floor+{state.timestamp.timestamp() - t0:6.3f} s  state {state.type.value}")
+    return running - t0, poll_waits(client, run.id)[0]
 
 
-def floor_resume(client) -> float:
+def floor_resume(client) -> tuple[float, float]:
     run = client.create_flow_run_from_deployment(_deployment_id(client, FLOOR_RESUME))
     _wait_state(client, run.id, "PAUSED")
     time.sleep(1.5)  # the suspended run's process has exited, as a batch's has when its last result comes
     t0 = time.time()
     client.resume_flow_run(run.id, run_input={"note": "resume"})
     _wait_state(client, run.id, "COMPLETED")
-    return _state_time(client, run.id, "COMPLETED") - t0
+    return _state_time(client, run.id, "COMPLETED") - t0, poll_waits(client, run.id)[-1]
 
 
 def _submit_parameters(client, workspace_id: str, order_ids: list[str]) -> dict:
@@ -96,8 +116,9 @@ def _submit_parameters(client, workspace_id: str, order_ids: list[str]) -> dict:
     return {"workspace": workspace_id, "order_ids": order_ids}
 
 
-def batch(client, engine, simulator, credentials_key: str, orders: list[tuple]) -> tuple[float, float]:
-    """(click → the robot received the dispatch, last result answered → the batch's run Completed)."""
+def batch(client, engine, simulator, credentials_key: str, orders: list[tuple]) -> tuple[float, float, float, float]:
+    """(click → the robot received the dispatch, last result answered → the batch's run Completed, and the poll
+    wait within each)."""
     with UnitOfWork(engine) as uow:
         demo = seed_demo(
             uow.session, credentials_key=credentials_key, name=f"Bench {uuid.uuid4().hex[:6]}", orders=orders
@@ -121,7 +142,31 @@ def batch(client, engine, simulator, credentials_key: str, orders: list[tuple]) 
     dispatched = [d["at"] for d in state["dispatches"] if d["jobId"] == job.id]
     answered = [c["at"] for c in state["callbacks"] if c["jobId"] == job.id]
     completed = _state_time(client, run_id, "COMPLETED")
-    return dispatched[0] - t0, completed - max(answered)
+    if BREAKDOWN:
+        _print_breakdown(client, run_id, t0, dispatched[0], max(answered), completed)
+    waits = poll_waits(client, run_id)
+    return dispatched[0] - t0, completed - max(answered), waits[0], waits[-1]
+
+
+BREAKDOWN = False
+
+
+def _print_breakdown(client, run_id: UUID, t0: float, dispatched: float, answered: float, completed: float) -> None:
+    """Where one batch's time went: the run's states and its task runs, relative to the click and to the last
+    result (server timestamps; the simulator's clock for the dispatch and the last callback)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    marks = [(s.timestamp.timestamp(), f"state {s.type.value}") for s in client.read_flow_run_states(run_id)]
+    tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    for t in tasks:
+        if t.start_time:
+            marks.append((t.start_time.timestamp(), f"task {t.name} start"))
+        if t.end_time:
+            marks.append((t.end_time.timestamp(), f"task {t.name} end"))
+    marks += [(dispatched, "robot received dispatch"), (answered, "last callback answered")]
+    for at, what in sorted(marks):
+        base, label = (t0, "click") if at < answered else (answered, "result")
+        print(f"    {label}+{at - base:6.3f} s  {what}")
 
 
 def _spread(values: list[float], unit: str = " s") -> str:
@@ -159,7 +204,10 @@ def main(argv: list[str] | None = None) -> None:
         help="the simulated robot's seconds per order: a batch must outlast its run's suspend, as a "
         "real one (30 s per order) does, or the last result races the suspend instead",
     )
+    parser.add_argument("--breakdown", action="store_true", help="print each batch's states and task runs in time")
     args = parser.parse_args(argv)
+    global BREAKDOWN
+    BREAKDOWN = args.breakdown
 
     tmp = Path(tempfile.mkdtemp(prefix="robotjobs-latency-"))
     database_url = f"sqlite:///{tmp / 'robotjobs.db'}"
@@ -204,17 +252,22 @@ def main(argv: list[str] | None = None) -> None:
         )
         orders = DEMO_ORDERS[: args.orders]
         starts, resumes, clicks, finishes = [], [], [], []
+        waits: dict[str, list[float]] = {"start": [], "resume": [], "click": [], "finish": []}
         with (
             temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth_string}),
             get_client(sync_client=True) as client,
         ):
             floor_start(client)  # warm-up: the runner's first run imports more than the next ones
             for n in range(args.runs):  # interleaved, so load on the machine hits floor and robotjobs alike
-                starts.append(floor_start(client))
-                resumes.append(floor_resume(client))
-                click, finish = batch(client, engine, simulator, credentials_key, orders)
+                start, waits_start = floor_start(client)
+                resume, waits_resume = floor_resume(client)
+                click, finish, waits_click, waits_finish = batch(client, engine, simulator, credentials_key, orders)
+                starts.append(start)
+                resumes.append(resume)
                 clicks.append(click)
                 finishes.append(finish)
+                for name, wait in zip(waits, (waits_start, waits_resume, waits_click, waits_finish), strict=True):
+                    waits[name].append(wait)
                 print(
                     f"run {n + 1}/{args.runs}: floor start {starts[-1]:.2f} s, floor resume {resumes[-1]:.2f} s, "
                     f"click→robot {click:.2f} s, result→Completed {finish:.2f} s",
@@ -240,6 +293,28 @@ def main(argv: list[str] | None = None) -> None:
         finish_ratios = [finish / resume for finish, resume in zip(finishes, resumes, strict=True)]
         print(f"  per-run click→robot / floor start    {_spread(click_ratios, unit='×')}")
         print(f"  per-run result→Completed / floor     {_spread(finish_ratios, unit='×')}")
+        # The runner's poll wait (0–1 s, random) is the same mechanism on both sides and dominates the spread:
+        # subtracted from each run, what remains is start-up, our code and Prefect's resume path.
+        own = {
+            "start": [t - w for t, w in zip(starts, waits["start"], strict=True)],
+            "resume": [t - w for t, w in zip(resumes, waits["resume"], strict=True)],
+            "click": [t - w for t, w in zip(clicks, waits["click"], strict=True)],
+            "finish": [t - w for t, w in zip(finishes, waits["finish"], strict=True)],
+        }
+        print("  without the runner's poll wait (subtracted from each run, floor and robotjobs alike):")
+        print(f"    poll wait, all runs                {_spread([w for ws in waits.values() for w in ws])}")
+        print(f"    floor: picked up → Running         {_spread(own['start'])}")
+        print(f"    floor: resume → Completed          {_spread(own['resume'])}")
+        print(f"    robotjobs: click → robot           {_spread(own['click'])}")
+        print(f"    robotjobs: last result → Completed {_spread(own['finish'])}")
+        print(
+            f"    ratio click→robot / floor start        "
+            f"{statistics.median(own['click']) / statistics.median(own['start']):.2f}×"
+        )
+        print(
+            f"    ratio result→Completed / floor resume  "
+            f"{statistics.median(own['finish']) / statistics.median(own['resume']):.2f}×"
+        )
         print(f"rerun: {COMMAND} --runs {args.runs} --orders {args.orders} --delay {args.delay}")
     finally:
         for process in reversed(started):
