@@ -10,6 +10,7 @@ The request body carries the portal password: it is sent, never logged or kept.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import httpx
@@ -63,6 +64,14 @@ def _json_field(response: httpx.Response, name: str) -> str | None:
     return str(value)[:300] if value else None
 
 
+def _tls_for(url: str) -> ssl.SSLContext | bool:
+    """httpx builds a verified TLS context for every client, loading the CA bundle (~20 ms), even for a plain
+    http:// robot; each flow run is a fresh process and the dispatch is on the click → robot path. An http:// URL
+    gets a bare client context instead: never used, and were it used it would refuse every certificate (no CA
+    loaded, verification and hostname checks on), so nothing is weakened. https:// keeps httpx's verified default."""
+    return True if url.lower().startswith("https://") else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
 def dispatch_batch(
     robot_url: str, request: dict[str, Any], *, timeout_s: float, transport: httpx.BaseTransport | None = None
 ) -> DispatchAccepted:
@@ -73,7 +82,9 @@ def dispatch_batch(
     url = f"{robot_url.rstrip('/')}{DISPATCH_PATH}"
     try:
         # No retries, and no redirects: a 3xx is not an acceptance.
-        with httpx.Client(timeout=timeout_s, follow_redirects=False, transport=transport) as client:
+        with httpx.Client(
+            timeout=timeout_s, follow_redirects=False, transport=transport, verify=_tls_for(url)
+        ) as client:
             response = client.post(url, json=request)
     except UNKNOWN_OUTCOME_ERRORS as exc:
         raise DispatchOutcomeUnknown(

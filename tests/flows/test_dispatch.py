@@ -149,3 +149,16 @@ def test_a_claimed_job_is_never_failed_by_a_rerun_that_cannot_read_the_key(engin
     assert (again.sent, again.reason) == (False, None)
     with UnitOfWork(engine, readonly=True) as uow:
         assert get_job(uow.session, started_job).status == "processing"
+
+
+def test_an_http_robot_gets_no_ca_bundle_and_https_keeps_full_verification():
+    """The bare context of an http:// robot would refuse any certificate; an https:// robot keeps httpx's default."""
+    import ssl
+
+    from flows.robot_client import _tls_for
+
+    bare = _tls_for("http://127.0.0.1:8001/api/crear-pedidos-batch")
+    assert isinstance(bare, ssl.SSLContext)
+    assert bare.verify_mode == ssl.CERT_REQUIRED and bare.check_hostname
+    assert bare.cert_store_stats()["x509_ca"] == 0  # no CA: were it ever used, nothing would verify
+    assert _tls_for("HTTPS://robot.example/api/crear-pedidos-batch") is True
