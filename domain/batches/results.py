@@ -228,32 +228,21 @@ u AS (
   RETURNING b.order_id, b.status AS before
 ),
 d AS (
-  SELECT CASE WHEN %(status)s = 'success' THEN 1 ELSE 0 END AS s,
+  SELECT jb.id, s, e, jb.status IN ('pending', 'processing')
+      AND jb.success_count + s + jb.error_count + e >= jb.total_items AS done, jb.success_count + s > 0 AS created
+  FROM (SELECT CASE WHEN %(status)s = 'success' THEN 1 ELSE 0 END AS s,
     CASE WHEN %(status)s = 'error' AND u.before = 'pending' THEN 1
-         WHEN %(status)s = 'success' AND u.before = 'error' THEN -1 ELSE 0 END AS e
-  FROM u
+         WHEN %(status)s = 'success' AND u.before = 'error' THEN -1 ELSE 0 END AS e FROM u) k,
+    robot_jobs jb WHERE jb.id = %(job_id)s
 ),
 j AS (
-  UPDATE robot_jobs SET
-    status = CASE WHEN robot_jobs.status IN ('pending', 'processing')
-        AND robot_jobs.success_count + d.s + robot_jobs.error_count + d.e >= robot_jobs.total_items
-      THEN CASE WHEN robot_jobs.success_count + d.s > 0 THEN 'completed' ELSE 'failed' END
-      ELSE robot_jobs.status END,
-    failure_reason = CASE WHEN robot_jobs.status IN ('pending', 'processing')
-        AND robot_jobs.success_count + d.s + robot_jobs.error_count + d.e >= robot_jobs.total_items
-      THEN CASE WHEN robot_jobs.success_count + d.s > 0 THEN NULL ELSE %(all_failed)s END
-      ELSE robot_jobs.failure_reason END,
-    finished_at = CASE WHEN robot_jobs.status IN ('pending', 'processing')
-        AND robot_jobs.success_count + d.s + robot_jobs.error_count + d.e >= robot_jobs.total_items
-      THEN %(now)s ELSE robot_jobs.finished_at END,
-    updated_at = CASE WHEN (robot_jobs.status IN ('pending', 'processing')
-        AND robot_jobs.success_count + d.s + robot_jobs.error_count + d.e >= robot_jobs.total_items)
-        OR d.s <> 0 OR d.e <> 0 THEN %(now)s ELSE robot_jobs.updated_at END,
-    success_count = robot_jobs.success_count + d.s,
-    error_count = robot_jobs.error_count + d.e
-  FROM d WHERE robot_jobs.id = %(job_id)s
-  RETURNING robot_jobs.status, robot_jobs.workspace_id, robot_jobs.flow_run_id, robot_jobs.success_count,
-    robot_jobs.error_count, robot_jobs.total_items
+  UPDATE robot_jobs SET status = CASE WHEN NOT done THEN status WHEN created THEN 'completed' ELSE 'failed' END,
+    failure_reason = CASE WHEN NOT done THEN failure_reason WHEN created THEN NULL ELSE %(all_failed)s END,
+    finished_at = CASE WHEN done THEN %(now)s ELSE finished_at END,
+    updated_at = CASE WHEN done OR s <> 0 OR e <> 0 THEN %(now)s ELSE updated_at END,
+    success_count = success_count + s, error_count = error_count + e
+  FROM d WHERE robot_jobs.id = d.id
+  RETURNING status, workspace_id, flow_run_id, success_count, error_count, total_items
 ),
 x AS (
   SELECT u.order_id,
@@ -316,23 +305,25 @@ FROM (SELECT 1) one LEFT JOIN b ON true LEFT JOIN u ON true LEFT JOIN j ON true 
 
 
 def _order_json(tracking: str) -> str:
-    # The keys and order of domain.events.OrderFields (domain.orders.changes.event_context).
+    # The keys and order of domain.events.OrderFields (domain.orders.changes.event_context), from `ctx`'s columns.
     return (
-        "json_build_object('id', ctx.id, 'name', ctx.name, 'total_value', ctx.total_value, "
-        f"'tracking_number', {tracking}, 'carrier', %(carrier)s, 'shipping_address', ctx.shipping_address, "
-        "'shipping_city', ctx.shipping_city, 'shipping_department', ctx.shipping_department, "
-        "'pipeline_id', ctx.pipeline_id, 'stage_id', ctx.stage_id, 'tags', ctx.tags, "
-        "'custom_fields', ctx.custom_fields)"
+        f"(SELECT row_to_json(r) FROM (SELECT id, name, total_value, {tracking} AS tracking_number, "
+        "CAST(%(carrier)s AS TEXT) AS carrier, shipping_address, shipping_city, shipping_department, pipeline_id, "
+        "stage_id, tags, custom_fields) r)"
     )
 
 
 @functools.cache
 def _record_one_pg_sql(dialect: Any) -> str:
-    return _RECORD_ONE_PG.format(
+    sql = _RECORD_ONE_PG.format(
         guard=_literal_sql(_ADMISSIBLE, dialect),
         order_after=_order_json("COALESCE(%(tracking)s, ctx.old_tracking)"),
         order_shipped=_order_json("COALESCE(%(tracking)s, '')"),
     )
+    # One line, single spaces (no literal in it holds two): less text to convert, send and parse per callback.
+    # psycopg caches its conversion of a query only up to 4,096 characters; this one is ~5,100, so it is converted
+    # on every execution (~0.2 ms of CPU per callback, cProfile): a shorter statement would save that.
+    return " ".join(sql.split())
 
 
 def _record_one_pg(
