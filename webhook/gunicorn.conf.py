@@ -1,10 +1,12 @@
 """gunicorn settings of the webhook: `gunicorn -c webhook/gunicorn.conf.py` (app: `webhook.app:create_app()`).
 
-Sync workers by measurement (benchmarks/webhook_bench.py, 2 CPUs, 16 callbacks in flight): once the after-commit
-work (resume, progress) left the request for a background pool (webhook/after_commit.py), 4 sync workers matched or
-beat gthread on throughput (SQLite 108–153 vs 79–131 req/s; PostgreSQL 99–138 vs 85–137) with tighter tails
-(p99 248–756 ms vs 283–1880 ms): more threads only meant more writers queueing on the database lock.
-Switch with ROBOTJOBS_WEBHOOK_WORKER_CLASS=gthread (and _THREADS) if measurement on the target host says otherwise.
+The worker model depends on the database, by measurement (benchmarks/webhook_bench.py, 2 CPUs, BENCHMARKS.md round 4):
+- PostgreSQL: 4 gthread workers × 4 threads. Once a per-order callback became one statement under the job's row lock
+  (domain/batches/results.py), 4 sync workers were the limit: each request held a whole process while it waited on
+  the database, and a sync worker closes every connection after its answer (no keep-alive: a new TCP connection per
+  callback). gthread keeps the robot's connection alive and overlaps the waits: 16 senders 529 -> 699 req/s.
+- SQLite: 4 sync workers. Its writers queue on the one database lock; threads only add queueing (16 senders: the same
+  throughput, p99 290 -> 938 ms with 4 threads).
 Every value can be overridden with ROBOTJOBS_WEBHOOK_* environment variables or gunicorn's own flags.
 """
 
@@ -12,9 +14,22 @@ import os
 
 wsgi_app = "webhook.app:create_app()"
 bind = os.environ.get("ROBOTJOBS_WEBHOOK_BIND", "127.0.0.1:8000")  # loopback unless deliberately exposed
+
+
+def _database_url() -> str:
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    try:
+        from domain.settings import get_settings  # .env as the app reads it
+    except ImportError:  # the config read outside the project: the conservative default
+        return ""
+    return get_settings().database_url
+
+
+_POSTGRESQL = _database_url().startswith("postgresql")
 workers = int(os.environ.get("ROBOTJOBS_WEBHOOK_WORKERS", "4"))
-worker_class = os.environ.get("ROBOTJOBS_WEBHOOK_WORKER_CLASS", "sync")
-threads = int(os.environ.get("ROBOTJOBS_WEBHOOK_THREADS", "1"))
+worker_class = os.environ.get("ROBOTJOBS_WEBHOOK_WORKER_CLASS", "gthread" if _POSTGRESQL else "sync")
+threads = int(os.environ.get("ROBOTJOBS_WEBHOOK_THREADS", "4" if _POSTGRESQL else "1"))
 # The robot sets no timeout on callbacks; ours must be long enough for a 1,000-item batch body, no longer.
 timeout = int(os.environ.get("ROBOTJOBS_WEBHOOK_TIMEOUT", "60"))
 graceful_timeout = 20

@@ -195,9 +195,10 @@ def _changes_of(
     contexts: dict[str, tuple[str, OrderContext]] = {}
     events: list[outbox.NewEvent] = []
     writes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    names = _ORDERS.c.keys()  # once: building the key list per order was measurable on a 10,000-order report
     for order_id in ids:
         row = orders[order_id]
-        order = SimpleNamespace(**{name: row[name] for name in _ORDERS.c.keys()})
+        order = SimpleNamespace(**{name: row[name] for name in names})
         contact = SimpleNamespace(**{n: row[f"c__{n}"] for n in _CONTACT_COLUMNS}) if row["contact_id"] else None
         changed = _apply_changes(order, changes_by_order[order_id])
         changed_fields[order_id] = [field for field, _, _ in changed]

@@ -26,7 +26,7 @@ from domain.batches.jobs import (
     retry_failed_items,
     start_job,
 )
-from domain.batches.results import normalise_result, record_batch_results
+from domain.batches.results import normalise_result, record_batch_results, record_item_result
 from domain.errors import JobNotRetryable
 from domain.events import ROBOT_COORD_COMPLETED
 from domain.models import ErrorType, ItemStatus, OutboxEvent, RobotJob, RobotJobItem
@@ -86,7 +86,9 @@ class World:
             return None
         return sent[-1] if latest else sent[0]
 
-    def report(self, results: list[tuple]) -> None:
+    def report(self, results: list[tuple], *, per_order: bool = False) -> None:
+        """`per_order`: one result as the existing robot sends it, through `record_item_result` (on PostgreSQL,
+        for an active job, the one-statement path); otherwise a batch report."""
         by_job: dict[str, list] = {}
         for _, order_index, status, tracking, latest in results:
             item_id = self.item_of(order_index, latest)
@@ -109,7 +111,10 @@ class World:
                     i.id: (i.status, i.resolved_by)
                     for i in tx.session.exec(select(RobotJobItem).where(RobotJobItem.job_id == job_id))
                 }
-                record_batch_results(tx.session, job_id, batch)
+                if per_order and len(batch) == 1:
+                    record_item_result(tx.session, batch[0], job_id=job_id)
+                else:
+                    record_batch_results(tx.session, job_id, batch)
                 tx.commit()
             for result in batch:  # the model: the robot's first report lands unless the robot already spoke
                 status, resolved_by = before[result.item_id]
@@ -184,7 +189,7 @@ def test_bookkeeping_invariants_hold_for_any_sequence(uow, credentials_key, step
     for s in steps:
         kind = s[0]
         if kind == "result":
-            world.report([s])
+            world.report([s], per_order=True)
         elif kind == "batch":
             world.report(s[1])
         elif kind == "timeout":

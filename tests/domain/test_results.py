@@ -20,7 +20,7 @@ from domain.batches.results import (
 )
 from domain.errors import ItemNotInJob, UnknownItem
 from domain.events import BATCH_COMPLETED, FIELD_CHANGED, ROBOT_COORD_COMPLETED, RobotCoordCompleted
-from domain.models import Order, OutboxEvent, RobotJobItem
+from domain.models import Order, OutboxEvent, RobotJob, RobotJobItem
 from tests.domain.results_helpers import err, events, ok
 
 
@@ -194,8 +194,10 @@ def test_failure_between_item_write_and_event_write_leaves_nothing(uow, dispatch
         return real_add(session, events)
 
     monkeypatch.setattr(outbox, "add_events", failing_add)
+    # The batch path writes in steps on both databases (a per-order callback on PostgreSQL is one statement: there
+    # is no "between" to fail in; test_failure_at_commit_leaves_nothing covers it).
     with uow() as tx, pytest.raises(RuntimeError, match="injected"):
-        record_item_result(tx.session, ok(items[0]))
+        record_batch_results(tx.session, job_id, [ok(items[0])])
         tx.commit()
     monkeypatch.undo()
     with uow() as tx:
@@ -243,3 +245,32 @@ def test_a_result_has_one_shape_per_status_however_built_and_an_unknown_pedido_i
     assert (error.tracking_number, error.error_type) == (None, "unknown")
     assert pedido_label(None) == pedido_label("") == "número de pedido desconocido"
     assert pedido_label("76001") == "76001"
+
+
+def test_a_per_order_success_withdraws_the_order_from_an_unsent_job_then_ships_it_once(uow, dispatched_job):
+    # Another active, undispatched job (another carrier's: one active job per workspace and carrier) holds the order:
+    # on PostgreSQL the one-statement path leaves this case to `_ship_orders`, which withdraws the item first.
+    job_id, items = dispatched_job()
+    with uow() as tx:
+        order_id = tx.session.get(RobotJobItem, items[0]).order_id
+        workspace_id = get_job(tx.session, job_id).workspace_id
+        other = RobotJob(workspace_id=workspace_id, carrier="OTRA", total_items=1)
+        tx.session.add(other)
+        tx.session.flush()
+        held = RobotJobItem(job_id=other.id, order_id=order_id)
+        tx.session.add(held)
+        tx.commit()
+        other_id, held_id = other.id, held.id
+    with uow() as tx:
+        outcome = record_item_result(tx.session, ok(items[0], "10107"), job_id=job_id)
+        tx.commit()
+    assert outcome.changed and outcome.item_status == "success"
+    with uow() as tx:
+        withdrawn = tx.session.get(RobotJobItem, held_id)
+        assert (withdrawn.status, withdrawn.error_type, withdrawn.resolved_by) == ("error", "withdrawn", "robotjobs")
+        assert get_job(tx.session, other_id).error_count == 1
+        order = tx.session.get(Order, order_id)
+        assert (order.tracking_number, order.carrier) == ("10107", "COORDINADORA")
+        [completed] = events(tx, ROBOT_COORD_COMPLETED)
+        assert completed.payload["item_id"] == items[0] and completed.payload["order"]["tracking_number"] == "10107"
+        assert get_job(tx.session, job_id).success_count == 1
