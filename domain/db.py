@@ -36,6 +36,7 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
         }
         if url.get_driver_name() == "psycopg":
             kwargs["connect_args"] = {**connect_args, **kwargs.get("connect_args", {})}
+            _cache_long_statements()
         engine = create_engine(url, **kwargs)
         _ping_when_idle(engine)
         return engine
@@ -64,6 +65,20 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+# psycopg caches its conversion of a query (`%(name)s` -> `$n`, a regex pass over the text) only for texts up to
+# 4,096 bytes. The per-order callback's one statement (domain/batches/results.py `_RECORD_ONE_PG`, ~5,100) was
+# converted again on every execution: ~0.2 ms of a webhook worker's CPU per callback (py-spy, BENCHMARKS.md round 5).
+# Our statements have fixed texts (arrays, not VALUES lists, for many rows), so a larger limit caches only them.
+PSYCOPG_CACHED_STATEMENT_BYTES = 8192
+
+
+def _cache_long_statements() -> None:
+    from psycopg import _queries
+
+    if getattr(_queries, "MAX_CACHED_STATEMENT_LENGTH", None) is not None:
+        _queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, PSYCOPG_CACHED_STATEMENT_BYTES)
 
 
 IDLE_PING_S = 10.0
