@@ -37,13 +37,15 @@ def correlation() -> dict[str, Any]:
 
 def log(level: str, event: str, *, exc_info: BaseException | None = None, **fields: Any) -> None:
     """Log one event with its fields and the request's correlation ids."""
+    number = _LEVELS[level.upper()]
+    if not logger.isEnabledFor(number):
+        return
     record_fields = {**correlation(), **fields}
-    logger.log(
-        logging.getLevelNamesMapping()[level.upper()],
-        event,
-        exc_info=exc_info,
-        extra={"event": event, "fields": record_fields},
-    )
+    logger.log(number, event, exc_info=exc_info, extra={"event": event, "fields": record_fields})
+
+
+# Read once: `logging.getLevelNamesMapping()` copies the table on every call (two lines per callback).
+_LEVELS = logging.getLevelNamesMapping()
 
 
 class JsonFormatter(logging.Formatter):
