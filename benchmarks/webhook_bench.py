@@ -147,7 +147,12 @@ def run(database_url: str, scenarios: list[str], *, prefect: bool, workers_cfg: 
     print(f"{'':<34}{'calls':>7}{'errors':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  counts")
     for mode, prefect_mode in modes:
         with ExitStack() as stack:
-            env = {"DATABASE_URL": database_url, "ROBOTJOBS_WEBHOOK_ACCESSLOG": "/dev/null", "PREFECT_API_URL": ""}
+            env = {
+                "DATABASE_URL": database_url,
+                "PREFECT_API_URL": "",
+                # gunicorn.conf.py's default (off), unless asked for: "-" was the default before round 5
+                "ROBOTJOBS_WEBHOOK_ACCESSLOG": os.environ.get("ROBOTJOBS_WEBHOOK_ACCESSLOG", ""),
+            }
             if prefect_mode:
                 from stack.processes import prefect_env, start_prefect_server
 

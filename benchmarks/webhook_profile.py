@@ -13,6 +13,7 @@ Needs py-spy (the `bench` extra).
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import signal
@@ -54,7 +55,12 @@ def main() -> None:
     out = args.out or str(workdir / "webhook.speedscope.json")
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
     with database(None, name="profile") as url, ExitStack() as stack:
-        env = {"DATABASE_URL": url, "ROBOTJOBS_WEBHOOK_ACCESSLOG": "/dev/null", "PREFECT_API_URL": ""}
+        env = {
+            "DATABASE_URL": url,
+            "PREFECT_API_URL": "",
+            # gunicorn.conf.py's default (off), unless asked for: "-" was the default before round 5
+            "ROBOTJOBS_WEBHOOK_ACCESSLOG": os.environ.get("ROBOTJOBS_WEBHOOK_ACCESSLOG", ""),
+        }
         server_pids: list[int] = []
         if args.prefect:
             from stack.processes import prefect_env, start_prefect_server

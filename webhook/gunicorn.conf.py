@@ -36,8 +36,11 @@ graceful_timeout = 20
 keepalive = 5
 # Each worker builds its own engine in create_app(): connections must never be shared across fork.
 preload_app = False
-# Access lines carry no headers (so never X-Callback-Secret) and no body.
-accesslog = os.environ.get("ROBOTJOBS_WEBHOOK_ACCESSLOG", "-")
+# gunicorn's access log is off unless ROBOTJOBS_WEBHOOK_ACCESSLOG names a file ("-": stdout): the app's own
+# `http_request` line (webhook/app.py: method, path, status, ms, user agent and the correlation ids) already records
+# every request, and formatting a second line cost ~5 % of a worker's CPU per callback (py-spy, BENCHMARKS.md
+# round 5). Access lines carry no headers (so never X-Callback-Secret) and no body.
+accesslog = os.environ.get("ROBOTJOBS_WEBHOOK_ACCESSLOG") or None
 access_log_format = (
     '{"remote":"%(h)s","request":"%(r)s","status":%(s)s,"bytes":%(B)s,"ms":%(M)s,"request_id":"%({x-request-id}o)s"}'
 )
