@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from domain import outbox
 from domain.batches.jobs import get_job
 from domain.events import BATCH_COMPLETED
@@ -34,6 +36,16 @@ def test_per_order_success_with_job_secret_is_committed_and_acknowledged(client,
         assert tx.session.get(Order, item.order_id).tracking_number == "10107"
         assert get_job(tx.session, job.id).success_count == 1
     assert progress.calls == [job.id] and resume.calls == []
+
+
+def test_the_ack_is_compact_json_in_the_schema_s_order(client, job):
+    response = post_per_order(client, job, ok(job.items[0], "10107"))
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    expected = {"ok": True, "jobId": job.id, "jobFinished": False, "jobStatus": "processing",
+                "changed": [job.items[0]], "unchanged": [],
+                "results": [{"itemId": job.items[0], "changed": True, "itemStatus": "success"}],
+                "duplicateDelivery": False}  # fmt: skip
+    assert response.data == json.dumps(expected, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
 def test_per_order_error_without_error_type_is_recorded_as_unknown(client, uow, job):
