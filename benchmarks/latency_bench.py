@@ -193,6 +193,56 @@ def _commit() -> str:
     return found.stdout.strip() + (" (+ uncommitted changes)" if dirty else "")
 
 
+def start_stack(
+    started: list,
+    tmp: Path,
+    domain_env: dict[str, str],
+    robot_url: str,
+    *,
+    webhook_env: dict[str, str] | None = None,
+    runner_env: dict[str, str] | None = None,
+    expected: set[str] = frozenset(),
+) -> tuple[str, str]:
+    """A Prefect server (basic auth from `domain_env`), the webhook under gunicorn and `python -m flows.serve` (no
+    reconciler schedule) on 127.0.0.1, each appended to `started` as it comes up (the caller stops them); returns
+    (Prefect API URL, webhook URL). Generous start-up limits: the machine may be loaded."""
+    home = tmp / "prefect-home"
+    auth_string = domain_env["PREFECT_API_AUTH_STRING"]
+    server, api_url = start_prefect_server(home, log_dir=tmp, auth_string=auth_string, timeout_s=300)
+    started.append(server)
+    webhook, webhook_url = start_webhook(
+        env={**domain_env, **(webhook_env or {}), "PREFECT_HOME": str(home), "PREFECT_API_URL": api_url},
+        log_dir=tmp,
+        timeout_s=300,
+    )
+    started.append(webhook)
+    env = {
+        **domain_env,
+        "ROBOT_URL": robot_url,
+        "PUBLIC_BASE_URL": webhook_url,
+        "ROBOTJOBS_RECONCILE_SCHEDULED": "false",
+    }
+    started.append(
+        start_flow_runner(
+            home,
+            api_url,
+            log_dir=tmp,
+            timeout_s=300,
+            expected={SUBMIT, RETRY, ORCHESTRATE, RECONCILE, *expected},
+            env={**env, **(runner_env or {})},
+        )
+    )
+    return api_url, webhook_url
+
+
+def stop_stack(started: list, simulator, engine) -> None:
+    """Stop what `start_stack` started (last first), the simulator, and the benchmark's own engine."""
+    for process in reversed(started):
+        process.stop()
+    simulator.stop()
+    engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -215,40 +265,16 @@ def main(argv: list[str] | None = None) -> None:
     engine = make_engine(database_url)
     credentials_key = Fernet.generate_key().decode()
     auth_string = f"bench:{secrets.token_urlsafe(12)}"
-    started = []
+    started: list = []
     simulator = start_simulator(port=0, delay=args.delay)
     try:
-        # Generous start-up limits: the machine may be loaded; the figures come after, from the ratios.
-        server, api_url = start_prefect_server(
-            tmp / "prefect-home", log_dir=tmp, auth_string=auth_string, timeout_s=300
-        )
-        started.append(server)
-        domain_env = {
-            "DATABASE_URL": database_url,
-            "CREDENTIALS_KEY": credentials_key,
-            "PREFECT_API_AUTH_STRING": auth_string,
-        }
-        webhook, webhook_url = start_webhook(
-            env={**domain_env, "PREFECT_HOME": str(tmp / "prefect-home"), "PREFECT_API_URL": api_url},
-            log_dir=tmp,
-            timeout_s=300,
-        )
-        started.append(webhook)
-        started.append(
-            start_flow_runner(
-                tmp / "prefect-home",
-                api_url,
-                log_dir=tmp,
-                timeout_s=300,
-                expected={SUBMIT, RETRY, ORCHESTRATE, RECONCILE, FLOOR_START, FLOOR_RESUME},
-                env={
-                    **domain_env,
-                    "ROBOT_URL": simulator.url,
-                    "PUBLIC_BASE_URL": webhook_url,
-                    "ROBOTJOBS_RECONCILE_SCHEDULED": "false",
-                    "ROBOTJOBS_SERVE_FLOOR": "true",
-                },
-            )
+        api_url, _ = start_stack(
+            started,
+            tmp,
+            {"DATABASE_URL": database_url, "CREDENTIALS_KEY": credentials_key, "PREFECT_API_AUTH_STRING": auth_string},
+            simulator.url,
+            runner_env={"ROBOTJOBS_SERVE_FLOOR": "true"},
+            expected={FLOOR_START, FLOOR_RESUME},
         )
         orders = DEMO_ORDERS[: args.orders]
         starts, resumes, clicks, finishes = [], [], [], []
@@ -317,10 +343,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(f"rerun: {COMMAND} --runs {args.runs} --orders {args.orders} --delay {args.delay}")
     finally:
-        for process in reversed(started):
-            process.stop()
-        simulator.stop()
-        engine.dispose()
+        stop_stack(started, simulator, engine)
 
 
 if __name__ == "__main__":

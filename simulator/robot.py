@@ -51,6 +51,7 @@ PEDIDO_FIELDS = (
     "largo",
     "ancho",
 )
+REPORT_MAX_RESULTS = 5000  # webhook/schemas.py: a batch report carries at most 5,000 results
 BUSY = "Ya hay un batch en proceso para este workspace"
 ALL_CITIES_INVALID = "Todos los pedidos tienen ciudad inválida"
 ACCEPTED = "Batch aceptado, procesando..."
@@ -306,14 +307,16 @@ class SimRobot:
                 for order in orders:
                     emit(fatal_result(order["itemId"]))
             if config.report in (Report.batch, Report.both) and not self._stopping.is_set():
-                delivery = callbacks.send_batch_report(
-                    body["callbackUrl"],
-                    job_id,
-                    list(first.values()),
-                    secret=config.webhook_secret or "",
-                    timeout=config.callback_timeout,
-                )
-                self._log_callback(job_id, "batch", None, delivery)
+                results = list(first.values())
+                for start in range(0, len(results), REPORT_MAX_RESULTS):  # the webhook takes ≤ 5,000 per report
+                    delivery = callbacks.send_batch_report(
+                        body["callbackUrl"],
+                        job_id,
+                        results[start : start + REPORT_MAX_RESULTS],
+                        secret=config.webhook_secret or "",
+                        timeout=config.callback_timeout,
+                    )
+                    self._log_callback(job_id, "batch", None, delivery)
         except Exception:  # a crashed worker must still free the workspace
             log.exception("batch %s crashed", job_id)
         finally:

@@ -583,6 +583,9 @@ def _write_items(session: Session, results: list[ItemResult], before: dict[str, 
     return [r.item_id for r in expected]
 
 
+SHIP_PART = 1000  # orders shipped (and their outbox rows written) per step of one batch report
+
+
 def _ship_orders(
     session: Session,
     job_id: str,
@@ -614,14 +617,19 @@ def _ship_orders(
     if holders:
         withdraw_unsent_items(session, order_ids, job_id=job_id, now=now, holders=holders)
     first_time = [(item_id, order_id, tracking) for item_id, order_id, tracking in shipped if order_id not in already]
-    if not first_time:
-        return
-    _, contexts, events = ship_orders(
-        session, {order_id: tracking for _, order_id, tracking in first_time}, carrier=COORDINADORA, now=now
-    )
-    for item_id, order_id, tracking in first_time:
-        workspace_id, context = contexts[order_id]
-        order: OrderFields = {**context["order"], "tracking_number": tracking or ""}  # empty, not stale: unknown
-        event = RobotCoordCompleted(job_id=job_id, item_id=item_id, order=order, contact=context["contact"])
-        events.append(outbox.NewEvent(workspace_id, event))
-    outbox.add_events(session, events)
+    # In parts: the order rows, contexts and outbox payloads of a whole report (3 rows per order) held at once grew
+    # the webhook worker's heap for good (glibc keeps the arenas); a part's are freed before the next is built.
+    # By order id, as one statement locks them: the parts take the orders' row locks in the same global order.
+    first_time.sort(key=lambda shipped_item: shipped_item[1])
+    for start in range(0, len(first_time), SHIP_PART):
+        part = first_time[start : start + SHIP_PART]
+        _, contexts, events = ship_orders(
+            session, {order_id: tracking for _, order_id, tracking in part}, carrier=COORDINADORA, now=now
+        )
+        for item_id, order_id, tracking in part:
+            workspace_id, context = contexts[order_id]
+            order: OrderFields = {**context["order"], "tracking_number": tracking or ""}  # empty, not stale: unknown
+            event = RobotCoordCompleted(job_id=job_id, item_id=item_id, order=order, contact=context["contact"])
+            events.append(outbox.NewEvent(workspace_id, event))
+        outbox.add_events(session, events)
+        del contexts, events

@@ -121,6 +121,23 @@ def test_a_batch_repeating_an_item_counts_it_once(uow, dispatched_job):
         assert get_job(tx.session, job_id).success_count == 2
 
 
+def test_a_report_shipped_in_parts_ships_each_order_and_fires_each_trigger_once(uow, dispatched_job, monkeypatch):
+    monkeypatch.setattr("domain.batches.results.SHIP_PART", 3)  # the demo's orders span several parts
+    job_id, items = dispatched_job()
+    assert len(items) > 2 * 3
+    with uow() as tx:
+        outcome = record_batch_results(tx.session, job_id, [ok(i, f"76{n:05d}") for n, i in enumerate(items)])
+        tx.commit()
+    assert outcome.changed_count == len(items) and outcome.job_status == "completed"
+    with uow() as tx:
+        completed = events(tx, ROBOT_COORD_COMPLETED)
+        assert sorted(e.payload["item_id"] for e in completed) == sorted(items)
+        by_item = {e.payload["item_id"]: e.payload["order"]["tracking_number"] for e in completed}
+        for n, item_id in enumerate(items):
+            order = tx.session.get(Order, tx.session.get(RobotJobItem, item_id).order_id)
+            assert order.tracking_number == by_item[item_id] == f"76{n:05d}"
+
+
 def test_fifty_threads_posting_the_same_result_make_one_transition(uow, dispatched_job):
     job_id, items = dispatched_job()
     barrier = threading.Barrier(50)
