@@ -23,7 +23,6 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
@@ -239,16 +238,11 @@ class RobotJob(SQLModel, table=True):
     __tablename__ = "robot_jobs"
     __table_args__ = (
         UniqueConstraint("workspace_id", "idempotency_key", name="uq_robot_jobs_idempotency_key"),
-        # At most one active shipment job per workspace and carrier, enforced by the database so it cannot race.
-        Index(
-            "uq_robot_jobs_one_active",
-            "workspace_id",
-            "carrier",
-            "job_type",
-            unique=True,
-            postgresql_where=text("status IN ('pending', 'processing')"),
-            sqlite_where=text("status IN ('pending', 'processing')"),
-        ),
+        # At most one active shipment job per workspace and carrier is enforced by the database so it cannot race:
+        # the partial unique index `uq_robot_jobs_one_active` (workspace_id, carrier, job_type WHERE status IN
+        # ('pending', 'processing')), created by migration 0001, its one home. Not declared here: its
+        # `postgresql_where`/`sqlite_where` made SQLAlchemy import both dialects in every process that imports the
+        # models, ~30 ms of each flow run's start (BENCHMARKS.md, #11); the schema comes from the migrations only.
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)

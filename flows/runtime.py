@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from functools import lru_cache
 
 import httpx
@@ -10,6 +12,10 @@ from sqlalchemy import Engine
 from domain.credentials import CredentialsKeyMissing, load_credentials_key
 from domain.db import make_engine
 from domain.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+# The warm-up thread and the run's first step may both ask for the engine first: one engine, one pool.
+_engine_lock = threading.Lock()
 
 
 def settings() -> Settings:
@@ -23,7 +29,23 @@ def engine_for(database_url: str) -> Engine:
 
 
 def engine() -> Engine:
-    return engine_for(settings().database_url)
+    with _engine_lock:
+        return engine_for(settings().database_url)
+
+
+def warm_up() -> None:
+    """The first step's own start-up, done while Prefect's engine starts the run (flows/startup.py): Prefect's task
+    engine imported (the first task run imports it), the ORM's mappers configured (the first query does it), the
+    pool's first connection opened. Best effort: a failure here is the first step's to report."""
+    try:
+        import prefect.task_engine  # noqa: F401
+        from sqlalchemy.orm import configure_mappers
+
+        configure_mappers()
+        with engine().connect():
+            pass
+    except Exception as exc:  # noqa: BLE001
+        log.debug("warm-up skipped: %s: %s", type(exc).__name__, exc)
 
 
 def credentials_key(current: Settings | None = None) -> str:

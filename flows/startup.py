@@ -1,5 +1,5 @@
 """A flow-run process's start: importing this module pauses Python's cyclic garbage collector until the importing
-flow module says its imports are done (`imports_done`).
+flow module says its imports are done (`imports_done`), which also starts the run's warm-up.
 
 Every flow run is a fresh process (`python -m prefect.engine`) that imports its flow module before the run's first
 step, so those imports sit on the click → robot and the last result → `Completed` paths. They create ~30,000
@@ -7,20 +7,36 @@ long-lived objects (SQLAlchemy, the models, pydantic), and the collector's full 
 loaded (Prefect's own ~160,000 objects) cost about 130 ms of the 400 ms the imports take (BENCHMARKS.md). Nothing
 those imports create is garbage worth collecting; once they are done, `gc.freeze()` moves them out of later
 collections during the run, and collection resumes.
+
+After the imports, Prefect's engine spends ~150–200 ms before the flow's first line (its client, the `Running`
+proposal, its log and event workers), much of it waiting on the Prefect API. The warm-up does the first step's own
+start-up in that wait, on a background thread (BENCHMARKS.md, #11).
 """
 
 from __future__ import annotations
 
 import gc
+import os
+import threading
+from collections.abc import Callable
 
 _was_enabled = gc.isenabled()
 gc.disable()
 
 
-def imports_done() -> None:
-    """Resume collection (if it was on), with everything imported so far frozen out of it. Idempotent."""
+def in_flow_run_process() -> bool:
+    """Prefect's runner and process workers start each flow run with its id in the environment; the runner itself,
+    the tests and the CLI import the same modules without it."""
+    return bool(os.environ.get("PREFECT__FLOW_RUN_ID"))
+
+
+def imports_done(warm_up: Callable[[], object] | None = None) -> None:
+    """Resume collection (if it was on), with everything imported so far frozen out of it; then, in a flow-run
+    process only, run `warm_up` on a daemon thread. Idempotent."""
     global _was_enabled
     if _was_enabled:
         _was_enabled = False
         gc.freeze()
         gc.enable()
+        if warm_up is not None and in_flow_run_process():
+            threading.Thread(target=warm_up, name="robotjobs-warm-up", daemon=True).start()

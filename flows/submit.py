@@ -257,4 +257,4 @@ def retry_failed_items(batch: str, idempotency_key: str = "") -> BatchResult:
     return _run(own_batch(run_id) or create_retry_job_task(run_id, batch, idempotency_key), run_id)
 
 
-flows.startup.imports_done()
+flows.startup.imports_done(warm_up=runtime.warm_up)
