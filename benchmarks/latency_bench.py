@@ -10,14 +10,17 @@ webhook under gunicorn, the robot simulator, a SQLite domain database), then, N 
 - click → robot: `create_flow_run_from_deployment` of `submit-robot-job` → the simulator received the dispatch;
 - result → Completed: the simulator's last callback answered → the batch's run (the job's `flow_run_id`) `Completed`.
 
-Prints the median and spread of each, and the ratios of the medians (targets: ≤ 1.3 each).
+Each start (and the floor's resume) waits a random part of the runner's poll interval first (`--seed`), so the wait
+for the poll is uniform on both sides. Prints the median and spread of each, and the ratios of the medians
+(targets: ≤ 1.3 each).
 
-    .venv/bin/python -m benchmarks.latency_bench [--runs 5] [--orders 32]
+    .venv/bin/python -m benchmarks.latency_bench [--runs 5] [--orders 32] [--seed N]
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import secrets
 import statistics
 import subprocess
@@ -43,6 +46,18 @@ from simulator.server import start_simulator
 from stack.processes import start_flow_runner, start_prefect_server, start_webhook
 
 COMMAND = ".venv/bin/python -m benchmarks.latency_bench"
+# The runner's poll interval here (stack.processes.start_flow_runner: every second).
+POLL_INTERVAL_S = 1.0
+# Each measured start waits a random 0 s–poll interval first. Without it the bench's own rhythm fixed the phase of
+# every creation against the runner's poll: measured at 9e507bf, 15 runs, the floor's starts waited a median
+# 0.19 s for the poll and the batches' 0.62 s, which read as our overhead. Seeded: `--seed` reruns the same phases.
+PHASE = random.Random()
+
+
+def random_phase() -> None:
+    """Sleep a uniform random part of the poll interval, so that a run's wait for the poll is uniform on both sides,
+    as an operator's click at any moment is."""
+    time.sleep(PHASE.uniform(0.0, POLL_INTERVAL_S))
 
 
 def _state_time(client, run_id: UUID, state_type: str, *, timeout_s: float = 120) -> float:
@@ -88,6 +103,7 @@ def poll_waits(client, run_id: UUID) -> list[float]:
 
 
 def floor_start(client) -> tuple[float, float]:
+    random_phase()
     t0 = time.time()
     run = client.create_flow_run_from_deployment(_deployment_id(client, FLOOR_START))
     running = _state_time(client, run.id, "RUNNING")
@@ -102,6 +118,7 @@ def floor_resume(client) -> tuple[float, float]:
     run = client.create_flow_run_from_deployment(_deployment_id(client, FLOOR_RESUME))
     _wait_state(client, run.id, "PAUSED")
     time.sleep(1.5)  # the suspended run's process has exited, as a batch's has when its last result comes
+    random_phase()  # a batch's last result comes at any moment of the poll interval
     t0 = time.time()
     client.resume_flow_run(run.id, run_input={"note": "resume"})
     _wait_state(client, run.id, "COMPLETED")
@@ -125,6 +142,7 @@ def batch(client, engine, simulator, credentials_key: str, orders: list[tuple]) 
         )
         uow.commit()
     parameters = _submit_parameters(client, demo.workspace_id, demo.order_ids)
+    random_phase()
     t0 = time.time()
     client.create_flow_run_from_deployment(_deployment_id(client, SUBMIT), parameters=parameters)
     deadline = time.monotonic() + 120
@@ -255,7 +273,10 @@ def main(argv: list[str] | None = None) -> None:
         "real one (30 s per order) does, or the last result races the suspend instead",
     )
     parser.add_argument("--breakdown", action="store_true", help="print each batch's states and task runs in time")
+    parser.add_argument("--seed", type=int, default=None, help="the random phases' seed (default: a new one)")
     args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
+    PHASE.seed(seed)
     global BREAKDOWN
     BREAKDOWN = args.breakdown
 
@@ -329,6 +350,13 @@ def main(argv: list[str] | None = None) -> None:
         }
         print("  without the runner's poll wait (subtracted from each run, floor and robotjobs alike):")
         print(f"    poll wait, all runs                {_spread([w for ws in waits.values() for w in ws])}")
+        for name, label_ in (
+            ("start", "floor start"),
+            ("resume", "floor resume"),
+            ("click", "click"),
+            ("finish", "last result"),
+        ):
+            print(f"    poll wait, {label_:<24}{_spread(waits[name])}")
         print(f"    floor: picked up → Running         {_spread(own['start'])}")
         print(f"    floor: resume → Completed          {_spread(own['resume'])}")
         print(f"    robotjobs: click → robot           {_spread(own['click'])}")
@@ -341,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
             f"    ratio result→Completed / floor resume  "
             f"{statistics.median(own['finish']) / statistics.median(own['resume']):.2f}×"
         )
-        print(f"rerun: {COMMAND} --runs {args.runs} --orders {args.orders} --delay {args.delay}")
+        print(f"rerun: {COMMAND} --runs {args.runs} --orders {args.orders} --delay {args.delay} --seed {seed}")
     finally:
         stop_stack(started, simulator, engine)
 
