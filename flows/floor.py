@@ -1,6 +1,8 @@
 """Prefect's own floor for the latency benchmark (benchmarks/latency_bench.py): two trivial flows served by the same
-runner as robotjobs' flows when ROBOTJOBS_SERVE_FLOOR=true. They import nothing of robotjobs, so their start-up and
-resume are what Prefect alone costs on this machine and server."""
+runner as robotjobs' flows when ROBOTJOBS_SERVE_FLOOR=true. Their code does nothing, so their start-up and resume
+are what Prefect costs on this machine and server for a run of that runner. Their processes are the runner's
+`spawn` children like ours: they import the runner's main module (flows.serve, so robotjobs' flow modules) and run
+its warm-up thread (flows/startup.py) too; what the floor leaves out is the flows' own work."""
 
 from __future__ import annotations
 

@@ -1,11 +1,13 @@
 """A flow-run process's start: importing this module pauses Python's cyclic garbage collector until the importing
 flow module says its imports are done (`imports_done`), which also starts the run's warm-up.
 
-Every flow run is a fresh process (`python -m prefect.engine`) that imports its flow module before the run's first
-step, so those imports sit on the click → robot and the last result → `Completed` paths. They create ~30,000
-long-lived objects (SQLAlchemy, the models, pydantic), and the collector's full passes over everything already
-loaded (Prefect's own ~160,000 objects) cost about 130 ms of the 400 ms the imports take (BENCHMARKS.md). Nothing
-those imports create is garbage worth collecting; once they are done, `gc.freeze()` moves them out of later
+Every flow run is a fresh process that imports its flow module before the run's first step: a process worker's runs
+are `python -m prefect.engine`; the `serve` runner's are `spawn` children (Prefect's `run_flow_in_subprocess`),
+which import the runner's main module, flows.serve and through it every flow module, as `__mp_main__`. Either way
+those imports sit on the click → robot and the last result → `Completed` paths. They create ~30,000 long-lived
+objects (SQLAlchemy, the models, pydantic), and the collector's full passes over everything already loaded
+(Prefect's own ~160,000 objects) cost about 130 ms of the 400 ms the imports take (BENCHMARKS.md). Nothing those
+imports create is garbage worth collecting; once they are done, `gc.freeze()` moves them out of later
 collections during the run, and collection resumes.
 
 After the imports, Prefect's engine spends ~150–200 ms before the flow's first line (its client, the `Running`
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import threading
 from collections.abc import Callable
 
@@ -24,10 +27,18 @@ _was_enabled = gc.isenabled()
 gc.disable()
 
 
-def in_flow_run_process() -> bool:
-    """Prefect's runner and process workers start each flow run with its id in the environment; the runner itself,
-    the tests and the CLI import the same modules without it."""
-    return bool(os.environ.get("PREFECT__FLOW_RUN_ID"))
+RUNNER_MAIN = "flows.serve"
+
+
+def in_flow_run_process(runner_main: str = RUNNER_MAIN) -> bool:
+    """A process worker starts each flow run with its id in the environment; the `serve` runner passes the run to a
+    `spawn` child instead, whose environment has no id while it imports flows.serve as `__mp_main__`. The runner
+    itself (flows.serve is its `__main__`), the tests and the CLI import the same modules as neither."""
+    if os.environ.get("PREFECT__FLOW_RUN_ID"):
+        return True
+    mp_main = sys.modules.get("__mp_main__")
+    spec = getattr(mp_main, "__spec__", None)
+    return mp_main is not sys.modules.get("__main__") and getattr(spec, "name", None) == runner_main
 
 
 def imports_done(warm_up: Callable[[], object] | None = None) -> None:
