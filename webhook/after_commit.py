@@ -56,8 +56,23 @@ class AfterCommitWork:
     progress: Callable[[str], object] = _nothing
     results: Callable[[str, list[str]], object] | None = None
 
+    def finish(self, job_id: str, items: list[str] | None = None) -> RetryLater | None:
+        """The "resume" kind: resume the run, then log the last callback's results in it, on the same thread.
+
+        Measured (benchmarks/latency_bench.py): run side by side on the pool's two threads, the results' POST /logs
+        made a Prefect server on SQLite answer the resume 503 "database is locked" (~2 s) and the resume was
+        retried: +3.4 s on 3 of 15 last result -> run Completed. After the resume, the logs wait ~0.1 s at most.
+        """
+        answer = self.resume(job_id)
+        if items and self.results is not None:
+            try:
+                self.results(job_id, items)
+            except Exception as exc:  # run-log lines are decoration: the resume's answer is what counts
+                log("warning", "results_notify_failed", job_id=job_id, error=f"{type(exc).__name__}: {exc}"[:500])
+        return answer
+
     def by_kind(self) -> dict[str, Notifier]:
-        kinds: dict[str, Notifier] = {"resume": self.resume, "progress": self.progress}
+        kinds: dict[str, Notifier] = {"resume": self.finish, "progress": self.progress}
         if self.results is not None:
             kinds["results"] = self.results
         return kinds

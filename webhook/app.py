@@ -42,10 +42,14 @@ class AppState:
     openapi: dict[str, Any] = field(default_factory=dict)
 
     def notify_after_commit(self, job_id: str, *, finished: bool, changed_items: list[str] | None = None) -> None:
-        """Queue the resume when the job finished (the relay's includes progress), else a progress update; and the
-        results this callback changed, for the job's run logs (coalesced per job)."""
+        """Queue the resume when the job finished (the relay's includes progress; the results this callback changed
+        are logged in the run after it, AfterCommitWork.finish), else a progress update and those results (coalesced
+        per job)."""
         context = {key: value for key, value in correlation().items() if key != "job_id"}
-        self.after_commit.submit("resume" if finished else "progress", job_id, context)
+        if finished:
+            self.after_commit.submit("resume", job_id, context, items=changed_items or [])
+            return
+        self.after_commit.submit("progress", job_id, context)
         if changed_items:
             self.after_commit.submit("results", job_id, context, items=changed_items)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from webhook.after_commit import AfterCommit, RetryLater
+from webhook.after_commit import AfterCommit, AfterCommitWork, RetryLater
 from webhook.app import after_commit_work
 
 
@@ -79,3 +79,31 @@ def test_after_commit_work_is_the_given_notifiers_over_the_relays(engine):
     assert sorted(relay.by_kind()) == ["progress", "results", "resume"]
     mixed = after_commit_work(engine, resume=given.resume)
     assert mixed.resume is given.resume and mixed.progress is not given.progress and mixed.results is not None
+
+
+def test_a_finished_jobs_results_are_logged_after_its_resume_on_the_same_thread():
+    """Side by side, the results' POST /logs made Prefect on SQLite refuse the resume ("database is locked")."""
+    order: list[tuple[str, str, object]] = []
+
+    def resume(job_id):
+        order.append(("resume", threading.current_thread().name, job_id))
+        time.sleep(0.05)  # long enough for a second thread to start the results meanwhile, were they queued apart
+
+    def results(job_id, items):
+        order.append(("results", threading.current_thread().name, tuple(items)))
+
+    work = AfterCommitWork(resume=resume, results=results)
+    pool = AfterCommit(work.by_kind(), threads=2)
+    pool.submit("resume", "job-a", items=["item-1", "item-2"])
+    pool.join()
+    assert [kind for kind, _, _ in order] == ["resume", "results"]
+    assert order[0][1] == order[1][1] and order[1][2] == ("item-1", "item-2")
+
+
+def test_a_failing_results_logger_does_not_hide_the_resumes_answer():
+    def results(job_id, items):
+        raise ConnectionError("Prefect API unreachable")
+
+    work = AfterCommitWork(resume=lambda job_id: RetryLater(1.0, why="not suspended yet"), results=results)
+    answer = work.finish("job-a", ["item-1"])
+    assert isinstance(answer, RetryLater) and answer.why == "not suspended yet"
