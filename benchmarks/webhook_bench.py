@@ -31,7 +31,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from benchmarks.common import children, database, label, rss_mb, seed_jobs
+from benchmarks.common import children, cpu_s, database, label, rss_mb, seed_jobs
 from benchmarks.floor import run_floor, run_senders
 from domain.db import make_engine
 from tests.webhook.gunicorn_server import GUNICORN_CONF, GunicornServer
@@ -129,6 +129,11 @@ def gunicorn_defaults(database_url: str) -> dict:
     return {"worker_class": conf["worker_class"], "workers": conf["workers"], "threads": conf["threads"]}
 
 
+def _cpu_split(webhook_pid: int, prefect_pid: int | None) -> dict[str, float]:
+    """CPU seconds so far of gunicorn (arbiter and workers) and of the Prefect server (with its children)."""
+    return {"webhook": cpu_s(webhook_pid), "prefect": cpu_s(prefect_pid) if prefect_pid else 0.0}
+
+
 def row(name: str, figures: dict, extra: str = "") -> str:
     return (
         f"{name:<34}{figures['requests']:>7}{figures['errors']:>7}{figures['rps']:>9.1f}{figures['p50']:>9.1f}"
@@ -146,6 +151,7 @@ def run(database_url: str, scenarios: list[str], *, prefect: bool, workers_cfg: 
     )
     print(f"{'':<34}{'calls':>7}{'errors':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  counts")
     for mode, prefect_mode in modes:
+        prefect_server: int | None = None
         with ExitStack() as stack:
             env = {
                 "DATABASE_URL": database_url,
@@ -158,6 +164,7 @@ def run(database_url: str, scenarios: list[str], *, prefect: bool, workers_cfg: 
 
                 home = workdir / "prefect"
                 server, api_url = start_prefect_server(home, log_dir=workdir)
+                prefect_server = server.pid
                 stack.callback(server.stop)
                 env = {**prefect_env(home, api_url), **env, "PREFECT_API_URL": api_url}
             for scenario in scenarios:
@@ -168,12 +175,20 @@ def run(database_url: str, scenarios: list[str], *, prefect: bool, workers_cfg: 
                 with GunicornServer(env=env, log_path=log_path, ready_timeout_s=180, **workers_cfg) as server:
                     warm = seed_jobs(database_url, 1, 2 * workers_cfg["workers"] * workers_cfg["threads"], tag="warm")
                     drive(server.port, callbacks_of(warm), workers_cfg["workers"] * workers_cfg["threads"])
+                    cpu_before = _cpu_split(server.process.pid, prefect_server)
                     figures = drive(server.port, calls, senders)
+                    cpu = {k: v - cpu_before[k] for k, v in _cpu_split(server.process.pid, prefect_server).items()}
                     time.sleep(1.5)  # let the after-commit pool drain (progress publication), then read memory
                     rss = max((rss_mb(pid) for pid in children(server.process.pid)), default=float("nan"))
                 counts = exact_counts(database_url, work)
                 name = f"robotjobs {mode}, {senders} senders"
                 print(row(name, figures, f"{counts}; {jobs_count} jobs × {orders}; worker RSS max {rss:.0f} MB"))
+                published = log_path.read_text(errors="replace").count('"progress_notified"')
+                print(
+                    f"{'':<34}CPU s while sending: webhook {cpu['webhook']:.1f}"
+                    + (f", Prefect server {cpu['prefect']:.1f}" if prefect_server else "")
+                    + f"; progress publications {published} (after-commit log)"
+                )
                 if prefect_mode is None:
                     floor_work = seed_jobs(database_url, jobs_count, orders, tag=f"floor {scenario}")
                     floor = run_floor(database_url, callbacks_of(floor_work), senders)
