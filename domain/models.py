@@ -291,6 +291,18 @@ class RobotJobItem(SQLModel, table=True):
     completed_at: datetime | None = _ts(nullable=True)
 
 
+class JobPublication(SQLModel, table=True):
+    """When a job's artifact of one kind (`progress`) was last claimed for publication, by any process: the webhook's
+    gunicorn workers coalesce their Prefect API calls per job through this row, not only each in its own memory
+    (domain/batches/publications.py). A throttle, not data: no foreign key, so deleting a job is never blocked by it."""
+
+    __tablename__ = "robot_job_publications"
+
+    job_id: str = Field(primary_key=True, max_length=36)
+    kind: str = Field(primary_key=True, max_length=32, description="What is published, e.g. 'progress'")
+    claimed_at: float = Field(description="Epoch seconds of the last claim that won")
+
+
 # --- Events -----------------------------------------------------------------------------------------------------
 
 

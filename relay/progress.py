@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from uuid import UUID
 
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
@@ -15,6 +17,7 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from domain.batches.jobs import get_job
+from domain.batches.publications import claim_publication
 from domain.db import UnitOfWork
 from domain.models import ItemStatus, Order, RobotJobItem
 from relay.prefect_api import prefect_client
@@ -168,3 +171,46 @@ def publish_progress(engine: Engine, job_id: str) -> float | None:
     except Exception as exc:  # progress is decoration: it must never break a callback or a flow
         log.warning("progress of job %s not published: %s", job_id, exc)
         return None
+
+
+# Across all webhook workers, at most one progress publication per job per this interval (a claim in the database,
+# `robot_job_publications`); each worker's after-commit pool also coalesces its own submits per second.
+PUBLISH_EVERY_S = 0.9
+
+
+def coalesced_progress(
+    engine: Engine,
+    publish: Callable[[Engine, str], object],
+    *,
+    every_s: float = PUBLISH_EVERY_S,
+    clock: Callable[[], float] = time.time,
+) -> Callable[[str], float | None]:
+    """`publish(engine, job_id)` once this process claims the job's progress: the function answers None when it
+    published, or the seconds to wait when another process published less than `every_s` ago (run it again then: it
+    reads the latest state, so the last state is always published). Never raises for the claim."""
+
+    def publish_coalesced(job_id: str) -> float | None:
+        try:
+            with UnitOfWork(engine) as uow:
+                # The transaction first (SQLite: the write lock), then the time: a claim is stamped when it is made,
+                # not before a wait for the lock, so the next claim cannot come early.
+                uow.session.connection()
+                wait = claim_publication(uow.session, job_id, "progress", every_s=every_s, now=clock())
+                uow.commit()
+        except Exception as exc:  # the database is in trouble: publish unclaimed rather than not at all
+            log.warning("progress of job %s published without its claim: %s", job_id, exc)
+            wait = 0.0
+        if wait > 0:
+            return wait
+        publish(engine, job_id)
+        return None
+
+    return publish_coalesced
+
+
+def publish_progress_coalesced(engine: Engine, job_id: str, *, clock: Callable[[], float] = time.time) -> float | None:
+    """`publish_progress`, at most once per PUBLISH_EVERY_S per job across processes: None when it published (or
+    there was nothing to publish to), else the seconds to wait before trying again."""
+    if not get_current_settings().api.url:
+        return None  # no Prefect configured: no claim to write for nothing
+    return coalesced_progress(engine, publish_progress, clock=clock)(job_id)

@@ -29,7 +29,16 @@ MAX_ITEMS_PER_TASK = 1000
 # How long a resume keeps being retried here before it is left to the reconciler. A run reaches its suspend a few
 # seconds after its last snapshot on a quiet machine, tens of seconds on a loaded one (a 5 s budget, slept on the
 # pool's thread, lost that race in CI and left the run suspended until the next reconcile).
-RETRY_BUDGET_S = {"resume": 120.0}
+RETRY_BUDGET_S = {
+    "resume": 120.0,
+    # Progress another worker published less than 0.9 s ago (relay/progress.py PUBLISH_EVERY_S) is tried again once
+    # that publication is old enough, so the last state is always published. A try loses only to another worker's
+    # fresh publication, which read a newer state: a minute of losses is far beyond any real contention.
+    "progress": 60.0,
+}
+# Kinds whose retries are expected and frequent (progress: every worker but one, about every second, while a batch
+# reports): their `retry_later` lines are logged at debug, not info.
+QUIET_RETRIES = {"progress"}
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,8 @@ class AfterCommit:
     Kinds in `coalesce_s` (progress and results: 1 s) run at most once per interval per job: a submit within the
     interval of the last run is delayed to its end, and the submits meanwhile merge into that one run, which reads
     the latest state. So a 10,000-order batch is not 10,000 Prefect API calls, and the last state is always published.
+    That holds per process; across gunicorn workers the relay's progress task claims each publication in the database
+    (relay/progress.py) and answers `RetryLater` while another worker's publication is fresh.
     """
 
     def __init__(
@@ -194,7 +205,8 @@ class AfterCommit:
                 ms = round(1000 * (time.monotonic() - started))
                 if isinstance(answer, RetryLater):
                     if self._retry((kind, job_id, context), started, answer):
-                        log("info", f"{kind}_retry_later", job_id=job_id, **context, ms=ms, why=answer.why[:200])
+                        level = "debug" if kind in QUIET_RETRIES else "info"
+                        log(level, f"{kind}_retry_later", job_id=job_id, **context, ms=ms, why=answer.why[:200])
                     else:
                         log("warning", f"{kind}_left_to_reconciler", job_id=job_id, **context, why=answer.why[:200])
                 else:

@@ -54,11 +54,24 @@ class AppState:
             self.after_commit.submit("results", job_id, context, items=changed_items)
 
 
+def progress_notifier(publish_coalesced: Callable[[str], float | None]) -> Callable[[str], RetryLater | None]:
+    """The after-commit `progress` task over a coalesced publication (relay/progress.py): when another worker
+    published the job's progress moments ago, the pool runs it again once that publication is `wait` seconds old."""
+
+    def progress(job_id: str) -> RetryLater | None:
+        wait = publish_coalesced(job_id)
+        if wait is not None:
+            return RetryLater(wait, why="progress published by another worker")
+        return None
+
+    return progress
+
+
 def relay_work(engine: Engine) -> AfterCommitWork | None:
     """The relay's after-commit work (resume with progress, progress artifact, results in the job's run logs), or
     None when relay is not installed (a webhook deployed without Prefect: the reconciler resumes from the outbox)."""
     try:
-        from relay.progress import log_results, publish_progress
+        from relay.progress import log_results, publish_progress_coalesced
         from relay.resume import NOT_SUSPENDED_RETRY_S, resume_after_commit
     except ImportError:
         return None
@@ -73,7 +86,7 @@ def relay_work(engine: Engine) -> AfterCommitWork | None:
 
     return AfterCommitWork(
         resume=resume,
-        progress=functools.partial(publish_progress, engine),
+        progress=progress_notifier(functools.partial(publish_progress_coalesced, engine)),
         results=functools.partial(log_results, engine),
     )
 

@@ -66,8 +66,8 @@ def test_a_waiting_retry_holds_no_thread():
 
 def test_a_kind_without_budget_is_not_retried():
     calls: list[str] = []
-    pool = AfterCommit({"progress": lambda job_id: calls.append(job_id) or RetryLater(0.01)}, threads=1)
-    pool.submit("progress", "job-a")
+    pool = AfterCommit({"results": lambda job_id: calls.append(job_id) or RetryLater(0.01)}, threads=1)
+    pool.submit("results", "job-a")
     pool.join()
     assert calls == ["job-a"]
 
