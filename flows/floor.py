@@ -1,8 +1,8 @@
 """Prefect's own floor for the latency benchmark (benchmarks/latency_bench.py): two trivial flows served by the same
 runner as robotjobs' flows when ROBOTJOBS_SERVE_FLOOR=true. Their code does nothing, so their start-up and resume
-are what Prefect costs on this machine and server for a run of that runner. Their processes are the runner's
-`spawn` children like ours: they import the runner's main module (flows.serve, so robotjobs' flow modules) and run
-its warm-up thread (flows/startup.py) too; what the floor leaves out is the flows' own work."""
+are what Prefect costs on this machine and server for a run of that runner. Their processes are `python -m
+prefect.engine` like ours (flows/startup.py), which import only this module: the floor leaves out the flows' own
+work and their imports (~0.3 s of flows/submit.py's, mostly SQLAlchemy and the domain), which the ratios charge us."""
 
 from __future__ import annotations
 

@@ -36,6 +36,12 @@ RETRY_BUDGET_S = {
     # fresh publication, which read a newer state: a minute of losses is far beyond any real contention.
     "progress": 60.0,
 }
+# Per job, in each process, at most one run of a kind per this interval (its submits meanwhile merge into the next
+# run, which reads the latest state). Progress: about once a second, as operators watch it. Results (run-log lines
+# of the errors and counts): every 5 s. Measured (benchmarks/webhook_profile.py --prefect, 32 senders on 20 jobs, 4
+# workers): at 1 s, 705 results flushes for 2,000 callbacks, each a database read and a POST /logs, the webhook's
+# largest after-commit cost; a real robot reports about one order per 30 s per job, which neither interval delays.
+COALESCE_S = {"progress": 1.0, "results": 5.0}
 # Kinds whose retries are expected and frequent (progress: every worker but one, about every second, while a batch
 # reports): their `retry_later` lines are logged at debug, not info.
 QUIET_RETRIES = {"progress"}
@@ -91,11 +97,12 @@ class AfterCommit:
     """`submit("resume"|"progress"|"results", job_id[, items=...])`; a duplicate of a task still waiting merges
     into it (its `items` are added to the waiting task's).
 
-    Kinds in `coalesce_s` (progress and results: 1 s) run at most once per interval per job: a submit within the
-    interval of the last run is delayed to its end, and the submits meanwhile merge into that one run, which reads
-    the latest state. So a 10,000-order batch is not 10,000 Prefect API calls, and the last state is always published.
-    That holds per process; across gunicorn workers the relay's progress task claims each publication in the database
-    (relay/progress.py) and answers `RetryLater` while another worker's publication is fresh.
+    Kinds in `coalesce_s` (COALESCE_S: progress 1 s, results 5 s) run at most once per interval per job: a submit
+    within the interval of the last run is delayed to its end, and the submits meanwhile merge into that one run,
+    which reads the latest state. So a 10,000-order batch is not 10,000 Prefect API calls, and the last state is
+    always published. That holds per process; across gunicorn workers the relay's progress task claims each
+    publication in the database (relay/progress.py) and answers `RetryLater` while another worker's publication is
+    fresh.
     """
 
     def __init__(
@@ -108,7 +115,7 @@ class AfterCommit:
     ):
         self._notifiers = notifiers
         self._threads = threads
-        self._coalesce_s = {"progress": 1.0, "results": 1.0} if coalesce_s is None else coalesce_s
+        self._coalesce_s = COALESCE_S if coalesce_s is None else coalesce_s
         self._retry_budget_s = RETRY_BUDGET_S if retry_budget_s is None else retry_budget_s
         self._retry_until: dict[tuple[str, str], float] = {}
         self._queue: queue.Queue[tuple[str, str, dict[str, Any]]] = queue.Queue()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from relay.progress import MAX_ERROR_LINES, results_lines
-from webhook.after_commit import AfterCommit
+from webhook.after_commit import COALESCE_S, AfterCommit
 
 
 def test_results_of_many_callbacks_merge_into_one_flush_per_job():
@@ -26,6 +27,20 @@ def test_results_of_many_callbacks_merge_into_one_flush_per_job():
     busy.set()
     pool.join()
     assert flushes == [("job-a", ["i1"]), ("job-a", ["i2", "i3", "i4", "i5"]), ("job-b", ["j1"])]
+
+
+def test_a_jobs_results_are_flushed_at_most_once_per_interval_the_later_ones_merged():
+    """Each flush is a database read and a POST /logs: by default at most one per job per COALESCE_S["results"]."""
+    flushes: list[tuple[float, list[str]]] = []
+    pool = AfterCommit({"results": lambda job_id, items: flushes.append((time.monotonic(), list(items)))}, threads=1)
+    pool.submit("results", "job-a", items=["i1"])
+    pool.join()
+    for n in range(2, 5):
+        pool.submit("results", "job-a", items=[f"i{n}"])
+    pool.join()
+    assert [items for _, items in flushes] == [["i1"], ["i2", "i3", "i4"]]
+    assert flushes[1][0] - flushes[0][0] >= COALESCE_S["results"] - 0.05
+    assert COALESCE_S["results"] > COALESCE_S["progress"]
 
 
 def test_a_kind_without_notifier_is_ignored():
