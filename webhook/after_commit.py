@@ -42,6 +42,8 @@ RETRY_BUDGET_S = {
 # workers): at 1 s, 705 results flushes for 2,000 callbacks, each a database read and a POST /logs, the webhook's
 # largest after-commit cost; a real robot reports about one order per 30 s per job, which neither interval delays.
 COALESCE_S = {"progress": 1.0, "results": 5.0}
+# A kind that, submitted with items, takes the items waiting in the same job's task of another kind (AfterCommit).
+ABSORBS = {"resume": "results"}
 # Kinds whose retries are expected and frequent (progress: every worker but one, about every second, while a batch
 # reports): their `retry_later` lines are logged at debug, not info.
 QUIET_RETRIES = {"progress"}
@@ -95,7 +97,10 @@ class AfterCommitWork:
 
 class AfterCommit:
     """`submit("resume"|"progress"|"results", job_id[, items=...])`; a duplicate of a task still waiting merges
-    into it (its `items` are added to the waiting task's).
+    into it (its `items` are added to the waiting task's). A kind in `absorbs` takes, when submitted with items, the
+    items waiting in the same job's task of the kind it names (ABSORBS: the resume takes the waiting results, so a
+    finished job's results are logged right after its resume, not an interval later); that task then has nothing
+    left to do and is skipped.
 
     Kinds in `coalesce_s` (COALESCE_S: progress 1 s, results 5 s) run at most once per interval per job: a submit
     within the interval of the last run is delayed to its end, and the submits meanwhile merge into that one run,
@@ -112,6 +117,7 @@ class AfterCommit:
         threads: int = 2,
         coalesce_s: dict[str, float] | None = None,
         retry_budget_s: dict[str, float] | None = None,
+        absorbs: dict[str, str] | None = None,
     ):
         self._notifiers = notifiers
         self._threads = threads
@@ -121,6 +127,8 @@ class AfterCommit:
         self._queue: queue.Queue[tuple[str, str, dict[str, Any]]] = queue.Queue()
         self._waiting: set[tuple[str, str]] = set()
         self._items: dict[tuple[str, str], list[str]] = {}
+        self._absorbs = ABSORBS if absorbs is None else absorbs
+        self._emptied: set[tuple[str, str]] = set()  # waiting tasks whose items another kind took
         self._last_run: dict[tuple[str, str], float] = {}
         self._delayed = 0
         self._lock = threading.Condition()
@@ -136,6 +144,12 @@ class AfterCommit:
             if items is not None:
                 kept = self._items.setdefault((kind, job_id), [])
                 kept.extend(items[: MAX_ITEMS_PER_TASK - len(kept)])
+                self._emptied.discard((kind, job_id))
+                absorbed = self._absorbs.get(kind)
+                taken = self._items.pop((absorbed, job_id), None) if absorbed else None
+                if taken is not None:
+                    kept.extend(taken[: MAX_ITEMS_PER_TASK - len(kept)])
+                    self._emptied.add((absorbed, job_id))
             if (kind, job_id) in self._waiting:
                 return
             self._waiting.add((kind, job_id))
@@ -201,6 +215,11 @@ class AfterCommit:
                 # Runs from now on: a result arriving meanwhile queues a fresh task with the newer state.
                 self._waiting.discard((kind, job_id))
                 items = self._items.pop((kind, job_id), None)
+                if (kind, job_id) in self._emptied:
+                    self._emptied.discard((kind, job_id))
+                    if items is None:  # another kind's task took its items and ran them
+                        self._queue.task_done()
+                        continue
                 self._last_run[(kind, job_id)] = started
                 if len(self._last_run) > 10_000:  # forget jobs idle for a minute
                     self._last_run = {k: t for k, t in self._last_run.items() if started - t < 60}

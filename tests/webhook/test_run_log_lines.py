@@ -7,7 +7,7 @@ import threading
 import time
 
 from relay.progress import MAX_ERROR_LINES, results_lines
-from webhook.after_commit import COALESCE_S, AfterCommit
+from webhook.after_commit import COALESCE_S, AfterCommit, AfterCommitWork
 
 
 def test_results_of_many_callbacks_merge_into_one_flush_per_job():
@@ -56,3 +56,21 @@ def test_results_lines_say_the_counts_and_each_error_bounded():
     assert lines[1] == (logging.WARNING, "Lote job-1: pedido Pedido 0 con error (portal): No se encontró el municipio")
     assert len(lines) == 1 + MAX_ERROR_LINES + 1
     assert lines[-1][1] == "Lote job-1: y 3 pedido(s) más con error (el resumen del lote los lista todos)"
+
+
+def test_a_finished_jobs_waiting_results_are_logged_with_its_resume_not_an_interval_later():
+    """The finishing callback's resume takes the results still waiting for their interval: the run's logs have every
+    result once the resume is done, and the emptied results task does not log again."""
+    logged: list[tuple[str, list[str]]] = []
+    work = AfterCommitWork(
+        resume=lambda job_id: logged.append(("resume", [])),
+        results=lambda job_id, items: logged.append(("results", list(items))),
+    )
+    pool = AfterCommit(work.by_kind(), threads=1, coalesce_s={"results": 0.5})
+    pool.submit("results", "job-a", items=["i1"])  # runs now
+    pool.join()
+    pool.submit("results", "job-a", items=["i2"])  # waits for the interval
+    pool.submit("results", "job-b", items=["j1"])  # another job's: not taken
+    pool.submit("resume", "job-a", items=["i3"])
+    pool.join()
+    assert logged == [("results", ["i1"]), ("results", ["j1"]), ("resume", []), ("results", ["i3", "i2"])]
