@@ -8,7 +8,9 @@ through benchmarks/floor.py (the least SQL with the same meaning) from the same 
 fresh jobs. The ratio robotjobs ÷ floor (throughput) is printed last.
 
 `--prefect` also runs each scenario with a real Prefect server up (`prefect server start` on 127.0.0.1, progress
-publication on); without it PREFECT_API_URL is unset and progress publication returns at once.
+publication on); without it PREFECT_API_URL is unset and progress publication returns at once. The floor runs in
+each mode, so with the server up it shares the 2 CPUs with the server's own background services as robotjobs does;
+the ratio is printed against both floors (the same mode's, and the one without the server).
 
 Run:  .venv/bin/python -m benchmarks.webhook_bench [--database-url URL|sqlite] [--scenario 16:4:500 ...]
           [--prefect] [--worker-class gthread] [--workers 4] [--threads 4]
@@ -189,19 +191,19 @@ def run(database_url: str, scenarios: list[str], *, prefect: bool, workers_cfg: 
                     + (f", Prefect server {cpu['prefect']:.1f}" if prefect_server else "")
                     + f"; progress publications {published} (after-commit log)"
                 )
-                if prefect_mode is None:
-                    floor_work = seed_jobs(database_url, jobs_count, orders, tag=f"floor {scenario}")
-                    floor = run_floor(database_url, callbacks_of(floor_work), senders)
-                    print(
-                        row(
-                            f"floor ({'sqlite3' if sqlite else 'psycopg'}), {senders} connections",
-                            floor,
-                            exact_counts(database_url, floor_work),
-                        )
+                floor_work = seed_jobs(database_url, jobs_count, orders, tag=f"floor {mode} {scenario}")
+                server_cpu = cpu_s(prefect_server) if prefect_server else 0.0
+                floor = run_floor(database_url, callbacks_of(floor_work), senders)
+                server_cpu = (cpu_s(prefect_server) if prefect_server else 0.0) - server_cpu
+                print(
+                    row(
+                        f"floor ({'sqlite3' if sqlite else 'psycopg'}) {mode}, {senders} conn",
+                        floor,
+                        exact_counts(database_url, floor_work)
+                        + (f"; Prefect server CPU meanwhile {server_cpu:.1f} s" if prefect_server else ""),
                     )
-                    ratios.append((mode, senders, figures, floor))
-                else:
-                    ratios.append((mode, senders, figures, None))
+                )
+                ratios.append((mode, senders, figures, floor))
     return ratios
 
 
@@ -228,15 +230,19 @@ def main() -> None:
         ratios = run(url, args.scenario or DEFAULT_SCENARIOS, prefect=args.prefect, workers_cfg=cfg, workdir=workdir)
     print(f"\nlogs in {workdir}")
     print("rerun: .venv/bin/python -m benchmarks.webhook_bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
-    floors = {senders: floor for _, senders, _, floor in ratios if floor}
-    for mode, senders, figures, _ in ratios:
-        floor = floors.get(senders)
-        if floor:
-            print(
-                f"ratio robotjobs/floor, {mode}, {senders} senders: {figures['rps'] / floor['rps']:.2f} "
-                f"({figures['rps']:.0f} / {floor['rps']:.0f} req/s; p99 {figures['p99']:.0f} ms; "
-                f"errors {figures['errors']})"
+    plain = {senders: floor for mode, senders, _, floor in ratios if mode == "no Prefect"}
+    for mode, senders, figures, floor in ratios:
+        against_plain = ""
+        if mode != "no Prefect" and senders in plain:
+            against_plain = (
+                f"; against the floor without the server {figures['rps'] / plain[senders]['rps']:.2f} "
+                f"({plain[senders]['rps']:.0f} req/s)"
             )
+        print(
+            f"ratio robotjobs/floor, {mode}, {senders} senders: {figures['rps'] / floor['rps']:.2f} "
+            f"({figures['rps']:.0f} / {floor['rps']:.0f} req/s; p99 {figures['p99']:.0f} ms; "
+            f"errors {figures['errors']}{against_plain})"
+        )
 
 
 if __name__ == "__main__":
