@@ -22,6 +22,7 @@ def main() -> int:
         ["benchmarks.webhook_bench", "--database-url", "sqlite"],
         ["benchmarks.batch_record_bench", *postgres, "--webhook"],
         ["benchmarks.batch_record_bench", "--database-url", "sqlite"],
+        ["benchmarks.claim_bench", *postgres],
         ["benchmarks.latency_bench"],
         ["benchmarks.flow_memory_bench", *postgres],
     ]
