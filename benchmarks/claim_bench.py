@@ -2,7 +2,7 @@
 
 Every webhook worker tries each job's progress about once a second while its results arrive, and with 4 workers
 3 of 4 tries lose (BENCHMARKS.md round 6), so a claim's own cost is paid ~4 times per job and second. This runs
-claims as relay/progress.py does (one UnitOfWork each: the claim and its commit), one thread, on a fresh database:
+claims through relay/progress.py's `coalesced_progress` (a no-op publication), one thread, on a fresh database:
 `--claims` won (each job's interval over) then as many lost (within it), over 20 jobs.
 
 Run:  .venv/bin/python -m benchmarks.claim_bench [--database-url URL|sqlite] [--claims 2000]
@@ -17,8 +17,8 @@ import sys
 import time
 
 from benchmarks.common import database, label
-from domain.batches.publications import claim_publication
-from domain.db import UnitOfWork, make_engine
+from domain.db import make_engine
+from relay.progress import coalesced_progress
 
 EVERY_S = 0.9
 T0 = 1_800_000_000.0
@@ -27,13 +27,12 @@ JOBS = [f"00000000-0000-0000-0000-{n:012d}" for n in range(20)]
 
 def run(url: str, claims: int) -> None:
     engine = make_engine(url)
+    clock = [T0]
+    publish = coalesced_progress(engine, lambda engine, job_id: None, every_s=EVERY_S, clock=lambda: clock[0])
 
-    def claim(job_id: str, now: float) -> float:
-        with UnitOfWork(engine) as uow:
-            uow.session.connection()
-            wait = claim_publication(uow.session, job_id, "progress", every_s=EVERY_S, now=now)
-            uow.commit()
-        return wait
+    def claim(job_id: str, now: float) -> float | None:
+        clock[0] = now
+        return publish(job_id)  # None: won (and published), else the seconds to wait
 
     for job_id in JOBS:  # warm: connection, statement caches, the rows
         claim(job_id, T0)
@@ -46,7 +45,7 @@ def run(url: str, claims: int) -> None:
             # won: each job's next claim comes 1 s (> one interval) after its last; lost: always within an interval
             now = start + (n // len(JOBS)) * 1.0 if outcome == "won" else start + 0.1
             wait = claim(job_id, now)
-            assert (wait == 0.0) == (outcome == "won"), (outcome, n, wait)
+            assert (wait is None) == (outcome == "won"), (outcome, n, wait)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         print(f"  claim {outcome:<4}  CPU {1000 * cpu / claims:.3f} ms per claim, wall {1000 * wall / claims:.3f} ms")
     engine.dispose()
