@@ -23,6 +23,7 @@ def main() -> int:
         ["benchmarks.batch_record_bench", *postgres, "--webhook"],
         ["benchmarks.batch_record_bench", "--database-url", "sqlite"],
         ["benchmarks.claim_bench", *postgres],
+        ["benchmarks.artifact_update_bench"],
         ["benchmarks.latency_bench"],
         ["benchmarks.flow_memory_bench", *postgres],
     ]

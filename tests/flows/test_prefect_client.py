@@ -158,6 +158,22 @@ def test_progress_updates_by_id_and_skips_a_state_already_published(fake_api, en
     ) == (2, 1, 2)
 
 
+def test_progress_emits_no_prefect_event(fake_api, engine, started_job, monkeypatch):
+    """Prefect's own `create_artifact`/`update_artifact` emit an event per call (and start an events worker thread
+    in the webhook worker for it); the progress artifact is written without."""
+    import prefect.events.utilities
+
+    emitted: list[str] = []
+    monkeypatch.setattr(prefect.events.utilities, "emit_event", lambda event, **_: emitted.append(event))
+    progress._published.clear()
+    progress.publish_progress(engine, started_job)  # created
+    progress._published.clear()
+    progress._published[started_job] = (uuid.UUID(next(iter(fake_api.artifacts))), None)  # by id
+    progress.publish_progress(engine, started_job)
+    assert len(fake_api.of("POST", "/artifacts/")) == 1 and len(fake_api.of("PATCH", "/artifacts/")) == 1
+    assert emitted == []
+
+
 def test_progress_looks_the_artifact_up_again_when_its_id_is_gone(fake_api, engine, started_job):
     progress._published.clear()
     progress.publish_progress(engine, started_job)
