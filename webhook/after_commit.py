@@ -31,9 +31,8 @@ MAX_ITEMS_PER_TASK = 1000
 # pool's thread, lost that race in CI and left the run suspended until the next reconcile).
 RETRY_BUDGET_S = {
     "resume": 120.0,
-    # Progress another worker published less than 0.9 s ago (relay/progress.py PUBLISH_EVERY_S) is tried again once
-    # that publication is old enough, so the last state is always published. A try loses only to another worker's
-    # fresh publication, which read a newer state: a minute of losses is far beyond any real contention.
+    # Progress: a publication that could not be made is tried again within a minute. The holder's reads every
+    # second (relay/progress.py ProgressPublisher) are follow-ups, which spend no budget.
     "progress": 60.0,
 }
 # Per job, in each process, at most one run of a kind per this interval (its submits meanwhile merge into the next
@@ -44,17 +43,19 @@ RETRY_BUDGET_S = {
 COALESCE_S = {"progress": 1.0, "results": 5.0}
 # A kind that, submitted with items, takes the items waiting in the same job's task of another kind (AfterCommit).
 ABSORBS = {"resume": "results"}
-# Kinds whose retries are expected and frequent (progress: every worker but one, about every second, while a batch
-# reports): their `retry_later` lines are logged at debug, not info.
+# Kinds whose retries are expected and frequent (progress: the holder's read of each job about every second, while a
+# batch reports): their `retry_later` lines are logged at debug, not info.
 QUIET_RETRIES = {"progress"}
 
 
 @dataclass(frozen=True)
 class RetryLater:
-    """A notifier's answer: not done yet, run it again in `after_s` seconds (within the kind's retry budget)."""
+    """A notifier's answer: not done yet, run it again in `after_s` seconds (within the kind's retry budget). With
+    `follow_up`, the work was done and owes a later run (a progress holder's next read): its budget starts afresh."""
 
     after_s: float
     why: str = ""
+    follow_up: bool = False
 
 
 def _nothing(job_id: str) -> None:
@@ -105,9 +106,9 @@ class AfterCommit:
     Kinds in `coalesce_s` (COALESCE_S: progress 1 s, results 5 s) run at most once per interval per job: a submit
     within the interval of the last run is delayed to its end, and the submits meanwhile merge into that one run,
     which reads the latest state. So a 10,000-order batch is not 10,000 Prefect API calls, and the last state is
-    always published. That holds per process; across gunicorn workers the relay's progress task claims each
-    publication in the database (relay/progress.py) and answers `RetryLater` while another worker's publication is
-    fresh.
+    always published. That holds per process; across gunicorn workers one worker at a time holds a job's progress
+    (a claim in the database, relay/progress.py ProgressPublisher) and follows its publication up with `RetryLater`
+    reads, while the others leave their results to it.
     """
 
     def __init__(
@@ -172,6 +173,9 @@ class AfterCommit:
         submitted meanwhile already runs it again. False when the budget is spent."""
         kind, job_id, _ = task
         with self._lock:
+            if answer.follow_up:
+                self._retry_until.pop((kind, job_id), None)
+                started = time.monotonic()
             until = self._retry_until.setdefault((kind, job_id), started + self._retry_budget_s.get(kind, 0.0))
             if time.monotonic() + answer.after_s > until:
                 del self._retry_until[(kind, job_id)]

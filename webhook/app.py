@@ -55,23 +55,34 @@ class AppState:
 
 
 def progress_notifier(publish_coalesced: Callable[[str], float | None]) -> Callable[[str], RetryLater | None]:
-    """The after-commit `progress` task over a coalesced publication (relay/progress.py): when another worker
-    published the job's progress moments ago, the pool runs it again once that publication is `wait` seconds old."""
+    """The after-commit `progress` task over the process's publisher (relay/progress.py ProgressPublisher): while
+    this worker holds the job's claim, the pool runs it again `wait` seconds later (a follow-up of the holder's
+    publication, not a retry: it spends no retry budget)."""
 
     def progress(job_id: str) -> RetryLater | None:
         wait = publish_coalesced(job_id)
         if wait is not None:
-            return RetryLater(wait, why="progress published by another worker")
+            return RetryLater(wait, why="holds the job's progress: reads it again", follow_up=True)
         return None
 
     return progress
+
+
+def _without_prefect_nothing(publisher: Callable[[str], float | None]) -> Callable[[str], float | None]:
+    """No claim is written for nothing when no Prefect API is configured (read per call: tests swap settings)."""
+    from prefect.settings import get_current_settings
+
+    def publish(job_id: str) -> float | None:
+        return publisher(job_id) if get_current_settings().api.url else None
+
+    return publish
 
 
 def relay_work(engine: Engine) -> AfterCommitWork | None:
     """The relay's after-commit work (resume with progress, progress artifact, results in the job's run logs), or
     None when relay is not installed (a webhook deployed without Prefect: the reconciler resumes from the outbox)."""
     try:
-        from relay.progress import log_results, publish_progress_coalesced
+        from relay.progress import ProgressPublisher, log_results, publish_progress_changed
         from relay.resume import NOT_SUSPENDED_RETRY_S, resume_after_commit
     except ImportError:
         return None
@@ -86,7 +97,7 @@ def relay_work(engine: Engine) -> AfterCommitWork | None:
 
     return AfterCommitWork(
         resume=resume,
-        progress=progress_notifier(functools.partial(publish_progress_coalesced, engine)),
+        progress=progress_notifier(_without_prefect_nothing(ProgressPublisher(engine, publish_progress_changed))),
         results=functools.partial(log_results, engine),
     )
 

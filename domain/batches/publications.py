@@ -1,7 +1,7 @@
-"""Publication claims: at most one publication of a job's artifact of one kind per interval, across every process.
+"""Publication claims: one process at a time publishes a job's artifact of one kind, across every process.
 
 The webhook's gunicorn workers each hold their own after-commit pool; a claim in the database (`robot_job_publications`)
-is what keeps them, together, to one progress publication per job per interval.
+makes one of them the job's publisher until its claim lapses (relay/progress.py says what the holder owes).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import functools
 import importlib
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, Update, bindparam, select, update
 from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import Session
 
@@ -18,12 +18,11 @@ from domain.models import JobPublication, table_of
 
 
 @functools.cache
-def _claim_statements(dialect_name: str) -> tuple[ReturningInsert[Any], Select[Any]]:
-    """The claim's upsert and the loser's read, built once per dialect with bound parameters.
+def _claim_statements(dialect_name: str) -> tuple[ReturningInsert[Any], Select[Any], Update]:
+    """The claim's upsert, the loser's read and the holder's renewal, built once per dialect with bound parameters.
 
     Measured (benchmarks/claim_bench.py, PostgreSQL): built per call and run through the ORM's execution path, a
-    lost claim cost 1.05–1.12 ms of CPU, now 0.62–0.64 (won 0.70–0.77 → 0.49–0.54); every gunicorn worker tries each
-    job's progress about once a second and 3 of 4 lose (BENCHMARKS.md round 6).
+    lost claim cost 1.05–1.12 ms of CPU, now 0.62–0.64 (won 0.70–0.77 → 0.49–0.54).
     """
     table = table_of(JobPublication)
     # Only the dialect in use: importing both costs every process that imports this module (see RobotJob's comment).
@@ -34,25 +33,42 @@ def _claim_statements(dialect_name: str) -> tuple[ReturningInsert[Any], Select[A
     upsert = upsert.on_conflict_do_update(
         index_elements=[table.c.job_id, table.c.kind],
         set_={"claimed_at": upsert.excluded.claimed_at},
-        where=table.c.claimed_at <= bindparam("expired_before"),
+        where=table.c.claimed_at <= bindparam("lapsed_before"),
     ).returning(table.c.claimed_at)
     last = select(table.c.claimed_at).where(table.c.job_id == bindparam("job_id"), table.c.kind == bindparam("kind"))
-    return upsert, last
+    # An UPDATE's parameters may not be named after its table's columns.
+    renew = (
+        update(table)
+        .where(
+            table.c.job_id == bindparam("the_job"),
+            table.c.kind == bindparam("the_kind"),
+            table.c.claimed_at == bindparam("held_since"),
+        )
+        .values(claimed_at=bindparam("renewed_at"))
+    )
+    return upsert, last, renew
 
 
-def claim_publication(session: Session, job_id: str, kind: str, *, every_s: float, now: float) -> float:
-    """Claim the right to publish `kind` of the job now (epoch seconds): 0.0 when this caller holds it, else the
-    seconds until the last claim is `every_s` old (within [0.01, every_s]). Does not commit.
+def claim_publication(session: Session, job_id: str, kind: str, *, lease_s: float, now: float) -> float | None:
+    """Claim the publication of `kind` of the job at `now` (epoch seconds), unless another claim is younger than
+    `lease_s`: None when this caller holds it now, else the time of the claim that holds it. Does not commit.
 
-    One guarded upsert, so two processes can never both win the same interval (on PostgreSQL the second waits for
-    the first's row and then sees its claim; SQLite writers are serialised by `BEGIN IMMEDIATE`).
+    One guarded upsert, so two processes can never both win (on PostgreSQL the second waits for the first's row and
+    then sees its claim; SQLite writers are serialised by `BEGIN IMMEDIATE`).
     """
     connection = session.connection()
-    upsert, last = _claim_statements(connection.dialect.name)
+    upsert, last, _ = _claim_statements(connection.dialect.name)
     key = {"job_id": job_id, "kind": kind}
-    if connection.execute(upsert, {**key, "now": now, "expired_before": now - every_s}).first() is not None:
-        return 0.0
-    claimed_at: float | None = connection.execute(last, key).scalar_one_or_none()
-    if claimed_at is None:  # cleared since the upsert saw it: try again at once
-        return 0.01
-    return min(max(claimed_at + every_s - now, 0.01), every_s)
+    if connection.execute(upsert, {**key, "now": now, "lapsed_before": now - lease_s}).first() is not None:
+        return None
+    held_since: float | None = connection.execute(last, key).scalar_one_or_none()
+    return 0.0 if held_since is None else held_since  # 0.0: cleared since the upsert saw it, long lapsed
+
+
+def renew_publication(session: Session, job_id: str, kind: str, *, held_since: float, now: float) -> bool:
+    """Move the holder's claim from `held_since` to `now`; False when it is no longer that claim (another process
+    took the publication over once it lapsed). Does not commit."""
+    connection = session.connection()
+    _, _, renew = _claim_statements(connection.dialect.name)
+    params = {"the_job": job_id, "the_kind": kind, "held_since": held_since, "renewed_at": now}
+    return connection.execute(renew, params).rowcount == 1

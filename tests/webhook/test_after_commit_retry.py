@@ -72,6 +72,31 @@ def test_a_kind_without_budget_is_not_retried():
     assert calls == ["job-a"]
 
 
+def test_follow_ups_spend_no_retry_budget():
+    """A progress holder's reads (RetryLater with follow_up) go on past the kind's budget; plain retries do not."""
+    runs = {"follow-up": 0, "retry": 0}
+
+    def notifier(kind):
+        def run(job_id):
+            runs[kind] += 1
+            if runs[kind] < 6:
+                return RetryLater(0.05, follow_up=kind == "follow-up")
+            return None
+
+        return run
+
+    pool = AfterCommit(
+        {"follow-up": notifier("follow-up"), "retry": notifier("retry")},
+        threads=1,
+        retry_budget_s={"follow-up": 0.12, "retry": 0.12},
+    )
+    pool.submit("follow-up", "job-a")
+    pool.submit("retry", "job-a")
+    pool.join()
+    assert runs["follow-up"] == 6  # each run's follow-up starts its budget afresh
+    assert runs["retry"] < 6  # 0.12 s of budget: the first try and two retries 0.05 s apart
+
+
 def test_after_commit_work_is_the_given_notifiers_over_the_relays(engine):
     given = after_commit_work(engine, resume=lambda job_id: None, progress=lambda job_id: None)
     assert sorted(given.by_kind()) == ["progress", "resume"]  # test notifiers only: no run-log lines

@@ -1,5 +1,6 @@
-"""Across gunicorn workers, each with its own after-commit pool, a job's progress is published at most about once
-every 0.9 s (a claim in `robot_job_publications`), and the last state is always published."""
+"""Across gunicorn workers, each with its own after-commit pool, one worker at a time holds a job's progress (a claim
+in `robot_job_publications`): it publishes at most about once every 0.9 s and the last state always, the others
+leave their results to it; once its claim lapses another worker takes the job over."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ from sqlalchemy import text
 from domain.batches.jobs import get_job
 from domain.batches.results import ItemResult, record_item_result
 from domain.db import UnitOfWork
-from relay.progress import PUBLISH_EVERY_S, coalesced_progress, publish_progress_coalesced
+from relay import progress
+from relay.progress import PUBLISH_EVERY_S, ProgressPublisher, publish_progress_coalesced
 from simulator.server import unused_loopback_url
 from webhook.after_commit import AfterCommit
 from webhook.app import progress_notifier
 
 REPORTING_S = 2.5  # how long results keep arriving in the contention test
+LEASE_S = 2.0  # shorter than production's (5 s), so the pools' last reads end soon after the results
 SLACK_S = 0.05  # between a claim's time and its publication: a commit and a thread switch
+T0 = 1_800_000_000.0
 
 
 def done_count(engine, job_id: str) -> int:
@@ -29,28 +33,40 @@ def done_count(engine, job_id: str) -> int:
 
 
 class Publications:
-    """A fake Prefect publication: when it happened and the done count it read, as `publish_progress` would."""
+    """A fake Prefect publication per worker: who published, when, and the done count it read; like
+    `publish_progress_changed` it answers whether the state differed from that worker's last publication."""
 
     def __init__(self) -> None:
-        self.seen: list[tuple[float, int]] = []
+        self.seen: list[tuple[int, float, int]] = []
         self._lock = threading.Lock()
 
-    def __call__(self, engine, job_id: str) -> None:
-        done = done_count(engine, job_id)
-        with self._lock:
-            self.seen.append((time.monotonic(), done))
+    def of(self, worker: int):
+        last: list[int] = []
+
+        def publish(engine, job_id: str) -> bool:
+            done = done_count(engine, job_id)
+            if last and last[-1] == done:
+                return False
+            last.append(done)
+            with self._lock:
+                self.seen.append((worker, time.monotonic(), done))
+            return True
+
+        return publish
 
     def gaps(self) -> list[float]:
-        times = [at for at, _ in self.seen]
+        times = [at for _, at, _ in self.seen]
         return [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
 
 
 @pytest.fixture
 def workers(engine):
-    """Two workers as gunicorn has them: separate pools, each coalescing per second on its own, one database; both
-    run the relay's progress task with a fake publication."""
+    """Two workers as gunicorn has them: separate pools and publishers, one database, a fake publication."""
     publications = Publications()
-    pools = [AfterCommit({"progress": progress_notifier(coalesced_progress(engine, publications))}) for _ in range(2)]
+    pools = [
+        AfterCommit({"progress": progress_notifier(ProgressPublisher(engine, publications.of(n), lease_s=LEASE_S))})
+        for n in range(2)
+    ]
     return pools, publications
 
 
@@ -64,7 +80,7 @@ def report(uow):
     return record
 
 
-def test_two_workers_publish_a_jobs_progress_once_per_interval_and_the_last_state(engine, make_job, workers, report):
+def test_one_worker_publishes_a_jobs_progress_once_per_interval_and_the_last_state(engine, make_job, workers, report):
     pools, publications = workers
     job = make_job(orders=32)
     reported = job.items[:-1]  # one item stays pending: the job never finishes, so only progress tasks run
@@ -75,28 +91,42 @@ def test_two_workers_publish_a_jobs_progress_once_per_interval_and_the_last_stat
     final = done_count(engine, job.id)
     assert final == len(reported) + len(job.rejected)
     for pool in pools:
-        pool.join()
+        pool.join()  # the holder's reads, until its lease ends with nothing new
 
     assert len(publications.seen) >= 3, publications.seen
+    assert len({worker for worker, _, _ in publications.seen}) == 1, publications.seen  # the holder only
     assert min(publications.gaps()) >= PUBLISH_EVERY_S - SLACK_S, publications.gaps()
-    assert publications.seen[-1][1] == final, publications.seen  # the last publication shows the final state
+    assert publications.seen[-1][2] == final, publications.seen  # the last publication shows the final state
 
 
-def test_the_last_result_on_a_worker_that_lost_the_claim_is_still_published(engine, make_job, workers, report):
-    """Worker 0 has just published; the last result lands on worker 1, whose claim fails: it tries again once worker
-    0's publication is old enough, and publishes the final state (nothing else would: no more results come)."""
+def test_the_last_result_on_the_other_worker_is_published_by_the_holder(engine, make_job, workers, report):
+    """Worker 0 holds the job; the last result lands on worker 1, which leaves it to the holder: worker 0's next
+    read publishes the final state (nothing else would: no more results come)."""
     pools, publications = workers
     job = make_job(orders=3)
     report(job.items[0], 0)
     pools[0].submit("progress", job.id)
-    pools[0].join()
+    time.sleep(0.3)  # worker 0 has claimed and published
     report(job.items[1], 1)
     pools[1].submit("progress", job.id)
-    pools[1].join()  # waits for its retry too
+    for pool in pools:
+        pool.join()
 
     final = done_count(engine, job.id)
-    assert [done for _, done in publications.seen] == [final - 1, final]
+    assert [(worker, done) for worker, _, done in publications.seen] == [(0, final - 1), (0, final)]
     assert publications.gaps()[0] >= PUBLISH_EVERY_S - SLACK_S
+
+
+class Recorder:
+    """A fake publication under a fake clock: the calls, and whether each found the state changed."""
+
+    def __init__(self, changed: bool = True) -> None:
+        self.calls = 0
+        self.changed = changed
+
+    def __call__(self, engine, job_id: str) -> bool:
+        self.calls += 1
+        return self.changed
 
 
 def claims(engine) -> list[tuple[str, str, float]]:
@@ -104,14 +134,77 @@ def claims(engine) -> list[tuple[str, str, float]]:
         return [tuple(row) for row in conn.execute(text("SELECT job_id, kind, claimed_at FROM robot_job_publications"))]
 
 
-def test_a_publication_within_the_interval_is_put_off_for_the_time_left(engine, job):
-    """The relay's own publication (Prefect unreachable here: it fails quietly) takes the claim; a second one 0.3 s
-    later is told to wait the remaining 0.6 s."""
+def publisher(engine, clock: list[float], publish: Recorder) -> ProgressPublisher:
+    return ProgressPublisher(engine, publish, lease_s=5.0, trust_margin_s=0.5, clock=lambda: clock[0])
+
+
+def test_another_worker_trusts_the_holder_until_its_lease_nears_its_end_then_takes_a_lapsed_claim_over(
+    engine, job, monkeypatch
+):
+    attempts: list[float] = []
+    real_claim = progress.claim_publication
+
+    def counted_claim(session, job_id, kind, *, lease_s, now):
+        attempts.append(now)
+        return real_claim(session, job_id, kind, lease_s=lease_s, now=now)
+
+    monkeypatch.setattr(progress, "claim_publication", counted_claim)
+    clock = [T0]
+    a_publish, b_publish = Recorder(), Recorder()
+    a, b = publisher(engine, clock, a_publish), publisher(engine, clock, b_publish)
+    assert a(job.id) == PUBLISH_EVERY_S and a_publish.calls == 1  # claimed and published: reads again in 0.9 s
+
+    clock[0] = T0 + 1.0
+    assert b(job.id) is None  # lost the claim: left to the holder
+    clock[0] = T0 + 4.4
+    assert b(job.id) is None and b_publish.calls == 0
+    assert attempts == [T0, T0 + 1.0]  # trusted from memory until 5.0 - 0.5 s after the claim: no attempt
+
+    clock[0] = T0 + 4.6
+    assert b(job.id) is None and b_publish.calls == 0  # near the end: asked the database, the claim still holds
+    assert attempts == [T0, T0 + 1.0, T0 + 4.6]
+    clock[0] = T0 + 5.1  # a stopped reading (its process died): the lease lapsed
+    assert b(job.id) == PUBLISH_EVERY_S and b_publish.calls == 1  # taken over
+    assert claims(engine) == [(job.id, "progress", T0 + 5.1)]
+
+    clock[0] = T0 + 5.2  # a comes back with a changed state: its renewal fails, it lets the job go
+    assert a(job.id) is None
+    assert claims(engine) == [(job.id, "progress", T0 + 5.1)]
+    assert a(job.id) is None and a_publish.calls == 2  # now a worker like any other: b holds the job
+
+
+def test_the_holder_renews_its_claim_when_the_state_changed(engine, job):
+    clock = [T0]
+    publish = Recorder()
+    holder = publisher(engine, clock, publish)
+    holder(job.id)
+    clock[0] = T0 + 0.9
+    assert holder(job.id) == PUBLISH_EVERY_S
+    assert claims(engine) == [(job.id, "progress", T0 + 0.9)]
+
+
+def test_the_holder_reads_until_its_lease_ends_and_then_lets_the_job_go(engine, job):
+    clock = [T0]
+    publish = Recorder(changed=False)  # nothing new after the first publication
+    holder = publisher(engine, clock, publish)
+    holder(job.id)
+    clock[0] = T0 + 0.9
+    assert holder(job.id) == PUBLISH_EVERY_S
+    clock[0] = T0 + 4.6
+    assert holder(job.id) == pytest.approx(0.41)  # the last read comes after the lease's end, not before
+    clock[0] = T0 + 5.01
+    assert holder(job.id) is None  # that read found nothing new: done
+    assert publish.calls == 4
+    assert claims(engine) == [(job.id, "progress", T0)]  # not renewed: it lapses, the next result claims anew
+
+
+def test_the_relays_publication_claims_and_another_is_left_to_the_holder(engine, job):
+    """The relay's own publication (Prefect unreachable here: it fails quietly) takes the claim and owes a read in
+    0.9 s; another process 0.3 s later leaves it to that holder."""
     with temporary_settings(updates={PREFECT_API_URL: unused_loopback_url() + "/api"}):
-        assert publish_progress_coalesced(engine, job.id, clock=lambda: 1_800_000_000.0) is None
-        wait = publish_progress_coalesced(engine, job.id, clock=lambda: 1_800_000_000.3)
-    assert wait == pytest.approx(PUBLISH_EVERY_S - 0.3)
-    assert claims(engine) == [(job.id, "progress", 1_800_000_000.0)]
+        assert publish_progress_coalesced(engine, job.id, clock=lambda: T0) == PUBLISH_EVERY_S
+        assert publish_progress_coalesced(engine, job.id, clock=lambda: T0 + 0.3) is None
+    assert claims(engine) == [(job.id, "progress", T0)]
 
 
 def test_without_prefect_nothing_is_claimed(engine, job):
@@ -122,7 +215,6 @@ def test_without_prefect_nothing_is_claimed(engine, job):
 
 def test_a_claim_the_database_refuses_still_publishes(down_engine):
     """Progress is decoration: a database in trouble costs the coalescing, never the publication nor an exception."""
-    published: list[str] = []
-    publish = coalesced_progress(down_engine, lambda _engine, job_id: published.append(job_id))
-    assert publish("job-a") is None
-    assert published == ["job-a"]
+    publish = Recorder()
+    assert ProgressPublisher(down_engine, publish)("job-a") is None
+    assert publish.calls == 1
