@@ -11,7 +11,7 @@ import httpx
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.context import SettingsContext, get_settings_context
 from prefect.exceptions import PrefectHTTPStatusError
-from prefect.settings import PREFECT_API_REQUEST_TIMEOUT, PREFECT_CLIENT_MAX_RETRIES, Settings
+from prefect.settings import Settings
 
 
 class PrefectUnavailable(Exception):
@@ -29,10 +29,23 @@ def is_server_error(exc: BaseException) -> bool:
 _lock = threading.Lock()
 # Prefect's client reads its retry count from the settings at every request, so a fail-fast call needs settings with
 # no retries. Building them (`temporary_settings`) re-reads env, .env and profiles: 24 % of a webhook worker's CPU
-# when done per call (BENCHMARKS.md round 2). Built once per base settings object instead, kept with it.
+# when done per call (BENCHMARKS.md round 2). Built once per base settings object instead, kept with it, and by
+# copying the two sections that change (`model_copy`, no validation: 0.04 ms) rather than `copy_with_update`, which
+# re-reads every source too: 30 ms on a quiet machine, and under load ~12 % of the webhook workers' GIL time in
+# py-spy (once per worker and timeout, on the first publication after start, BENCHMARKS.md round 7).
 _fail_fast: dict[tuple[int, float], tuple[Settings, Settings]] = {}
 # One long-lived client per process and timeout: a new one costs an SSL context and a CSRF token fetch.
 _clients: dict[tuple[int, float], tuple[tuple, SyncPrefectClient]] = {}
+
+
+def fail_fast_settings(base: Settings, timeout_s: float) -> Settings:
+    """`base` with no client retries (PREFECT_CLIENT_MAX_RETRIES=0) and PREFECT_API_REQUEST_TIMEOUT=`timeout_s`."""
+    return base.model_copy(
+        update={
+            "client": base.client.model_copy(update={"max_retries": 0}),
+            "api": base.api.model_copy(update={"request_timeout": timeout_s}),
+        }
+    )
 
 
 def _fail_fast_settings(base: Settings, timeout_s: float) -> Settings:
@@ -41,10 +54,7 @@ def _fail_fast_settings(base: Settings, timeout_s: float) -> Settings:
         with _lock:
             if len(_fail_fast) > 16:  # tests swap settings; a service has one
                 _fail_fast.clear()
-            kept = (
-                base,
-                base.copy_with_update(updates={PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: timeout_s}),
-            )
+            kept = (base, fail_fast_settings(base, timeout_s))
             _fail_fast[(id(base), timeout_s)] = kept
     return kept[1]
 

@@ -13,14 +13,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from prefect.client.schemas.objects import Artifact, ArtifactCollection
-from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+from prefect.settings import (
+    PREFECT_API_AUTH_STRING,
+    PREFECT_API_REQUEST_TIMEOUT,
+    PREFECT_API_URL,
+    PREFECT_CLIENT_MAX_RETRIES,
+    get_current_settings,
+    temporary_settings,
+)
 from sqlmodel import select
 
 from domain.batches.results import ItemResult, record_item_result
 from domain.db import UnitOfWork
 from domain.models import RobotJobItem
 from relay import progress
-from relay.prefect_api import prefect_client
+from relay.prefect_api import fail_fast_settings, prefect_client
 from relay.run_log import send_run_logs
 
 
@@ -124,6 +131,16 @@ def test_one_client_per_process_reused_rebuilt_after_a_server_error_with_basic_a
     ports = [port for *_, port in logs]
     assert len(ports) == 4 and ports[0] == ports[1] == ports[2]  # kept alive: one connection until the 500
     assert ports[3] != ports[0]  # the rebuilt client opened its own
+
+
+def test_fail_fast_settings_are_the_base_with_no_retries_and_the_timeout():
+    """Copied section by section (no re-read of env, .env and profiles), yet the same as Prefect's own update."""
+    base = get_current_settings()
+    ours = fail_fast_settings(base, 7.5)
+    assert (ours.client.max_retries, ours.api.request_timeout) == (0, 7.5)
+    assert (base.client.max_retries, base.api.request_timeout) != (0, 7.5)  # the base is left as it was
+    prefects = base.copy_with_update(updates={PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: 7.5})
+    assert ours.model_dump() == prefects.model_dump()
 
 
 def test_a_client_is_not_shared_across_a_fork(fake_api):
