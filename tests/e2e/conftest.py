@@ -1,5 +1,6 @@
-"""One real stack for every end-to-end test: a Prefect server (own PREFECT_HOME and SQLite), the served flows, the
-webhook under gunicorn and the robot simulator, all on 127.0.0.1, stopped by PID when the package's tests end.
+"""One real stack for every end-to-end test: a Prefect server (own PREFECT_HOME; SQLite, or PostgreSQL when the suite
+runs on PostgreSQL), the served flows, the webhook under gunicorn and the robot simulator, all on 127.0.0.1, stopped
+by PID when the package's tests end.
 
 The stack has its own domain database (not the per-test-emptied one of tests/conftest.py), and each test works in
 its own workspace, so tests share the stack without sharing data.
@@ -61,25 +62,33 @@ class Stack:
         self.simulator = start_simulator(port=port, delay=0.1)
 
 
-def _e2e_database(tmp: Path):
-    """A database of the stack's own: a SQLite file, or a fresh PostgreSQL database on the test server."""
+def _e2e_databases(tmp: Path):
+    """The stack's own databases: (domain URL, Prefect server URL or None, drop). On SQLite a file, and the Prefect
+    server keeps its own SQLite; on PostgreSQL a fresh domain database and a fresh one for the Prefect server
+    (asyncpg), both on the test server, as production runs them. On SQLite the Prefect server once stalled on
+    "database is locked" for a minute under the PostgreSQL suite's load and lost a suspend's run-input schema (a CI
+    rehearsal of eefed3a, 2026-12-05): the PostgreSQL run no longer depends on it."""
     if TEST_DATABASE == "sqlite":
-        return f"sqlite:///{tmp / 'robotjobs-e2e.db'}", None
+        return f"sqlite:///{tmp / 'robotjobs-e2e.db'}", None, None
     import psycopg
 
     url = make_url(TEST_DATABASE)
-    name = f"rj_e2e_{uuid.uuid4().hex[:10]}"
+    names = [f"rj_e2e_{uuid.uuid4().hex[:10]}", f"rj_e2e_prefect_{uuid.uuid4().hex[:10]}"]
     conninfo = dict(host=url.host, port=url.port or 5432, user=url.username, dbname="postgres")
     if url.password:
         conninfo["password"] = url.password
     with psycopg.connect(**conninfo, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        for name in names:
+            conn.execute(f'CREATE DATABASE "{name}"')
 
     def drop():
         with psycopg.connect(**conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for name in names:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    return url.set(database=name).render_as_string(hide_password=False), drop
+    domain = url.set(database=names[0]).render_as_string(hide_password=False)
+    prefect = url.set(drivername="postgresql+asyncpg", database=names[1]).render_as_string(hide_password=False)
+    return domain, prefect, drop
 
 
 @pytest.fixture(scope="package")
@@ -89,7 +98,7 @@ def stack(tmp_path_factory):
     log_dir = Path(os.environ.get("ROBOTJOBS_E2E_LOG_DIR") or PROJECT_ROOT / "var" / "e2e-logs") / time.strftime(
         "%Y%m%d-%H%M%S"
     )
-    database_url, drop_database = _e2e_database(tmp)
+    database_url, prefect_database_url, drop_database = _e2e_databases(tmp)
     upgrade(database_url)
     engine = make_engine(database_url)
     credentials_key = Fernet.generate_key().decode()
@@ -99,7 +108,9 @@ def stack(tmp_path_factory):
     try:
         simulator = start_simulator(port=0, delay=0.1)
         auth_string = f"e2e:{secrets.token_urlsafe(16)}"
-        server, api_url = start_prefect_server(prefect_home, log_dir=log_dir, auth_string=auth_string)
+        server, api_url = start_prefect_server(
+            prefect_home, log_dir=log_dir, auth_string=auth_string, database_url=prefect_database_url
+        )
         started.append(server)
         host_port = api_url.split("//", 1)[1].split("/", 1)[0]
         proxy = CuttableProxy("127.0.0.1", int(host_port.rsplit(":", 1)[1]))
