@@ -10,7 +10,9 @@ fresh jobs. The ratio robotjobs ÷ floor (throughput) is printed last.
 `--prefect` also runs each scenario with a real Prefect server up (`prefect server start` on 127.0.0.1, progress
 publication on); without it PREFECT_API_URL is unset and progress publication returns at once. The floor runs in
 each mode, so with the server up it shares the 2 CPUs with the server's own background services as robotjobs does;
-the ratio is printed against both floors (the same mode's, and the one without the server).
+the ratio is printed against both floors (the same mode's, and the one without the server), and the Prefect-up rate
+against robotjobs' own without the server (what the server costs, apart from the gap to the floor). "progress
+publications" counts the `progress_published` lines of the webhook's log (one per artifact API call).
 
 Run:  .venv/bin/python -m benchmarks.webhook_bench [--database-url URL|sqlite] [--scenario 16:4:500 ...]
           [--prefect] [--worker-class gthread] [--workers 4] [--threads 4]
@@ -231,12 +233,16 @@ def main() -> None:
     print(f"\nlogs in {workdir}")
     print("rerun: .venv/bin/python -m benchmarks.webhook_bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     plain = {senders: floor for mode, senders, _, floor in ratios if mode == "no Prefect"}
+    ours_plain = {senders: figures for mode, senders, figures, _ in ratios if mode == "no Prefect"}
     for mode, senders, figures, floor in ratios:
         against_plain = ""
         if mode != "no Prefect" and senders in plain:
+            # What the Prefect server costs robotjobs, apart from the gap to the floor: the same code's rate without
+            # the server, in the same run (BENCHMARKS.md round 7).
             against_plain = (
                 f"; against the floor without the server {figures['rps'] / plain[senders]['rps']:.2f} "
-                f"({plain[senders]['rps']:.0f} req/s)"
+                f"({plain[senders]['rps']:.0f} req/s); {figures['rps'] / ours_plain[senders]['rps']:.2f} of "
+                f"robotjobs without the server ({ours_plain[senders]['rps']:.0f} req/s)"
             )
         print(
             f"ratio robotjobs/floor, {mode}, {senders} senders: {figures['rps'] / floor['rps']:.2f} "
