@@ -143,10 +143,10 @@ def publish_progress(engine: Engine, job_id: str) -> float | None:
 
 
 def publish_progress_changed(engine: Engine, job_id: str) -> bool:
-    """`publish_progress`: True when the artifact was written now, or could not be (it may not show the job's
-    state); False when this process had already published this very state."""
-    percent, changed = _publish(engine, job_id)
-    return changed or percent is None
+    """`publish_progress`: True when the artifact was written now; False when this process had already published
+    this very state, or the publication failed (it is tried again at the holder's next read, which finds the state
+    still unpublished)."""
+    return _publish(engine, job_id)[1]
 
 
 def _published_line(job_id: str, percent: float) -> None:
@@ -228,8 +228,9 @@ class ProgressPublisher:
     more to do for the job now, or the seconds after which to run it again (this process holds the job's claim and
     owes it a later read). Never raises for the claim; thread-safe.
 
-    `publish(engine, job_id)` writes the job's current state and answers whether it changed anything (True also when
-    it could not write: the holder then tries again at its next read), as `publish_progress_changed` does.
+    `publish(engine, job_id)` writes the job's current state and answers whether it wrote anything, as
+    `publish_progress_changed` does. Only a written change renews the claim: while Prefect fails, the holder tries at
+    each read until its lease ends, then lets the job go (a bounded number of tries, not a loop).
     """
 
     def __init__(

@@ -175,6 +175,21 @@ def test_progress_updates_by_id_and_skips_a_state_already_published(fake_api, en
     ) == (2, 1, 2)
 
 
+def test_progress_says_whether_it_wrote_the_artifact(fake_api, engine, started_job):
+    """What a progress holder renews its claim on (relay/progress.py ProgressPublisher): a write, not a failure."""
+    progress._published.clear()
+    assert progress.publish_progress_changed(engine, started_job)  # created
+    assert progress.publish_progress_changed(engine, started_job)  # looked up and updated: the id is known now
+    assert not progress.publish_progress_changed(engine, started_job)  # the same state: nothing sent
+    with UnitOfWork(engine) as uow:
+        item_id = uow.session.exec(select(RobotJobItem.id).where(RobotJobItem.job_id == started_job)).first()
+        record_item_result(uow.session, ItemResult(item_id=item_id, status="success"), job_id=started_job)
+        uow.commit()
+    fake_api.fail_next = 500
+    assert not progress.publish_progress_changed(engine, started_job)  # a new state, but Prefect failed
+    assert progress.publish_progress_changed(engine, started_job)  # the next read writes it
+
+
 def test_progress_emits_no_prefect_event(fake_api, engine, started_job, monkeypatch):
     """Prefect's own `create_artifact`/`update_artifact` emit an event per call (and start an events worker thread
     in the webhook worker for it); the progress artifact is written without."""
