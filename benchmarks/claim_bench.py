@@ -38,6 +38,7 @@ def run(url: str, claims: int) -> None:
         holder(job_id)
         other(job_id)
     print(f"database: {label(url)}; {claims} claims of each outcome over {len(JOBS)} jobs")
+    last_won = T0 + (claims // len(JOBS)) * (LEASE_S + 1.0)  # the time of each job's last claim won below
     for outcome in ("won", "lost", "trusted"):
         cpu, wall = time.process_time(), time.perf_counter()
         for n in range(claims):
@@ -46,8 +47,7 @@ def run(url: str, claims: int) -> None:
                 clock[0] = T0 + (1 + n // len(JOBS)) * (LEASE_S + 1.0)
                 assert publisher()(job_id) is not None, (outcome, n)  # it holds the job now: reads again later
             else:  # within the lease of the last claim won: near its end (asks the database), or well inside it
-                last = T0 + (claims // len(JOBS)) * (LEASE_S + 1.0) if claims >= len(JOBS) else T0
-                clock[0] = last + (LEASE_S - TRUST_MARGIN_S / 2 if outcome == "lost" else 1.0)
+                clock[0] = last_won + (LEASE_S - TRUST_MARGIN_S / 2 if outcome == "lost" else 1.0)
                 assert other(job_id) is None, (outcome, n)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         print(f"  {outcome:<8} CPU {1000 * cpu / claims:.3f} ms per claim, wall {1000 * wall / claims:.3f} ms")

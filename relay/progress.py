@@ -304,9 +304,13 @@ class ProgressPublisher:
         return min(self._every_s, held_since + self._lease_s - read_at + 0.01)
 
 
-def publish_progress_coalesced(engine: Engine, job_id: str, *, clock: Callable[[], float] = time.time) -> float | None:
-    """One publication through a fresh `ProgressPublisher` (tests, one-off callers): None, or the seconds after
-    which the holder it became should read again. Processes that publish repeatedly keep one publisher."""
-    if not get_current_settings().api.url:
-        return None  # no Prefect configured: no claim to write for nothing
-    return ProgressPublisher(engine, publish_progress_changed, clock=clock)(job_id)
+def progress_publisher(engine: Engine, *, clock: Callable[[], float] = time.time) -> Callable[[str], float | None]:
+    """This process's progress publisher over Prefect (keep one per process: it remembers the claims it holds and
+    has seen): a `ProgressPublisher` that answers None at once, claiming nothing, while no Prefect API is configured
+    (read per call: tests swap settings)."""
+    publisher = ProgressPublisher(engine, publish_progress_changed, clock=clock)
+
+    def publish(job_id: str) -> float | None:
+        return publisher(job_id) if get_current_settings().api.url else None
+
+    return publish

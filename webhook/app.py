@@ -68,21 +68,11 @@ def progress_notifier(publish_coalesced: Callable[[str], float | None]) -> Calla
     return progress
 
 
-def _without_prefect_nothing(publisher: Callable[[str], float | None]) -> Callable[[str], float | None]:
-    """No claim is written for nothing when no Prefect API is configured (read per call: tests swap settings)."""
-    from prefect.settings import get_current_settings
-
-    def publish(job_id: str) -> float | None:
-        return publisher(job_id) if get_current_settings().api.url else None
-
-    return publish
-
-
 def relay_work(engine: Engine) -> AfterCommitWork | None:
     """The relay's after-commit work (resume with progress, progress artifact, results in the job's run logs), or
     None when relay is not installed (a webhook deployed without Prefect: the reconciler resumes from the outbox)."""
     try:
-        from relay.progress import ProgressPublisher, log_results, publish_progress_changed
+        from relay.progress import log_results, progress_publisher
         from relay.resume import NOT_SUSPENDED_RETRY_S, resume_after_commit
     except ImportError:
         return None
@@ -97,7 +87,7 @@ def relay_work(engine: Engine) -> AfterCommitWork | None:
 
     return AfterCommitWork(
         resume=resume,
-        progress=progress_notifier(_without_prefect_nothing(ProgressPublisher(engine, publish_progress_changed))),
+        progress=progress_notifier(progress_publisher(engine)),
         results=functools.partial(log_results, engine),
     )
 

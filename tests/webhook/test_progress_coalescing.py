@@ -15,7 +15,7 @@ from domain.batches.jobs import get_job
 from domain.batches.results import ItemResult, record_item_result
 from domain.db import UnitOfWork
 from relay import progress
-from relay.progress import PUBLISH_EVERY_S, ProgressPublisher, publish_progress_coalesced
+from relay.progress import PUBLISH_EVERY_S, ProgressPublisher, progress_publisher
 from simulator.server import unused_loopback_url
 from webhook.after_commit import AfterCommit
 from webhook.app import progress_notifier
@@ -198,33 +198,18 @@ def test_the_holder_reads_until_its_lease_ends_and_then_lets_the_job_go(engine, 
     assert claims(engine) == [(job.id, "progress", T0)]  # not renewed: it lapses, the next result claims anew
 
 
-def test_a_holder_whose_publications_fail_tries_until_its_lease_ends_then_lets_go(engine, job):
-    """Prefect down: each read tries again (nothing was written, nothing renewed), and the tries stop with the lease
-    rather than going on every 0.9 s for as long as Prefect is down."""
-    clock = [T0]
-    publish = Recorder(changed=False)  # a failed write answers False, as publish_progress_changed does
-    holder = publisher(engine, clock, publish)
-    waits = [holder(job.id)]
-    while waits[-1] is not None:
-        clock[0] += waits[-1]
-        waits.append(holder(job.id))
-    assert publish.calls == len(waits) <= 8  # the first publication, a read every 0.9 s, the closing read
-    assert clock[0] >= T0 + 5.0
-    assert claims(engine) == [(job.id, "progress", T0)]
-
-
 def test_the_relays_publication_claims_and_another_is_left_to_the_holder(engine, job):
     """The relay's own publication (Prefect unreachable here: it fails quietly) takes the claim and owes a read in
     0.9 s; another process 0.3 s later leaves it to that holder."""
     with temporary_settings(updates={PREFECT_API_URL: unused_loopback_url() + "/api"}):
-        assert publish_progress_coalesced(engine, job.id, clock=lambda: T0) == PUBLISH_EVERY_S
-        assert publish_progress_coalesced(engine, job.id, clock=lambda: T0 + 0.3) is None
+        assert progress_publisher(engine, clock=lambda: T0)(job.id) == PUBLISH_EVERY_S
+        assert progress_publisher(engine, clock=lambda: T0 + 0.3)(job.id) is None  # another process
     assert claims(engine) == [(job.id, "progress", T0)]
 
 
 def test_without_prefect_nothing_is_claimed(engine, job):
     with temporary_settings(set_defaults={PREFECT_API_URL: None}, restore_defaults={PREFECT_API_URL}):
-        assert publish_progress_coalesced(engine, job.id) is None
+        assert progress_publisher(engine)(job.id) is None
     assert claims(engine) == []
 
 

@@ -1,7 +1,7 @@
 """job publications: when a job's progress was last claimed for publication, by any webhook worker
 
 The webhook's gunicorn workers coalesce a job's progress artifact across processes through this row (relay/progress.py
-`publish_progress_coalesced`). A throttle, not data: no foreign key, so deleting a job is never blocked by it.
+`progress_publisher`). A throttle, not data: no foreign key, so deleting a job is never blocked by it.
 
 Revision ID: 0005
 Revises: 0004
