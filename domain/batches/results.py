@@ -128,6 +128,12 @@ _ITEM_AUTH = (
 _ITEM_AUTH_LOCKING = _ITEM_AUTH.with_for_update(of=_JOBS)
 
 
+@functools.cache
+def _item_auth_sql(dialect: Any, lock: bool) -> str:
+    """`_ITEM_AUTH(_LOCKING)` rendered once per dialect, its one parameter `item_id` in the driver's style."""
+    return str((_ITEM_AUTH_LOCKING if lock else _ITEM_AUTH).compile(dialect=dialect))
+
+
 @dataclass(frozen=True)
 class ItemAuth:
     """What the webhook needs to authenticate a per-order callback, which names only the item."""
@@ -171,9 +177,13 @@ def get_item_auth(session: Session, item_id: str, *, lock: bool = False) -> Item
     """Who may report on an item. `lock=True` (a writer about to record it) also locks the item's job row and
     reads its state in the same statement, so `record_item_result(..., locked=auth)` needs no second round trip;
     a refused caller's transaction rolls back and releases the lock at once."""
-    # Through the session's connection (Core), not `session.execute`: the ORM's execution path (its context, events
-    # and result wrapping) cost ~0.1 ms per callback for a statement that loads no entity.
-    row = session.connection().execute(_ITEM_AUTH_LOCKING if lock else _ITEM_AUTH, {"item_id": item_id}).first()
+    # As driver SQL on the session's connection: neither the ORM's execution path (its context, events and result
+    # wrapping) nor Core's (statement cache lookup, parameter processing) for a statement that loads no entity:
+    # ~0.1 ms of CPU per callback each (py-spy, BENCHMARKS.md rounds 5 and 8).
+    connection = session.connection()
+    sql = _item_auth_sql(connection.dialect, lock)
+    params = (item_id,) if connection.dialect.positional else {"item_id": item_id}
+    row = connection.exec_driver_sql(sql, params).first()
     if row is None:
         raise UnknownItem("Ítem desconocido", item_id=item_id)
     return ItemAuth(item_id=row[0], job_id=row[1], workspace_id=row[2], callback_secret_hash=row[3],
