@@ -20,7 +20,7 @@ from webhook.after_commit import AfterCommit, AfterCommitWork, Notifier, RetryLa
 from webhook.auth import SecretChecker, SignatureVerifier
 from webhook.errors import register_error_handlers
 from webhook.inbox import Inbox
-from webhook.logs import configure_logging, correlate, correlation, log
+from webhook.logs import configure_logging, correlate, correlation, log, request_fields
 from webhook.spool import Spool
 
 
@@ -162,6 +162,7 @@ def create_app(
                 status=response.status_code,
                 ms=round(1000 * (time.monotonic() - g.get("started", time.monotonic())), 1),
                 user_agent=request.headers.get("User-Agent", "")[:100],
+                **request_fields(),
             )
         return response
 

@@ -40,7 +40,7 @@ from domain.models import CallbackDeadLetter, WebhookReceipt
 from webhook.auth import CallbackCredential, callback_credential
 from webhook.errors import DATABASE_DOWN, ApiError, BadRequest, Unauthorized, Unavailable, Unprocessable, refusal_of
 from webhook.inbox_schemas import SpooledAck
-from webhook.logs import correlate, log
+from webhook.logs import annotate_request, correlate, log
 from webhook.schemas import BatchCallback, CallbackAck, CallbackResult, ErrorDetail, ResultAck
 from webhook.spool import KEPT_HEADERS, SpooledRequest, SpoolFull
 
@@ -299,17 +299,20 @@ def handle_callback(
     # Committed: from here on nothing may turn this into an error response.
     correlate(job_id=recorded.job_id, flow_run_id=flow_run_id)
     changed = sum(1 for o in recorded.outcomes if o.changed)
-    log(
-        "info",
-        "callback_recorded",
-        auth=credential.method,
-        results=len(recorded.outcomes),
-        changed=changed,
-        job_finished=recorded.job_finished,
-        job_status=recorded.job_status,
-        duplicate_delivery=recorded.duplicate_delivery,
-        spooled=spool_entry is not None,
-    )
+    outcome = {
+        "auth": credential.method,
+        "results": len(recorded.outcomes),
+        "changed": changed,
+        "job_finished": recorded.job_finished,
+        "job_status": recorded.job_status,
+        "duplicate_delivery": recorded.duplicate_delivery,
+    }
+    if spool_entry is None:
+        # A live request: on its one `http_request` line (webhook/app.py). A line of its own per callback was ~4 %
+        # of a webhook worker's CPU (py-spy, BENCHMARKS.md round 8).
+        annotate_request(**outcome)
+    else:
+        log("info", "callback_recorded", **outcome, spooled=True)
     # A finished job corrected by a late result has a "resume" event too (robot.batch.corrected): deliver it now.
     corrected = any(o.job_corrected for o in recorded.outcomes)
     if recorded.job_id and (changed or recorded.job_finished):

@@ -29,6 +29,16 @@ def correlate(**ids: str | None) -> None:
     current.update({key: value for key, value in ids.items() if value})
 
 
+def annotate_request(**fields: Any) -> None:
+    """Fields for this request's one `http_request` line (webhook/app.py), e.g. what a callback recorded."""
+    if has_app_context():
+        g.setdefault("request_fields", {}).update(fields)
+
+
+def request_fields() -> dict[str, Any]:
+    return dict(g.get("request_fields", {})) if has_app_context() else {}
+
+
 def correlation() -> dict[str, Any]:
     if not has_app_context():
         return {}

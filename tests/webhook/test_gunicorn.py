@@ -204,14 +204,22 @@ def test_logs_are_json_with_correlation_ids_and_never_a_secret(server, job, sign
         for line in logs.splitlines()
         if line.startswith("{") and '"logger": "robotjobs.webhook"' in line
     ]
-    recorded = [line for line in ours if line["event"] == "callback_recorded"]
+    # One line per request: a recorded callback's outcome is on its `http_request` line, not a line of its own.
+    requests = [line for line in ours if line["event"] == "http_request" and line.get("path") == CALLBACK]
+    recorded = [line for line in requests if "changed" in line]
+    assert not [line for line in ours if line["event"] == "callback_recorded"]
     assert any(
         line.get("item_id") == job.items[0]
         and line.get("job_id") == job.id
         and line.get("flow_run_id")
         and line.get("request_id")
+        and line.get("status") == 200
+        and (line.get("auth"), line.get("results"), line.get("changed")) == ("secret", 1, 1)
         for line in recorded
     )
-    assert any(line.get("webhook_id") == "msg_logged" and line.get("job_id") == job.id for line in recorded)
+    assert any(
+        line.get("webhook_id") == "msg_logged" and line.get("job_id") == job.id and line.get("auth") == "signature"
+        for line in recorded
+    )
     refused = [line for line in ours if line["event"] == "request_refused" and line.get("status") == 401]
     assert refused and all(line.get("item_id") == job.items[0] for line in refused[-1:])
