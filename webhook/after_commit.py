@@ -7,12 +7,14 @@ coalescing per job (only the latest progress matters) and never raising. A task 
 resume stays in the outbox for the reconciler, and the next result republishes progress.
 
 A notifier that cannot finish yet (the job's run has not reached its suspend: the last result beat it) answers
-`RetryLater`; the pool runs it again after that delay, on a timer rather than a sleeping thread, until the kind's
+`RetryLater`; the pool's scheduler thread queues it again after that delay (no thread sleeps on it), until the kind's
 retry budget runs out. Then the outbox keeps the event for the reconciler (every minute).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import queue
 import threading
 import time
@@ -132,6 +134,8 @@ class AfterCommit:
         self._emptied: set[tuple[str, str]] = set()  # waiting tasks whose items another kind took
         self._last_run: dict[tuple[str, str], float] = {}
         self._delayed = 0
+        self._due: list[tuple[float, int, tuple[str, str, dict[str, Any]]]] = []  # a heap: (due, sequence, task)
+        self._sequence = itertools.count()
         self._lock = threading.Condition()
         self._started_in_pid: int | None = None
 
@@ -163,10 +167,11 @@ class AfterCommit:
 
     def _later(self, task: tuple[str, str, dict[str, Any]], delay: float) -> None:
         """Queue `task` after `delay` seconds (called with the lock held and the task marked waiting)."""
+        # On the one scheduler thread, not a `threading.Timer` each: a thread started per delayed task (about one
+        # per job and second in every worker while batches report) was ~1 % of a webhook worker's CPU (py-spy).
         self._delayed += 1
-        timer = threading.Timer(delay, self._release, args=(task,))
-        timer.daemon = True
-        timer.start()
+        heapq.heappush(self._due, (time.monotonic() + delay, next(self._sequence), task))
+        self._lock.notify_all()  # the scheduler may be waiting for a later task
 
     def _retry(self, task: tuple[str, str, dict[str, Any]], started: float, answer: RetryLater) -> bool:
         """Run `task` again after `answer.after_s` if its kind's budget (counted from its first try) allows; a task
@@ -184,6 +189,15 @@ class AfterCommit:
                 self._waiting.add((kind, job_id))
                 self._later(task, answer.after_s)
         return True
+
+    def _schedule(self) -> None:
+        """The scheduler thread: queues each delayed task when it is due."""
+        while True:
+            with self._lock:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._lock.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                _, _, task = heapq.heappop(self._due)
+            self._release(task)
 
     def _release(self, task: tuple[str, str, dict[str, Any]]) -> None:
         self._queue.put(task)
@@ -210,6 +224,7 @@ class AfterCommit:
         self._started_in_pid = os.getpid()
         for n in range(self._threads):
             threading.Thread(target=self._work, name=f"after-commit-{n}", daemon=True).start()
+        threading.Thread(target=self._schedule, name="after-commit-scheduler", daemon=True).start()
 
     def _work(self) -> None:
         while True:
