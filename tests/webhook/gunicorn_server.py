@@ -23,7 +23,8 @@ def free_port() -> int:
 
 
 class GunicornServer:
-    """`with GunicornServer(env=..., worker_class=...) as server: server.url`; stderr goes to `server.log_path`."""
+    """`with GunicornServer(env=..., worker_class=...) as server: server.url`; stderr goes to `server.log_path`.
+    `project_root`: the tree whose code it runs (benchmarks/webhook_ab.py runs another commit's tree too)."""
 
     def __init__(
         self,
@@ -35,6 +36,7 @@ class GunicornServer:
         threads: int = 1,
         extra_args: list[str] | None = None,
         ready_timeout_s: float = 30,
+        project_root: Path = PROJECT_ROOT,
     ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -47,8 +49,9 @@ class GunicornServer:
             "ROBOTJOBS_WEBHOOK_WORKERS": str(workers),
             "ROBOTJOBS_WEBHOOK_THREADS": str(threads),
             "ROBOTJOBS_WEBHOOK_ACCESSLOG": env.get("ROBOTJOBS_WEBHOOK_ACCESSLOG", "-"),
-            "PYTHONPATH": str(PROJECT_ROOT),
+            "PYTHONPATH": str(project_root),
         }
+        self._root = project_root
         self._args = extra_args or []
         self._ready_timeout_s = ready_timeout_s
         self.process: subprocess.Popen | None = None
@@ -57,8 +60,8 @@ class GunicornServer:
         gunicorn = Path(sys.executable).with_name("gunicorn")
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(gunicorn), "-c", str(GUNICORN_CONF), *self._args],
-            cwd=PROJECT_ROOT,
+            [str(gunicorn), "-c", str(self._root / GUNICORN_CONF.relative_to(PROJECT_ROOT)), *self._args],
+            cwd=self._root,
             env=self._env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

