@@ -15,12 +15,10 @@ from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCol
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import get_current_settings
 from sqlalchemy import Engine
-from sqlmodel import select
 
-from domain.batches.jobs import get_job
+from domain.batches.progress import errors_among, job_counts
 from domain.batches.publications import claim_publication, renew_publication
 from domain.db import UnitOfWork
-from domain.models import ItemStatus, Order, RobotJobItem
 from relay.prefect_api import prefect_client
 from relay.run_log import send_run_logs
 
@@ -71,33 +69,15 @@ def log_results(engine: Engine, job_id: str, item_ids: list[str]) -> bool:
         return False
     try:
         with UnitOfWork(engine, readonly=True) as uow:
-            job = get_job(uow.session, job_id)
-            flow_run_id, total = job.flow_run_id, job.total_items
-            success, error = job.success_count, job.error_count
-            errors = (
-                [
-                    (name, error_type, message)
-                    for name, error_type, message in uow.session.exec(
-                        select(Order.name, RobotJobItem.error_type, RobotJobItem.error_message)
-                        .join(Order, Order.id == RobotJobItem.order_id)
-                        .where(
-                            RobotJobItem.job_id == job_id,
-                            RobotJobItem.id.in_(item_ids[:1000]),
-                            RobotJobItem.status == ItemStatus.ERROR,
-                        )
-                        .order_by(Order.name)
-                    ).all()
-                ]
-                if item_ids
-                else []
-            )
+            counts = job_counts(uow.session, job_id)
+            errors = errors_among(uow.session, job_id, item_ids)
     except Exception as exc:
         log.warning("results of job %s not logged: %s", job_id, exc)
         return False
-    if not flow_run_id:
+    if not counts.flow_run_id:
         return False
-    lines = results_lines(job_id, total=total, success=success, error=error, errors=errors)
-    return send_run_logs(flow_run_id, lines, logger_name="robotjobs.webhook")
+    lines = results_lines(job_id, total=counts.total, success=counts.success, error=counts.error, errors=errors)
+    return send_run_logs(counts.flow_run_id, lines, logger_name="robotjobs.webhook")
 
 
 # Through the client's plain `request`, not `update_artifact`/`create_artifact`: those also emit a
@@ -160,12 +140,10 @@ def _publish(engine: Engine, job_id: str) -> tuple[float | None, bool]:
         return None, False  # no Prefect configured: nothing to publish to, and no database read for nothing
     try:
         with UnitOfWork(engine, readonly=True) as uow:
-            job = get_job(uow.session, job_id)
-            flow_run_id, total = job.flow_run_id, job.total_items
-            success, error = job.success_count, job.error_count
-        done = min(success + error, total)
-        percent = round(100.0 * done / total, 1) if total else 100.0
-        description = progress_description(done, total, success, error)
+            counts = job_counts(uow.session, job_id)
+        flow_run_id, total = counts.flow_run_id, counts.total
+        percent = round(100.0 * counts.done / total, 1) if total else 100.0
+        description = progress_description(counts.done, total, counts.success, counts.error)
         state = (percent, description)
         with prefect_client(timeout_s=5.0) as client:
             known = _published.get(job_id)
