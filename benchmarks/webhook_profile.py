@@ -97,9 +97,7 @@ def main() -> None:
         f"({1000 * cpu_workers / max(figures['requests'], 1):.1f} ms per callback), "
         f"Prefect server {cpu_server:.1f} s; worker RSS {rss} MB"
     )
-    print(
-        f"profile: {out}; gunicorn log (progress_notified/results_notified lines, with ms): {workdir / 'gunicorn.log'}"
-    )
+    print(f"profile: {out}; gunicorn log (results/resume notified lines, with ms): {workdir / 'gunicorn.log'}")
     print("rerun: .venv/bin/python -m benchmarks.webhook_profile " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
 
 
