@@ -1,5 +1,6 @@
-"""A notifier that cannot finish yet (the job's run has not reached its suspend) is run again on a timer, within its
-kind's budget, without holding a pool thread; then it is left to the reconciler."""
+"""A notifier that cannot finish yet (the job's run has not reached its suspend) is run again when due (the pool's
+scheduler thread queues it), within its kind's budget, without holding a pool thread; then it is left to the
+reconciler."""
 
 from __future__ import annotations
 
@@ -132,3 +133,26 @@ def test_a_failing_results_logger_does_not_hide_the_resumes_answer():
     work = AfterCommitWork(resume=lambda job_id: RetryLater(1.0, why="not suspended yet"), results=results)
     answer = work.finish("job-a", ["item-1"])
     assert isinstance(answer, RetryLater) and answer.why == "not suspended yet"
+
+
+def test_a_retry_due_sooner_is_not_held_behind_one_due_later():
+    """Delayed tasks share one scheduler thread: one due in 0.05 s, queued after one due in 3 s, runs on time."""
+    runs: dict[str, list[float]] = {"slow": [], "fast": []}
+
+    def resume(job_id):
+        runs[job_id].append(time.monotonic())
+        if len(runs[job_id]) == 1:
+            return RetryLater(3.0 if job_id == "slow" else 0.05)
+        return None
+
+    pool = AfterCommit({"resume": resume}, threads=1, retry_budget_s={"resume": 10.0})
+    pool.submit("resume", "slow")
+    time.sleep(0.05)  # "slow" is waiting for its retry, due in 3 s
+    pool.submit("resume", "fast")
+    deadline = time.monotonic() + 2.0
+    while len(runs["fast"]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(runs["fast"]) == 2 and runs["fast"][1] - runs["fast"][0] < 1.0
+    assert len(runs["slow"]) == 1  # not yet: its retry is still due later
+    pool.join()
+    assert len(runs["slow"]) == 2 and runs["slow"][1] - runs["slow"][0] >= 2.9
