@@ -32,7 +32,9 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from domain import dead_letters
+from domain.batches.dispatch import hash_callback_secret
 from domain.batches.jobs import get_job
+from domain.batches.report_one import report_item_result
 from domain.batches.results import RecordOutcome, get_item_auth, record_batch_results, record_item_result
 from domain.db import UnitOfWork
 from domain.errors import DeadLetterAlreadyReplayed, DomainError, UnknownItem, UnknownJob
@@ -251,6 +253,28 @@ def _dead_letter(
     return letter.id
 
 
+def _record_at_once(state, body: CallbackResult | BatchCallback, credential: CallbackCredential,
+                    attribution: Attribution) -> Recorded | None:  # fmt: skip
+    """The existing robot's plain case, a per-order result under its job's secret, in one round trip and its own
+    transaction (domain/batches/report_one.py); None when it changed nothing and `_record` must decide: an unknown
+    item, another secret (the legacy one, or a wrong one: refused there), a finished job, an order other jobs hold,
+    SQLite, a result the normalisation refuses (refused there, after authentication, so it is dead-lettered)."""
+    if not isinstance(body, CallbackResult) or credential.method != "secret" or credential.webhook_id is not None:
+        return None
+    assert credential.secret is not None  # a "secret" credential carries it
+    correlate(item_id=body.item_id)
+    try:
+        result = body.to_domain()
+    except REFUSALS:
+        return None
+    outcome = report_item_result(state.engine, result, hash_callback_secret(credential.secret))
+    if outcome is None:
+        return None
+    correlate(job_id=outcome.job_id)
+    attribution.method, attribution.job_id = "job", outcome.job_id
+    return Recorded(outcome.job_id, [outcome], outcome.job_finished, outcome.job_status)
+
+
 def handle_callback(
     state,
     headers: Mapping[str, str],
@@ -285,13 +309,15 @@ def handle_callback(
         return refused(exc)
 
     try:
-        with UnitOfWork(state.engine) as uow:
-            if spool_entry and not _receipt_is_new(uow.session, SPOOL_RECEIPT_PREFIX + spool_entry, None):
-                return Handled(spool_duplicate=True, attribution=attribution)
-            recorded = _record(uow.session, body, credential, attribution)
-            # Read under the job's row lock by the use case: no second read of the job.
-            flow_run_id = recorded.outcomes[0].flow_run_id if recorded.outcomes else None
-            uow.commit()
+        recorded = None if spool_entry else _record_at_once(state, body, credential, attribution)
+        if recorded is None:
+            with UnitOfWork(state.engine) as uow:
+                if spool_entry and not _receipt_is_new(uow.session, SPOOL_RECEIPT_PREFIX + spool_entry, None):
+                    return Handled(spool_duplicate=True, attribution=attribution)
+                recorded = _record(uow.session, body, credential, attribution)
+                uow.commit()
+        # Read under the job's row lock by the use case: no second read of the job.
+        flow_run_id = recorded.outcomes[0].flow_run_id if recorded.outcomes else None
     except Unauthorized:
         raise
     except REFUSALS as exc:

@@ -1,0 +1,135 @@
+"""The per-order result in one round trip (domain/batches/report_one.py): on PostgreSQL it records the plain case
+with the full path's meaning, and answers None, changing nothing, for every case the full path must decide."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from domain.batches.dispatch import hash_callback_secret
+from domain.batches.jobs import fail_job, get_job
+from domain.batches.report_one import FUNCTION, function_body, report_item_result
+from domain.batches.results import record_item_result
+from domain.db import make_engine
+from domain.events import BATCH_COMPLETED, FIELD_CHANGED, ROBOT_COORD_COMPLETED
+from domain.models import ErrorType, Order, RobotJob, RobotJobItem
+from tests.domain.results_helpers import err, events, ok
+
+SECRET = hash_callback_secret("s3cret")  # the dispatched_job fixture's secret
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+
+@pytest.fixture
+def postgres(engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the one-round-trip path exists on PostgreSQL only (SQLite: see the test below)")
+    return engine
+
+
+def _state(uow, job_id, item_id):
+    with uow() as tx:
+        job = get_job(tx.session, job_id)
+        item = tx.session.get(RobotJobItem, item_id)
+        order = tx.session.get(Order, item.order_id)
+        return (
+            (job.status, job.success_count, job.error_count),
+            (item.status, item.resolved_by, item.tracking_number),
+            (order.tracking_number, order.carrier),
+            len(events(tx, ROBOT_COORD_COMPLETED)),
+        )
+
+
+def test_migrated_database_holds_this_codes_function(postgres):
+    with postgres.connect() as connection:
+        found = connection.execute(text("SELECT prosrc FROM pg_proc WHERE proname = :n"), {"n": FUNCTION}).scalar()
+    assert found == function_body(postgres.dialect)
+
+
+def test_a_success_is_recorded_with_the_order_shipped_and_its_events_once(postgres, uow, dispatched_job):
+    job_id, items = dispatched_job()
+    errors_before = _state(uow, job_id, items[0])[0][2]  # items the dispatch closed already (cities not covered)
+    outcome = report_item_result(postgres, ok(items[0], "10107"), SECRET)
+    assert outcome is not None and outcome.changed and outcome.item_status == "success"
+    assert (outcome.job_id, outcome.job_status, outcome.job_finished, outcome.flow_run_id) == (
+        job_id, "processing", False, "flow-run-1"
+    )  # fmt: skip
+    assert _state(uow, job_id, items[0]) == (("processing", 1, errors_before), ("success", "robot", "10107"),
+                                             ("10107", "COORDINADORA"), 1)  # fmt: skip
+    with uow() as tx:
+        assert len(events(tx, FIELD_CHANGED)) == 2
+    # The same report again, and a later error for it: the first terminal result wins, nothing moves.
+    for again in (ok(items[0], "10107"), err(items[0])):
+        repeated = report_item_result(postgres, again, SECRET)
+        assert repeated is not None and not repeated.changed and repeated.item_status == "success"
+    assert _state(uow, job_id, items[0])[0] == ("processing", 1, errors_before)
+    with uow() as tx:
+        assert len(events(tx, ROBOT_COORD_COMPLETED)) == 1
+
+
+def test_the_last_result_finishes_the_job_and_queues_its_resume(postgres, uow, dispatched_job):
+    job_id, items = dispatched_job()
+    errors_before = _state(uow, job_id, items[0])[0][2]
+    for n, item_id in enumerate(items):
+        outcome = report_item_result(postgres, ok(item_id, f"7600{n}") if n else err(item_id), SECRET)
+        assert outcome is not None and outcome.changed
+    assert outcome.job_finished and outcome.job_status == "completed"
+    with uow() as tx:
+        job = get_job(tx.session, job_id)
+        assert (job.status, job.success_count, job.error_count) == ("completed", len(items) - 1, errors_before + 1)
+        [completed] = events(tx, BATCH_COMPLETED)
+        assert completed.payload["success_count"] == len(items) - 1
+
+
+@pytest.mark.parametrize("case", ["unknown item", "wrong secret", "finished job"])
+def test_cases_the_full_path_decides_change_nothing(postgres, uow, dispatched_job, case):
+    job_id, items = dispatched_job()
+    if case == "finished job":
+        with uow() as tx:
+            assert fail_job(tx.session, job_id, reason="x", error_type=ErrorType.TIMEOUT, error_message="x")
+            tx.commit()
+    before = _state(uow, job_id, items[0])
+    item_id = "itm_nobody" if case == "unknown item" else items[0]
+    secret = hash_callback_secret("not-it") if case == "wrong secret" else SECRET
+    assert report_item_result(postgres, ok(item_id, "10107"), secret) is None
+    assert _state(uow, job_id, items[0]) == before
+
+
+def test_an_order_another_job_holds_is_undone_and_left_to_the_full_path(postgres, uow, dispatched_job):
+    job_id, items = dispatched_job()
+    with uow() as tx:
+        order_id = tx.session.get(RobotJobItem, items[0]).order_id
+        other = RobotJob(workspace_id=get_job(tx.session, job_id).workspace_id, carrier="OTRA", total_items=1)
+        tx.session.add(other)
+        tx.session.flush()
+        tx.session.add(RobotJobItem(job_id=other.id, order_id=order_id))
+        tx.commit()
+    before = _state(uow, job_id, items[0])
+    assert report_item_result(postgres, ok(items[0], "10107"), SECRET) is None
+    assert _state(uow, job_id, items[0]) == before  # the function's transaction was rolled back
+    with uow() as tx:
+        assert record_item_result(tx.session, ok(items[0], "10107"), job_id=job_id).changed
+        tx.commit()
+    assert _state(uow, job_id, items[0])[2] == ("10107", "COORDINADORA")
+
+
+def test_a_database_without_the_function_takes_the_full_path(postgres, uow, dispatched_job):
+    job_id, items = dispatched_job()
+    with postgres.begin() as connection:
+        connection.exec_driver_sql(f"ALTER FUNCTION {FUNCTION} RENAME TO {FUNCTION}_aside")
+    fresh = make_engine(postgres.url)  # which engines may use the function is decided once per engine
+    try:
+        assert report_item_result(fresh, ok(items[0]), SECRET) is None
+        assert _state(uow, job_id, items[0])[1][0] == "pending"
+    finally:
+        fresh.dispose()
+        with postgres.begin() as connection:
+            connection.exec_driver_sql(f"ALTER FUNCTION {FUNCTION}_aside RENAME TO {FUNCTION}")
+
+
+def test_sqlite_takes_the_full_path(engine, uow, dispatched_job):
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only")
+    job_id, items = dispatched_job()
+    assert report_item_result(engine, ok(items[0]), SECRET) is None
+    assert _state(uow, job_id, items[0])[1][0] == "pending"
