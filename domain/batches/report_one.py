@@ -2,10 +2,10 @@
 
 The per-job secret's check, the job's row lock, the guarded item update, counters, completion, the order's
 tracking number + carrier and the outbox rows are one call of the function `robotjobs_report_one` (created by
-migration 0006 from `report_one_function_sql`), run as its own transaction (autocommit). Against BEGIN, the locking
-auth lookup, the record statement and COMMIT (four round trips, the job's row lock held across the worker's Python
-between them) it took the client's CPU per callback from ~0.8 to ~0.35 ms and 16 threads on 4 jobs from ~850 to
-~1,380 callbacks/s in process (BENCHMARKS.md round 9).
+migration 0006 from `report_one_function_sql`), run as its own transaction (autocommit). It replaces BEGIN, the
+locking auth lookup, the record statement and COMMIT: four round trips, the job's row lock held across the worker's
+Python between them. Measured (BENCHMARKS.md round 9): the webhook's CPU per callback 2.12 -> 1.54 ms and req/s
++28 % (`benchmarks/webhook_ab.py`, 6 alternating pairs, 32 senders on 20 jobs).
 
 Why a PL/pgSQL function and not one statement: the record statement's CTEs must read a snapshot taken after the
 job's row lock was granted (results.py `_RECORD_ONE_PG`), i.e. a second statement. In a VOLATILE function each
