@@ -16,7 +16,7 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import get_current_settings
 from sqlalchemy import Engine
 
-from domain.batches.progress import errors_among, job_counts
+from domain.batches.progress import JobCounts, errors_among, job_counts
 from domain.batches.publications import claim_publication, renew_publication
 from domain.db import UnitOfWork
 from relay.prefect_api import prefect_client
@@ -39,12 +39,15 @@ MAX_ERROR_LINES = 20
 
 
 def results_lines(
-    job_id: str, *, total: int, success: int, error: int, errors: list[tuple[str, str | None, str | None]]
+    job_id: str, counts: JobCounts, errors: list[tuple[str, str | None, str | None]]
 ) -> list[tuple[int, str]]:
     """The run-log lines of one flush: the counts, then each new error (order, type, Spanish reason), bounded."""
-    done = min(success + error, total)
     lines = [
-        (logging.INFO, f"Lote {job_id}: resultados recibidos: {done} de {total} ({success} creados, {error} con error)")
+        (
+            logging.INFO,
+            f"Lote {job_id}: resultados recibidos: {counts.done} de {counts.total} "
+            f"({counts.success} creados, {counts.error} con error)",
+        )
     ]
     for order_name, error_type, message in errors[:MAX_ERROR_LINES]:
         kind = f" ({error_type})" if error_type else ""
@@ -76,7 +79,7 @@ def log_results(engine: Engine, job_id: str, item_ids: list[str]) -> bool:
         return False
     if not counts.flow_run_id:
         return False
-    lines = results_lines(job_id, total=counts.total, success=counts.success, error=counts.error, errors=errors)
+    lines = results_lines(job_id, counts, errors)
     return send_run_logs(counts.flow_run_id, lines, logger_name="robotjobs.webhook")
 
 

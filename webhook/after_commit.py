@@ -22,12 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from domain.batches.progress import MAX_ITEMS
 from webhook.logs import log
 
 Notifier = Callable[..., Any]  # (job_id) -> Any; kinds submitted with `items`: (job_id, items) -> Any
 
-# Items remembered per waiting task: a flush reports at most this many (the counts in its line stay exact).
-MAX_ITEMS_PER_TASK = 1000
+# Items remembered per waiting task: as many as a flush reads (the counts in its line stay exact).
+MAX_ITEMS_PER_TASK = MAX_ITEMS
 # How long a resume keeps being retried here before it is left to the reconciler. A run reaches its suspend a few
 # seconds after its last snapshot on a quiet machine, tens of seconds on a loaded one (a 5 s budget, slept on the
 # pool's thread, lost that race in CI and left the run suspended until the next reconcile).
@@ -250,16 +251,16 @@ class AfterCommit:
                 else:
                     answer = self._notifiers[kind](job_id, items)
                 ms = round(1000 * (time.monotonic() - started))
+                routine = "debug" if kind in QUIET_KINDS else "info"  # the level of what happens all the time
                 if isinstance(answer, RetryLater):
                     if self._retry((kind, job_id, context), started, answer):
-                        level = "debug" if kind in QUIET_KINDS else "info"
-                        log(level, f"{kind}_retry_later", job_id=job_id, **context, ms=ms, why=answer.why[:200])
+                        log(routine, f"{kind}_retry_later", job_id=job_id, **context, ms=ms, why=answer.why[:200])
                     else:
                         log("warning", f"{kind}_left_to_reconciler", job_id=job_id, **context, why=answer.why[:200])
                 else:
                     with self._lock:
                         self._retry_until.pop((kind, job_id), None)
-                    log("debug" if kind in QUIET_KINDS else "info", f"{kind}_notified", job_id=job_id, **context, ms=ms)
+                    log(routine, f"{kind}_notified", job_id=job_id, **context, ms=ms)
             except Exception as exc:
                 # The result is committed; robot.batch.completed stays in the outbox and is redelivered.
                 log(

@@ -33,6 +33,7 @@ _ERRORS = (
     )
     .order_by(_ORDERS.c.name)
 )
+# Items read per errors query (the webhook's after-commit pool remembers as many per waiting task).
 MAX_ITEMS = 1000
 
 

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 
+from domain.batches.progress import JobCounts
 from relay.progress import MAX_ERROR_LINES, results_lines
 from webhook.after_commit import COALESCE_S, AfterCommit, AfterCommitWork
 
@@ -51,7 +52,7 @@ def test_a_kind_without_notifier_is_ignored():
 
 def test_results_lines_say_the_counts_and_each_error_bounded():
     errors = [(f"Pedido {n}", "portal", "No se encontró el municipio") for n in range(MAX_ERROR_LINES + 3)]
-    lines = results_lines("job-1", total=32, success=10, error=23, errors=errors)
+    lines = results_lines("job-1", JobCounts(flow_run_id=None, total=32, success=10, error=23), errors)
     assert lines[0] == (logging.INFO, "Lote job-1: resultados recibidos: 32 de 32 (10 creados, 23 con error)")
     assert lines[1] == (logging.WARNING, "Lote job-1: pedido Pedido 0 con error (portal): No se encontró el municipio")
     assert len(lines) == 1 + MAX_ERROR_LINES + 1
