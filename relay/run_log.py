@@ -1,9 +1,12 @@
 """Lines for operators in a job's flow run logs (the Prefect UI's Logs tab): in Spanish, with the job id, no secret.
 
 Two ways in, because not every writer runs inside the job's run:
-- inside a Prefect run (dispatch, the orchestration, the reconciler): the run's own logger, batched by Prefect's
-  log worker; `flow_run_id=` sends the line to another run (the reconciler acting on a job's run);
-- outside any run (the webhook's after-commit pool): `send_run_logs`, one API call carrying many lines, fail-fast.
+- a line for the run it is written in (dispatch, the orchestration): the run's own logger, batched by Prefect's
+  log worker;
+- a line for another run (the reconciler acting on a job's run, the webhook's after-commit pool, which runs in
+  none): `send_run_logs`, one API call carrying many lines, sent at once with its own retries. Not Prefect's log
+  worker: it drops a batch the server refused, and the reconciler's run ends a moment after its last line (CI lost
+  a reconcile's resume line that way); the current run's console still shows the line.
 
 Stdlib loggers alone never reach the UI: Prefect's API handler only serves loggers named in
 PREFECT_LOGGING_EXTRA_LOGGERS, whose INFO lines the root logger's WARNING level then drops, and it cannot aim a
@@ -35,6 +38,8 @@ MAX_MESSAGE_CHARS = 2_000
 # A server that answered 503 or did not answer gets one more try a moment later; then the lines are dropped.
 SEND_ATTEMPTS = 2
 RETRY_PAUSE_S = 1.0
+# Inside a run (the reconciler) nothing waits on the line: a few more tries, each pause longer (1 s, 2 s, 3 s).
+IN_RUN_SEND_ATTEMPTS = 4
 
 
 def _current_run_logger() -> logging.LoggerAdapter | None:
@@ -54,9 +59,9 @@ def log_in_run(fallback: logging.Logger, level: int, message: str, *, flow_run_i
         if flow_run_id:
             send_run_logs(flow_run_id, [(level, message)], logger_name=fallback.name)
         return
-    if flow_run_id:
-        # Prefect's adapter lets a record's own ids win: the line lands in that run, not in a task of this one.
-        run_logger.log(level, message, extra={"flow_run_id": flow_run_id, "task_run_id": None})
+    if flow_run_id and flow_run_id != str(run_logger.extra.get("flow_run_id")):
+        run_logger.log(level, message, extra={"send_to_api": False})  # this run's console, not its logs
+        send_run_logs(flow_run_id, [(level, message)], logger_name=fallback.name, attempts=IN_RUN_SEND_ATTEMPTS)
     else:
         run_logger.log(level, message)
 
@@ -77,12 +82,14 @@ def log_in_job_run(
         fallback.log(level, message)
 
 
-def send_run_logs(flow_run_id: str, lines: list[tuple[int, str]], *, logger_name: str = "robotjobs") -> bool:
+def send_run_logs(
+    flow_run_id: str, lines: list[tuple[int, str]], *, logger_name: str = "robotjobs", attempts: int = SEND_ATTEMPTS
+) -> bool:
     """Write `lines` (level, message) into a flow run's logs in ONE API call; False if Prefect did not take them."""
     if not lines:
         return True
     now = datetime.now(UTC)
-    for attempt in range(1, SEND_ATTEMPTS + 1):
+    for attempt in range(1, attempts + 1):
         try:
             logs = [
                 LogCreate(
@@ -98,8 +105,8 @@ def send_run_logs(flow_run_id: str, lines: list[tuple[int, str]], *, logger_name
                 client.create_logs(logs)
             return True
         except Exception as exc:  # a log line is decoration: it must never break a callback or a reconcile
-            if attempt < SEND_ATTEMPTS and (isinstance(exc, TRANSPORT_ERRORS) or is_server_error(exc)):
-                time.sleep(RETRY_PAUSE_S)  # a busy server (SQLite answers 503): once more, off the request path
+            if attempt < attempts and (isinstance(exc, TRANSPORT_ERRORS) or is_server_error(exc)):
+                time.sleep(RETRY_PAUSE_S * attempt)  # a busy server (SQLite answers 503): again, off the request path
                 continue
             log.warning(
                 "%s line(s) not written to flow run %s: %s: %s", len(lines), flow_run_id, type(exc).__name__, exc

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import threading
 import uuid
@@ -26,9 +27,9 @@ from sqlmodel import select
 from domain.batches.results import ItemResult, record_item_result
 from domain.db import UnitOfWork
 from domain.models import RobotJobItem
-from relay import progress
+from relay import progress, run_log
 from relay.prefect_api import fail_fast_settings, prefect_client
-from relay.run_log import send_run_logs
+from relay.run_log import log_in_run, send_run_logs
 
 
 class FakePrefectApi:
@@ -38,6 +39,8 @@ class FakePrefectApi:
         self.calls: list[tuple[str, str, str | None, int]] = []
         self.artifacts: dict[str, dict] = {}  # id -> artifact json
         self.fail_next: int | None = None  # status of the next answer
+        self.log_failures: list[int] = []  # statuses of the next answers to POST /logs/, in order
+        self.logs: list[dict] = []  # every log line received
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -86,6 +89,9 @@ class FakePrefectApi:
                     artifact.update(body)
                     return self._answer(204)
                 if path == "/logs/":
+                    if api.log_failures:
+                        return self._answer(api.log_failures.pop(0), {"detail": "busy"})
+                    api.logs.extend(body)
                     return self._answer(201)
                 return self._answer(404, {"detail": "Not Found"})
 
@@ -131,6 +137,41 @@ def test_one_client_per_process_reused_rebuilt_after_a_server_error_with_basic_a
     ports = [port for *_, port in logs]
     assert len(ports) == 4 and ports[0] == ports[1] == ports[2]  # kept alive: one connection until the 500
     assert ports[3] != ports[0]  # the rebuilt client opened its own
+
+
+class _RunLogger(logging.LoggerAdapter):
+    """A run's logger as Prefect builds it (its ids in `extra`), keeping the records instead of queueing them."""
+
+    def __init__(self, flow_run_id: str):
+        super().__init__(logging.getLogger("test.run"), {"flow_run_id": flow_run_id, "task_run_id": "t"})
+        self.records: list[tuple[str, dict]] = []
+
+    def log(self, level, msg, *args, **kwargs):
+        self.records.append((msg, {**self.extra, **(kwargs.get("extra") or {})}))
+
+
+def test_a_line_for_another_run_is_sent_at_once_through_a_busy_server(fake_api, monkeypatch):
+    """The reconciler writing in a job's run: sent in its own call, retried past 503s, not left to the log worker;
+    its own run's console keeps it (not sent to the API from there). A line for the current run stays on its logger."""
+    current, other = str(uuid.uuid4()), str(uuid.uuid4())
+    run_logger = _RunLogger(current)
+    monkeypatch.setattr(run_log, "_current_run_logger", lambda: run_logger)
+    monkeypatch.setattr(run_log, "RETRY_PAUSE_S", 0.01)
+    fake_api.log_failures = [503, 503, 503]
+
+    log_in_run(logging.getLogger("flows.reconcile"), logging.INFO, "Lote x: se reanuda", flow_run_id=other)
+
+    assert [(line["flow_run_id"], line["message"], line["name"]) for line in fake_api.logs] == [
+        (other, "Lote x: se reanuda", "flows.reconcile")
+    ]
+    assert len(fake_api.of("POST", "/logs/")) == 4  # three busy answers, then taken
+    assert run_logger.records == [
+        ("Lote x: se reanuda", {"flow_run_id": current, "task_run_id": "t", "send_to_api": False})
+    ]
+
+    log_in_run(logging.getLogger("flows.reconcile"), logging.INFO, "Lote x: aquí", flow_run_id=current)
+    assert run_logger.records[-1] == ("Lote x: aquí", {"flow_run_id": current, "task_run_id": "t"})
+    assert len(fake_api.logs) == 1
 
 
 def test_fail_fast_settings_are_the_base_with_no_retries_and_the_timeout():
