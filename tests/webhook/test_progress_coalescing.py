@@ -198,6 +198,34 @@ def test_the_holder_reads_until_its_lease_ends_and_then_lets_the_job_go(engine, 
     assert claims(engine) == [(job.id, "progress", T0)]  # not renewed: it lapses, the next result claims anew
 
 
+def test_a_holder_of_many_jobs_reads_each_less_often_within_its_budget_never_past_half_the_lease(engine):
+    """4 jobs held, 2 publications a second: each job every 2 s; 6 held: every 2.5 s (half the 5 s lease), not 3."""
+    clock = [T0]
+    publish = Recorder()
+    holder = ProgressPublisher(engine, publish, max_per_s=2.0, lease_s=5.0, trust_margin_s=0.5, clock=lambda: clock[0])
+    assert holder("job-1") == PUBLISH_EVERY_S  # one job: as often as before
+    assert holder("job-2") == pytest.approx(1.0)  # two: 2 jobs / 2 a second
+    holder("job-3")
+    assert holder("job-4") == pytest.approx(2.0)
+    clock[0] = T0 + 2.0
+    assert holder("job-1") == pytest.approx(2.0)  # the follow-up read of a held job, state changed: renewed
+    assert claims_of(engine, "job-1") == T0 + 2.0
+    holder("job-5"), holder("job-6")
+    clock[0] = T0 + 4.0
+    assert holder("job-1") == pytest.approx(2.5)
+    publish.changed = False
+    clock[0] = T0 + 6.5
+    assert holder("job-1") == pytest.approx(2.5)  # nothing new, the lease (renewed at T0 + 4) runs to T0 + 9
+    clock[0] = T0 + 8.0
+    assert holder("job-1") == pytest.approx(1.01)  # the closing read still comes right after the lease's end
+    clock[0] = T0 + 9.01
+    assert holder("job-1") is None
+
+
+def claims_of(engine, job_id: str) -> float | None:
+    return next((at for job, _, at in claims(engine) if job == job_id), None)
+
+
 def test_the_relays_publication_claims_and_another_is_left_to_the_holder(engine, job):
     """The relay's own publication (Prefect unreachable here: it fails quietly) takes the claim and owes a read in
     0.9 s; another process 0.3 s later leaves it to that holder."""
