@@ -32,9 +32,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from domain.batches.jobs import ALL_FAILED_REASON
-from domain.batches.results import ItemResult, RecordOutcome, _record_one_pg_sql
-from domain.models import COORDINADORA, FINISHED_JOB_STATUSES, ResolvedBy, utcnow
+from domain.batches.results import ItemResult, RecordOutcome, one_result_outcome, record_one_params, record_one_pg_sql
+from domain.models import utcnow
 
 log = logging.getLogger("domain.report_one")
 
@@ -78,7 +77,7 @@ _RETURNS = (
 @functools.cache
 def function_body(dialect: Any) -> str:
     """The PL/pgSQL body: results.py's record statement, its `%(name)s` parameters as the function's `p_name`."""
-    record = re.sub(r"%\((\w+)\)s", r"p_\1", _record_one_pg_sql(dialect))
+    record = re.sub(r"%\((\w+)\)s", r"p_\1", record_one_pg_sql(dialect))
     return _FUNCTION_BODY.format(record=record, held=HELD_ELSEWHERE)
 
 
@@ -125,18 +124,7 @@ def report_item_result(
     autocommit = _autocommit(engine)
     if autocommit is None:
         return None
-    params = {
-        "item_id": result.item_id,
-        "secret_hash": secret_hash,
-        "status": result.status,
-        "tracking": result.tracking_number,
-        "error_type": result.error_type,
-        "error_message": result.error_message,
-        "by": ResolvedBy.ROBOT.value,
-        "now": now or utcnow(),
-        "carrier": COORDINADORA,
-        "all_failed": ALL_FAILED_REASON,
-    }
+    params = {**record_one_params(result, now or utcnow()), "secret_hash": secret_hash}
     try:
         with autocommit.connect() as connection:
             row = connection.exec_driver_sql(_CALL, params).first()
@@ -147,12 +135,4 @@ def report_item_result(
     if row is None:
         return None
     job_id, status_before, flow_run_id, item_before, applied, job_status = row
-    return RecordOutcome(
-        item_id=result.item_id,
-        job_id=job_id,
-        changed=bool(applied),
-        item_status=result.status if applied else item_before,
-        job_finished=bool(applied) and job_status in FINISHED_JOB_STATUSES,
-        job_status=job_status if applied else status_before,
-        flow_run_id=flow_run_id,
-    )
+    return one_result_outcome(result, job_id, status_before, flow_run_id, item_before, bool(applied), job_status)

@@ -326,7 +326,8 @@ def _order_json(tracking: str) -> str:
 
 
 @functools.cache
-def _record_one_pg_sql(dialect: Any) -> str:
+def record_one_pg_sql(dialect: Any) -> str:
+    """The record statement (`_RECORD_ONE_PG`) for `dialect`, as the text sent: also report_one.py's function body."""
     sql = _RECORD_ONE_PG.format(
         guard=_literal_sql(_ADMISSIBLE, dialect),
         order_after=_order_json("COALESCE(%(tracking)s, ctx.old_tracking)"),
@@ -341,9 +342,24 @@ def _record_one_pg(
     session: Session, job_id: str, job_status_before: str, flow_run_id: str | None, result: ItemResult, now: datetime
 ) -> RecordOutcome:
     """`_record` of one result of an active job, on PostgreSQL, in one statement (`_RECORD_ONE_PG`)."""
-    params = {
+    params = {**record_one_params(result, now), "job_id": job_id}
+    connection = session.connection()
+    row = connection.exec_driver_sql(record_one_pg_sql(connection.dialect), params).one()
+    before, applied, job_status, shipped, holders, order_id = row
+    if before is None:  # not this job's item (the caller locked the item's own job: only a broken invariant)
+        raise ItemNotInJob("Hay ítems que no pertenecen a este trabajo", item_ids=[result.item_id], job_id=job_id)
+    if applied and holders:
+        # Other jobs still hold this order unsent: withdraw them, then ship, in the usual lock order.
+        elsewhere = {order_id: _Elsewhere(shipped=bool(shipped), holders=list(holders))}
+        _ship_orders(session, job_id, [(result.item_id, order_id, result.tracking_number)], now, elsewhere)
+    return one_result_outcome(result, job_id, job_status_before, flow_run_id, before, bool(applied), job_status)
+
+
+def record_one_params(result: ItemResult, now: datetime) -> dict[str, Any]:
+    """The record statement's parameters for `result`, all but its key: the caller adds `job_id` (the statement
+    above) or `secret_hash` (report_one.py's function, which finds the job itself)."""
+    return {
         "item_id": result.item_id,
-        "job_id": job_id,
         "status": result.status,
         "tracking": result.tracking_number,
         "error_type": result.error_type,
@@ -353,22 +369,24 @@ def _record_one_pg(
         "carrier": COORDINADORA,
         "all_failed": ALL_FAILED_REASON,
     }
-    connection = session.connection()
-    row = connection.exec_driver_sql(_record_one_pg_sql(connection.dialect), params).one()
-    before, applied, job_status, shipped, holders, order_id = row
-    if before is None:  # not this job's item (the caller locked the item's own job: only a broken invariant)
-        raise ItemNotInJob("Hay ítems que no pertenecen a este trabajo", item_ids=[result.item_id], job_id=job_id)
-    if applied and holders:
-        # Other jobs still hold this order unsent: withdraw them, then ship, in the usual lock order.
-        elsewhere = {order_id: _Elsewhere(shipped=bool(shipped), holders=list(holders))}
-        _ship_orders(session, job_id, [(result.item_id, order_id, result.tracking_number)], now, elsewhere)
-    finished = bool(applied) and job_status in FINISHED_JOB_STATUSES
+
+
+def one_result_outcome(
+    result: ItemResult,
+    job_id: str,
+    job_status_before: str,
+    flow_run_id: str | None,
+    item_before: str,
+    applied: bool,
+    job_status: str,
+) -> RecordOutcome:
+    """The outcome of the record statement's row: what changed, or what stood when nothing did."""
     return RecordOutcome(
         item_id=result.item_id,
         job_id=job_id,
-        changed=bool(applied),
-        item_status=result.status if applied else before,
-        job_finished=finished,
+        changed=applied,
+        item_status=result.status if applied else item_before,
+        job_finished=applied and job_status in FINISHED_JOB_STATUSES,
         job_status=job_status if applied else job_status_before,
         flow_run_id=flow_run_id,
     )

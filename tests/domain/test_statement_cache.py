@@ -11,7 +11,7 @@ psycopg = pytest.importorskip("psycopg")
 from psycopg import _queries  # noqa: E402
 from psycopg.adapt import Transformer  # noqa: E402
 
-from domain.batches.results import _record_one_pg_sql  # noqa: E402
+from domain.batches.results import record_one_pg_sql  # noqa: E402
 from domain.db import make_engine  # noqa: E402
 
 PARAMS = {
@@ -30,7 +30,7 @@ PARAMS = {
 
 def test_the_per_order_statement_is_converted_once_per_process_not_per_callback():
     engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")  # no connection is made
-    sql = _record_one_pg_sql(engine.dialect).encode()
+    sql = record_one_pg_sql(engine.dialect).encode()
     assert len(sql) > 4096  # the case this is about: over psycopg's own default
     before = _queries._query2pg.cache_info()
     for _ in range(3):
