@@ -7,34 +7,31 @@ makes one of them the job's publisher until its claim lapses (relay/progress.py 
 from __future__ import annotations
 
 import functools
-import importlib
 from typing import Any
 
-from sqlalchemy import Select, Update, bindparam, select, update
-from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy import Select, TextClause, Update, bindparam, select, text, update
 from sqlmodel import Session
 
 from domain.models import JobPublication, table_of
 
 
 @functools.cache
-def _claim_statements(dialect_name: str) -> tuple[ReturningInsert[Any], Select[Any], Update]:
-    """The claim's upsert, the loser's read and the holder's renewal, built once per dialect with bound parameters.
+def _claim_statements() -> tuple[TextClause, Select[Any], Update]:
+    """The claim's upsert, the loser's read and the holder's renewal, built once with bound parameters.
 
-    Measured (benchmarks/claim_bench.py, PostgreSQL): built per call and run through the ORM's execution path, a
-    lost claim cost 1.05–1.12 ms of CPU, now 0.62–0.64 (won 0.70–0.77 → 0.49–0.54).
+    The upsert is text, not `dialects.postgresql.insert(...).on_conflict_do_update(...)`: SQLAlchemy does not cache
+    the dialects' INSERT ... ON CONFLICT constructs (no cache key), so each claim compiled it afresh, ~2 % of a
+    webhook worker's GIL time with Prefect up (py-spy, 32 senders on 20 jobs). PostgreSQL and SQLite (3.35+) read the
+    same text. Measured (benchmarks/claim_bench.py, CPU per claim): PostgreSQL won 0.64–0.73 → 0.40–0.44 ms, lost
+    0.84–0.87 → 0.57–0.60; SQLite won 0.61 → 0.35–0.38, lost 0.43 → 0.22 (BENCHMARKS.md round 11).
     """
     table = table_of(JobPublication)
-    # Only the dialect in use: importing both costs every process that imports this module (see RobotJob's comment).
-    dialect = importlib.import_module(f"sqlalchemy.dialects.{dialect_name}")
-    upsert = dialect.insert(table).values(
-        job_id=bindparam("job_id"), kind=bindparam("kind"), claimed_at=bindparam("now")
+    name = table.name
+    upsert = text(
+        f"INSERT INTO {name} (job_id, kind, claimed_at) VALUES (:job_id, :kind, :now) "
+        "ON CONFLICT (job_id, kind) DO UPDATE SET claimed_at = excluded.claimed_at "
+        f"WHERE {name}.claimed_at <= :lapsed_before RETURNING claimed_at"
     )
-    upsert = upsert.on_conflict_do_update(
-        index_elements=[table.c.job_id, table.c.kind],
-        set_={"claimed_at": upsert.excluded.claimed_at},
-        where=table.c.claimed_at <= bindparam("lapsed_before"),
-    ).returning(table.c.claimed_at)
     last = select(table.c.claimed_at).where(table.c.job_id == bindparam("job_id"), table.c.kind == bindparam("kind"))
     # An UPDATE's parameters may not be named after its table's columns.
     renew = (
@@ -57,7 +54,7 @@ def claim_publication(session: Session, job_id: str, kind: str, *, lease_s: floa
     then sees its claim; SQLite writers are serialised by `BEGIN IMMEDIATE`).
     """
     connection = session.connection()
-    upsert, last, _ = _claim_statements(connection.dialect.name)
+    upsert, last, _ = _claim_statements()
     key = {"job_id": job_id, "kind": kind}
     if connection.execute(upsert, {**key, "now": now, "lapsed_before": now - lease_s}).first() is not None:
         return None
@@ -69,6 +66,6 @@ def renew_publication(session: Session, job_id: str, kind: str, *, held_since: f
     """Move the holder's claim from `held_since` to `now`; False when it is no longer that claim (another process
     took the publication over once it lapsed). Does not commit."""
     connection = session.connection()
-    _, _, renew = _claim_statements(connection.dialect.name)
+    _, _, renew = _claim_statements()
     params = {"the_job": job_id, "the_kind": kind, "held_since": held_since, "renewed_at": now}
     return connection.execute(renew, params).rowcount == 1
