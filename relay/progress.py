@@ -199,13 +199,16 @@ def _publish(engine: Engine, job_id: str) -> tuple[float | None, bool]:
 # 3 of 4 losing): 432 lost claims at 2.3 ms of CPU each per 2,000 callbacks, 32 senders on 20 jobs (BENCHMARKS.md
 # round 6). A holder that dies leaves at most LEASE_S of results to the next callback's worker, which then claims.
 PUBLISH_EVERY_S = 0.9
-LEASE_S = 5.0
-# A worker holding many jobs at once spreads its reads over them: at most MAX_PUBLISH_PER_S publications per second in
-# all, so each job's interval grows with the number of jobs the worker holds (never past half the lease: its claim is
-# renewed well before others may take it over, and the closing read still follows the lease). "At most about once a
-# second" per job stays true; a worker holding one job reads it every PUBLISH_EVERY_S as before, two every 1 s. Measured
-# (benchmarks/webhook_bench.py --prefect, 32 senders on 20 jobs, 4 workers): every job every 0.9 s was 20 artifact
-# PATCHes a second and most of the Prefect server's CPU (2.2-3.2 s against 0.6-0.9 s with no progress at all).
+LEASE_S = 20.0
+# The Prefect server's budget for progress: at most MAX_PUBLISH_PER_S artifact writes a second from every webhook
+# worker in all. Each holder reads its jobs at an interval that grows with the number of jobs reporting (those it
+# holds and those it has seen another process claim within the lease: every worker takes results of every reporting
+# job, so each sees about all of them), never past half the lease (its claim is renewed well before others may take it
+# over, and the closing read still follows the lease). "At most about once a second" per job stays true; one or two
+# jobs reporting are read every PUBLISH_EVERY_S or 1 s as before, 20 jobs each every 10 s. Measured (benchmarks/
+# webhook_bench.py --prefect, 32 senders on 20 jobs, 4 workers): every job every 0.9 s was 20 artifact PATCHes a second
+# and most of the Prefect server's CPU (2.2-3.2 s against 0.6-0.9 s with no progress at all); a budget per worker
+# (2 a second each, 5 s lease) still made 95-113 per 2,000 callbacks (BENCHMARKS.md rounds 10 and 11).
 MAX_PUBLISH_PER_S = 2.0
 TRUST_MARGIN_S = 0.5
 _STRIPES = 64  # runs of the same job in one process take turns (a per-job lock, striped to stay bounded)
@@ -273,9 +276,15 @@ class ProgressPublisher:
         return self._interval()
 
     def _interval(self) -> float:
-        """Seconds to the holder's next read of a job: PUBLISH_EVERY_S, or longer while this process holds more jobs
-        than it may publish for in that time (MAX_PUBLISH_PER_S)."""
-        return min(max(self._every_s, len(self._held) / self._max_per_s), self._lease_s / 2)
+        """Seconds to the holder's next read of a job: PUBLISH_EVERY_S, or longer while more jobs are reporting than
+        may be published for in that time (MAX_PUBLISH_PER_S), never past half the lease."""
+        return min(max(self._every_s, self._reporting() / self._max_per_s), self._lease_s / 2)
+
+    def _reporting(self) -> int:
+        """The jobs this process knows to be reporting: those it holds, and those whose claim by another process it
+        saw within that claim's lease."""
+        now = self._clock()
+        return len(self._held) + sum(1 for claimed in self._seen.values() if claimed + self._lease_s > now)
 
     def _follow_up(self, job_id: str, held_since: float) -> float | None:
         read_at = self._clock()  # before the read: a closing read must start after the claim's lease

@@ -21,7 +21,7 @@ from webhook.after_commit import AfterCommit
 from webhook.app import progress_notifier
 
 REPORTING_S = 2.5  # how long results keep arriving in the contention test
-LEASE_S = 2.0  # shorter than production's (5 s), so the pools' last reads end soon after the results
+LEASE_S = 2.0  # shorter than production's (20 s), so the pools' last reads end soon after the results
 SLACK_S = 0.05  # between a claim's time and its publication: a commit and a thread switch
 T0 = 1_800_000_000.0
 
@@ -220,6 +220,24 @@ def test_a_holder_of_many_jobs_reads_each_less_often_within_its_budget_never_pas
     assert holder("job-1") == pytest.approx(1.01)  # the closing read still comes right after the lease's end
     clock[0] = T0 + 9.01
     assert holder("job-1") is None
+
+
+def test_the_budget_is_shared_with_the_jobs_other_processes_hold_until_their_claims_lapse(engine):
+    """The Prefect server's budget is for every worker in all: a holder of one job that has seen 5 other jobs claimed
+    by other processes reads its own every 3 s (6 jobs reporting, 2 publications a second); once those claims are
+    past their lease it is alone again and reads every 0.9 s."""
+    clock = [T0]
+    others = ProgressPublisher(engine, Recorder(), max_per_s=2.0, lease_s=5.0, clock=lambda: clock[0])
+    for n in range(5):
+        others(f"job-{n}")  # another process holds these five
+    holder = ProgressPublisher(engine, Recorder(), max_per_s=2.0, lease_s=8.0, clock=lambda: clock[0])
+    for n in range(5):
+        assert holder(f"job-{n}") is None  # lost: left to the other process, and remembered as reporting
+    assert holder("job-mine") == pytest.approx(3.0)
+    clock[0] = T0 + 3.0
+    assert holder("job-mine") == pytest.approx(3.0)  # its follow-up read: the others' claims still hold
+    clock[0] = T0 + 8.5  # past their claims' lease (this process's, 8 s): lapsed, whatever their holder does
+    assert holder("job-mine") == pytest.approx(PUBLISH_EVERY_S)
 
 
 def claims_of(engine, job_id: str) -> float | None:
