@@ -211,6 +211,7 @@ LEASE_S = 20.0
 # (2 a second each, 5 s lease) still made 95-113 per 2,000 callbacks (BENCHMARKS.md rounds 10 and 11).
 MAX_PUBLISH_PER_S = 2.0
 TRUST_MARGIN_S = 0.5
+DUE_SLACK_S = 0.005  # a holder's read run this little before its time (timers, clocks) is read then, not put off
 _STRIPES = 64  # runs of the same job in one process take turns (a per-job lock, striped to stay bounded)
 
 
@@ -239,6 +240,7 @@ class ProgressPublisher:
         self._every_s, self._lease_s, self._trust_s = every_s, lease_s, lease_s - trust_margin_s
         self._max_per_s = max_per_s
         self._held: dict[str, float] = {}  # jobs this process holds: the time its claim holds
+        self._due: dict[str, float] = {}  # jobs this process holds: when its next read is due
         self._seen: dict[str, float] = {}  # jobs another process holds: the claim time read
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
 
@@ -246,11 +248,23 @@ class ProgressPublisher:
         with self._stripes[hash(job_id) % _STRIPES]:
             held_since = self._held.get(job_id)
             if held_since is not None:
-                return self._follow_up(job_id, held_since)
+                wait = self._due.get(job_id, 0.0) - self._clock()
+                if wait > DUE_SLACK_S:
+                    # Its read is not due yet (a result committed since the last one): that read covers it. Without
+                    # this the pool's per-job coalescing (1 s) ran the holder's reads, whatever its interval.
+                    return wait
+                return self._next_read(job_id, self._follow_up(job_id, held_since))
             seen = self._seen.get(job_id)
             if seen is not None and self._clock() < seen + self._trust_s:
                 return None  # its holder reads the job after this result was committed
-            return self._claim(job_id)
+            return self._next_read(job_id, self._claim(job_id))
+
+    def _next_read(self, job_id: str, wait: float | None) -> float | None:
+        if wait is None:
+            self._due.pop(job_id, None)
+        else:
+            self._due[job_id] = self._clock() + wait
+        return wait
 
     def _claim(self, job_id: str) -> float | None:
         try:
