@@ -298,7 +298,10 @@ class ProgressPublisher:
         """The jobs this process knows to be reporting: those it holds, and those whose claim by another process it
         saw within that claim's lease."""
         now = self._clock()
-        return len(self._held) + sum(1 for claimed in self._seen.values() if claimed + self._lease_s > now)
+        # A copy first (one C call, under the GIL): other threads add to `_seen` for other jobs meanwhile, and a
+        # dict that changes size while a generator walks it raises.
+        seen = list(self._seen.values())
+        return len(self._held) + sum(1 for claimed in seen if claimed + self._lease_s > now)
 
     def _follow_up(self, job_id: str, held_since: float) -> float | None:
         read_at = self._clock()  # before the read: a closing read must start after the claim's lease
