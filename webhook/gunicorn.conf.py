@@ -10,6 +10,7 @@ The worker model depends on the database, by measurement (benchmarks/webhook_ben
 Every value can be overridden with ROBOTJOBS_WEBHOOK_* environment variables or gunicorn's own flags.
 """
 
+import gc
 import os
 
 wsgi_app = "webhook.app:create_app()"
@@ -57,6 +58,16 @@ if not control_socket_disable:
 
 
 def post_worker_init(worker):
-    """Start the worker's spool replayer (a thread: it must start after fork), so a spool left by an earlier run
-    is replayed without waiting for the next callback."""
+    """Freeze what loading the app created out of the garbage collector's passes; then start the worker's spool
+    replayer (a thread: it must start after fork), so a spool left by an earlier run is replayed without waiting
+    for the next callback.
+
+    Loading the app leaves ~160,000 long-lived objects (Flask, SQLAlchemy, pydantic, Prefect's client), none of them
+    garbage later. A full collection walks all of them with every thread of the worker stopped: Python's own, now and
+    then in a long-lived worker, and the explicit one after a large batch report (webhook/callbacks.py), both landing
+    on the callbacks in flight. Measured in process after create_app(): 84-99 ms per full collection, 0.04 ms frozen
+    (BENCHMARKS.md round 11). Frozen, a full pass walks only what the worker created since.
+    """
+    gc.collect()
+    gc.freeze()
     worker.wsgi.extensions["robotjobs"].inbox.start()
