@@ -76,6 +76,7 @@ def main() -> None:
                     log_path=workdir / f"{side}.log",
                     project_root=tree,
                     ready_timeout_s=180,
+                    all_workers=True,
                     **model(models[side], url),
                 )
             )

@@ -72,7 +72,9 @@ def main() -> None:
             server_pids = tree(server.pid)
         work = seed_jobs(url, jobs_count, orders, tag="profile")
         log_path = workdir / "gunicorn.log"
-        with GunicornServer(env=env, log_path=log_path, ready_timeout_s=180, **gunicorn_defaults(url)) as gunicorn:
+        with GunicornServer(
+            env=env, log_path=log_path, ready_timeout_s=180, all_workers=True, **gunicorn_defaults(url)
+        ) as gunicorn:
             warm = seed_jobs(url, 1, 8, tag="warm")
             drive(gunicorn.port, callbacks_of(warm), 4)
             spy = subprocess.Popen([py_spy, "record", "-p", str(gunicorn.process.pid), "--subprocesses", "--idle",

@@ -24,7 +24,12 @@ def free_port() -> int:
 
 class GunicornServer:
     """`with GunicornServer(env=..., worker_class=...) as server: server.url`; stderr goes to `server.log_path`.
-    `project_root`: the tree whose code it runs (benchmarks/webhook_ab.py runs another commit's tree too)."""
+    `project_root`: the tree whose code it runs (benchmarks/webhook_ab.py runs another commit's tree too).
+
+    Ready when a worker answers /readyz; with `all_workers`, once every worker has also created its app (its
+    `webhook_app_created` line). The benchmarks ask for that: the first worker answers while the others are still
+    importing (~1.7 s of CPU each with Prefect's client), and a worker booting inside a measured window was counted
+    as the webhook's cost (BENCHMARKS.md round 11)."""
 
     def __init__(
         self,
@@ -37,6 +42,7 @@ class GunicornServer:
         extra_args: list[str] | None = None,
         ready_timeout_s: float = 30,
         project_root: Path = PROJECT_ROOT,
+        all_workers: bool = False,
     ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -54,11 +60,13 @@ class GunicornServer:
         self._root = project_root
         self._args = extra_args or []
         self._ready_timeout_s = ready_timeout_s
+        self._workers = workers if all_workers else 1
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> GunicornServer:
         gunicorn = Path(sys.executable).with_name("gunicorn")
         self._log = open(self.log_path, "ab")
+        self._log_start = self._log.tell()
         self.process = subprocess.Popen(
             [str(gunicorn), "-c", str(self._root / GUNICORN_CONF.relative_to(PROJECT_ROOT)), *self._args],
             cwd=self._root,
@@ -73,7 +81,7 @@ class GunicornServer:
                     f"gunicorn exited with {self.process.returncode}: {self.log_path.read_text()[-3000:]}"
                 )
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200 and self._apps() >= self._workers:
                     return self
             except httpx.TransportError:
                 pass
@@ -90,6 +98,14 @@ class GunicornServer:
                 self.process.kill()
                 self.process.wait(timeout=5)
         self._log.close()
+
+    def _apps(self) -> int:
+        """How many workers created their app since this server started (1 when not asked to count)."""
+        if self._workers == 1:
+            return 1
+        with open(self.log_path, "rb") as log:
+            log.seek(self._log_start)
+            return log.read().count(b'"webhook_app_created"')
 
     def logs(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
