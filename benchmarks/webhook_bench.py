@@ -176,8 +176,10 @@ def run(database_url: str, scenarios: list[str], *, prefect: bool, workers_cfg: 
                 work = seed_jobs(database_url, jobs_count, orders, tag=f"bench {mode} {scenario}")
                 calls = callbacks_of(work)
                 log_path = workdir / f"gunicorn-{mode.replace(' ', '-')}-{senders}.log"
-                booting = {"ready_timeout_s": 180, "all_workers": True}  # no worker boots inside the window
-                with GunicornServer(env=env, log_path=log_path, **booting, **workers_cfg) as server:
+                # all_workers: no worker boots inside the measured window
+                with GunicornServer(
+                    env=env, log_path=log_path, ready_timeout_s=180, all_workers=True, **workers_cfg
+                ) as server:
                     warm = seed_jobs(database_url, 1, 2 * workers_cfg["workers"] * workers_cfg["threads"], tag="warm")
                     drive(server.port, callbacks_of(warm), workers_cfg["workers"] * workers_cfg["threads"])
                     cpu_before = _cpu_split(server.process.pid, prefect_server)

@@ -135,4 +135,12 @@ def report_item_result(
     if row is None:
         return None
     job_id, status_before, flow_run_id, item_before, applied, job_status = row
-    return one_result_outcome(result, job_id, status_before, flow_run_id, item_before, bool(applied), job_status)
+    return one_result_outcome(
+        result,
+        job_id=job_id,
+        job_status_before=status_before,
+        flow_run_id=flow_run_id,
+        item_before=item_before,
+        applied=bool(applied),
+        job_status=job_status,
+    )

@@ -352,7 +352,15 @@ def _record_one_pg(
         # Other jobs still hold this order unsent: withdraw them, then ship, in the usual lock order.
         elsewhere = {order_id: _Elsewhere(shipped=bool(shipped), holders=list(holders))}
         _ship_orders(session, job_id, [(result.item_id, order_id, result.tracking_number)], now, elsewhere)
-    return one_result_outcome(result, job_id, job_status_before, flow_run_id, before, bool(applied), job_status)
+    return one_result_outcome(
+        result,
+        job_id=job_id,
+        job_status_before=job_status_before,
+        flow_run_id=flow_run_id,
+        item_before=before,
+        applied=bool(applied),
+        job_status=job_status,
+    )
 
 
 def record_one_params(result: ItemResult, now: datetime) -> dict[str, Any]:
@@ -373,6 +381,7 @@ def record_one_params(result: ItemResult, now: datetime) -> dict[str, Any]:
 
 def one_result_outcome(
     result: ItemResult,
+    *,
     job_id: str,
     job_status_before: str,
     flow_run_id: str | None,
