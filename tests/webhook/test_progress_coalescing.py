@@ -26,6 +26,11 @@ SLACK_S = 0.05  # between a claim's time and its publication: a commit and a thr
 T0 = 1_800_000_000.0
 
 
+def at_once() -> float:
+    """A publisher's stagger that puts no claim's first read off, however many jobs report."""
+    return 0.0
+
+
 def done_count(engine, job_id: str) -> int:
     with UnitOfWork(engine, readonly=True) as tx:
         job = get_job(tx.session, job_id)
@@ -229,7 +234,9 @@ def test_a_holder_of_many_jobs_reads_each_less_often_within_its_budget_never_pas
     """4 jobs held, 2 publications a second: each job every 2 s; 6 held: every 2.5 s (half the 5 s lease), not 3."""
     clock = [T0]
     publish = Recorder()
-    holder = ProgressPublisher(engine, publish, max_per_s=2.0, lease_s=5.0, trust_margin_s=0.5, clock=lambda: clock[0])
+    holder = ProgressPublisher(
+        engine, publish, max_per_s=2.0, lease_s=5.0, trust_margin_s=0.5, clock=lambda: clock[0], stagger=at_once
+    )
     assert holder("job-1") == PUBLISH_EVERY_S  # one job: as often as before
     assert holder("job-2") == pytest.approx(1.0)  # two: 2 jobs / 2 a second
     holder("job-3")
@@ -260,7 +267,7 @@ def test_the_budget_is_shared_with_the_jobs_other_processes_hold_until_their_cla
     others = ProgressPublisher(engine, Recorder(), max_per_s=2.0, lease_s=5.0, clock=lambda: clock[0])
     for n in range(5):
         others(f"job-{n}")  # another process holds these five
-    holder = ProgressPublisher(engine, Recorder(), max_per_s=2.0, lease_s=8.0, clock=lambda: clock[0])
+    holder = ProgressPublisher(engine, Recorder(), max_per_s=2.0, lease_s=8.0, clock=lambda: clock[0], stagger=at_once)
     for n in range(5):
         assert holder(f"job-{n}") is None  # lost: left to the other process, and remembered as reporting
     assert holder("job-mine") == pytest.approx(3.0)
@@ -268,6 +275,28 @@ def test_the_budget_is_shared_with_the_jobs_other_processes_hold_until_their_cla
     assert holder("job-mine") == pytest.approx(3.0)  # its follow-up read: the others' claims still hold
     clock[0] = T0 + 8.5  # past their claims' lease (this process's, 8 s): lapsed, whatever their holder does
     assert holder("job-mine") == pytest.approx(PUBLISH_EVERY_S)
+
+
+def test_while_many_jobs_report_a_claims_first_read_waits_its_turn_within_the_interval(engine):
+    """Results of 4 jobs starting together at 2 publications a second: a claim's first read comes within its
+    interval (here at a quarter of it), not at once, and the job is held meanwhile; one job alone is still published
+    at once. Without this, 20 batches starting together were 20 Prefect calls in the same instant."""
+    clock = [T0]
+    publish = Recorder()
+    holder = ProgressPublisher(
+        engine, publish, max_per_s=2.0, lease_s=5.0, clock=lambda: clock[0], stagger=lambda: 0.25
+    )
+    assert holder("job-1") == PUBLISH_EVERY_S and publish.calls == 1  # alone: published at once
+    assert holder("job-2") == pytest.approx(0.25)  # 2 jobs: a 1 s interval, the first read in 0.25 s
+    holder("job-3")
+    assert holder("job-4") == pytest.approx(0.5)  # 4 jobs: a 2 s interval
+    assert publish.calls == 1
+    assert claims_of(engine, "job-4") == T0  # claimed meanwhile: other processes leave its results to this one
+    clock[0] = T0 + 0.3
+    assert holder("job-4") == pytest.approx(0.2)  # a result before that read: the due read covers it
+    clock[0] = T0 + 0.5
+    assert holder("job-4") == pytest.approx(2.0) and publish.calls == 2  # the first read: published, every 2 s on
+    assert claims_of(engine, "job-4") == T0 + 0.5  # and its claim renewed
 
 
 def claims_of(engine, job_id: str) -> float | None:
