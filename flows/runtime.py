@@ -10,7 +10,7 @@ import httpx
 from sqlalchemy import Engine
 
 from domain.credentials import CredentialsKeyMissing, load_credentials_key
-from domain.db import make_engine
+from domain.db import configure_orm, make_engine
 from domain.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,8 @@ def warm_up() -> None:
     pool's first connection opened. Best effort: a failure here is the first step's to report."""
     try:
         import prefect.task_engine  # noqa: F401
-        from sqlalchemy.orm import configure_mappers
 
-        configure_mappers()
+        configure_orm()
         with engine().connect():
             pass
     except Exception as exc:  # noqa: BLE001

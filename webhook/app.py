@@ -13,7 +13,7 @@ from flask import Flask, g, request
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import Engine
 
-from domain.db import make_engine
+from domain.db import configure_orm, make_engine
 from domain.settings import Settings, get_settings
 from webhook import callbacks, dead_letters_api, health, jobs_api, openapi
 from webhook.after_commit import AfterCommit, AfterCommitWork, Notifier, RetryLater
@@ -119,6 +119,7 @@ def create_app(
     settings = settings or get_settings()
     engine = engine or make_engine(settings.database_url)
     configure_logging(log_level)
+    configure_orm()  # before the worker serves (and freezes its objects, gunicorn.conf.py), not mid-traffic
     work = after_commit_work(engine, resume=resume_notifier, progress=progress_notifier)
 
     app = Flask(__name__)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import gc
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -43,3 +45,22 @@ def test_a_worker_freezes_what_loading_the_app_created_then_starts_its_replayer(
         assert started == [True]  # frozen before the replayer's thread starts
     finally:
         gc.unfreeze()  # the rest of the test session collects as usual
+
+
+def test_loading_the_app_configures_the_orm_before_any_request(tmp_path):
+    """In a fresh process (a gunicorn worker): once the app is built, the ORM's mappers are configured, so a worker's
+    first finished job or batch report does not configure them in the middle of traffic."""
+    code = (
+        "from sqlalchemy import inspect\n"
+        "from domain.models import RobotJob\n"
+        "from domain.settings import get_settings\n"
+        "from webhook import create_app\n"
+        f"settings = get_settings(database_url='sqlite:///{tmp_path / 'app.db'}', webhook_spool_dir='{tmp_path}')\n"
+        "assert not inspect(RobotJob).configured\n"
+        "create_app(settings, replay_in_background=False)\n"
+        "print('configured' if inspect(RobotJob).configured else 'not configured')\n"
+    )
+    root = WEBHOOK.parent
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "configured"
