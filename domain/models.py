@@ -5,6 +5,7 @@ Alembic owns the schema (domain/migrations); these classes describe it for the O
 
 from __future__ import annotations
 
+import os
 import secrets
 import uuid
 from datetime import UTC, datetime
@@ -43,6 +44,19 @@ def table_of(model: type[SQLModel]) -> Table:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def new_ids(count: int) -> list[str]:
+    """`count` ids of `new_id`'s kind (random version-4 UUIDs, canonical text) from one read of the OS's random
+    source, not one read and one UUID object each: the 30,000 outbox rows of a 10,000-result batch report spent
+    ~13 % of its CPU in `uuid4` (py-spy); 30,000 ids take ~27 ms this way against ~150 ms."""
+    digits = os.urandom(16 * count).hex()
+    ids = []
+    for start in range(0, 32 * count, 32):
+        x = digits[start : start + 32]
+        # The version nibble is 4; the variant's two high bits are 10 (8, 9, a or b), the other two stay random.
+        ids.append(f"{x[0:8]}-{x[8:12]}-4{x[13:16]}-{'89ab'[int(x[16], 16) & 3]}{x[17:20]}-{x[20:32]}")
+    return ids
 
 
 def new_item_id() -> str:

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 from domain import events
 from domain.db import bulk_insert
 from domain.events import DomainEvent
-from domain.models import OutboxEvent, new_id, table_of, utcnow
+from domain.models import OutboxEvent, new_ids, table_of, utcnow
 
 # The consumers' names, where their claims read them (`outbox.RESUME`); the events and their types: domain.events.
 AUTOMATIONS = events.AUTOMATIONS
@@ -168,12 +168,13 @@ def add_events(session: Session, new_events: Sequence[NewEvent]) -> None:
     if not new_events:
         return
     now = utcnow()
+    event_ids = new_ids(len(new_events))
     bulk_insert(
         session,
         table_of(OutboxEvent),
         [
             {
-                "event_id": new_id(),
+                "event_id": event_id,
                 "event_type": event.event_type,
                 "consumer": event.consumer,
                 "workspace_id": workspace_id,
@@ -184,6 +185,6 @@ def add_events(session: Session, new_events: Sequence[NewEvent]) -> None:
                 "available_at": now,
                 "attempts": 0,
             }
-            for workspace_id, event, depth in new_events
+            for event_id, (workspace_id, event, depth) in zip(event_ids, new_events, strict=True)
         ],
     )

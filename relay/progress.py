@@ -295,7 +295,7 @@ class ProgressPublisher:
         if interval > self._every_s:
             # More jobs report than may be published for at once: the first read too waits its turn, somewhere
             # within the interval, so that jobs whose results start together (a burst of batches) do not all call
-            # Prefect in the same instant. One or two jobs reporting are published at once, as before.
+            # Prefect in the same instant. A job reporting alone is published at once, as before.
             first = self._stagger() * interval
             if first > DUE_SLACK_S:
                 return first

@@ -4,6 +4,7 @@ events (same keys in the same order, same values, same JSON types: users' automa
 from __future__ import annotations
 
 import json
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +14,7 @@ from sqlmodel import col, select
 from domain import events
 from domain.batches.jobs import TIMEOUT_MESSAGE, fail_job, get_job
 from domain.batches.results import ItemResult, record_batch_results, record_item_result
-from domain.models import Contact, ErrorType, Order, OutboxEvent, RobotJob, RobotJobItem
+from domain.models import Contact, ErrorType, Order, OutboxEvent, RobotJob, RobotJobItem, new_ids
 from domain.orders.changes import create_order, move_order_to_stage, update_order
 from tests.domain.results_helpers import ok
 
@@ -281,3 +282,15 @@ def test_consumers_parse_only_their_own_events():
         events.parse_batch_event(created.event_type, created.to_payload())
     with pytest.raises(ValueError, match="not an automations event"):
         events.parse_automation_event(batch.event_type, batch.to_payload())
+
+
+def test_ids_made_many_at_once_are_distinct_version_4_uuids_in_canonical_text():
+    """The outbox's event ids come from `new_ids` (one read of the random source per INSERT): each one as `new_id`
+    makes it, a random RFC 4122 version-4 UUID as lower-case text."""
+    ids = new_ids(5000)
+    assert len(set(ids)) == 5000
+    for one in ids:
+        parsed = uuid.UUID(one)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, one)
+    assert {one[19] for one in ids} == set("89ab")  # the variant's two low bits are random too
+    assert new_ids(0) == []
