@@ -207,8 +207,9 @@ LEASE_S = 20.0
 # job, so each sees about all of them), never past half the lease (its claim is renewed well before others may take it
 # over, and the closing read still follows the lease). "At most about once a second" per job stays true; one or two
 # jobs reporting are read every PUBLISH_EVERY_S or 1 s as before, 20 jobs each every 10 s. A claim's first read keeps
-# to the budget too: while the interval is longer than PUBLISH_EVERY_S it comes at a random point within the interval,
-# not at once (20 batches whose results start together were 20 artifact lookups and writes in the same instant).
+# to the budget too: while the interval is longer than PUBLISH_EVERY_S it comes at a random point within the interval
+# (as known when it comes due), not at once: 20 batches whose results start together were 20 artifact lookups and
+# writes in the same instant.
 # Measured (benchmarks/webhook_bench.py --prefect, 32 senders on 20 jobs, 4 workers): every job every 0.9 s was 20
 # artifact PATCHes a second and most of the Prefect server's CPU (2.2-3.2 s against 0.6-0.9 s with no progress at
 # all); a budget per worker (2 a second each, 5 s lease) still made 95-113 per 2,000 callbacks (BENCHMARKS.md rounds
@@ -246,6 +247,7 @@ class ProgressPublisher:
         self._max_per_s = max_per_s
         self._held: dict[str, float] = {}  # jobs this process holds: the time its claim holds
         self._due: dict[str, float] = {}  # jobs this process holds: when its next read is due
+        self._first: dict[str, float] = {}  # held jobs not yet published: the stagger's fraction of the interval
         self._seen: dict[str, float] = {}  # jobs another process holds: the claim time read
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
 
@@ -258,6 +260,9 @@ class ProgressPublisher:
                     # Its read is not due yet (a result committed since the last one): that read covers it. Without
                     # this the pool's per-job coalescing (1 s) ran the holder's reads, whatever its interval.
                     return wait
+                first = self._first_read_later(job_id, held_since)
+                if first is not None:
+                    return self._next_read(job_id, first)
                 return self._next_read(job_id, self._follow_up(job_id, held_since))
             seen = self._seen.get(job_id)
             if seen is not None and self._clock() < seen + self._trust_s:
@@ -296,11 +301,25 @@ class ProgressPublisher:
             # More jobs report than may be published for at once: the first read too waits its turn, somewhere
             # within the interval, so that jobs whose results start together (a burst of batches) do not all call
             # Prefect in the same instant. A job reporting alone is published at once, as before.
-            first = self._stagger() * interval
-            if first > DUE_SLACK_S:
-                return first
+            fraction = self._stagger()
+            if fraction * interval > DUE_SLACK_S:
+                self._first[job_id] = fraction
+                return fraction * interval
         self._publish(self._engine, job_id)
         return interval
+
+    def _first_read_later(self, job_id: str, held_since: float) -> float | None:
+        """For a held job not yet published: the seconds to its first read if that is still ahead, else None (it is
+        read now). The interval is taken again: a worker claiming at the start of a burst has seen few of the other
+        jobs yet, and its first reads would otherwise all fall within the first second or two."""
+        fraction = self._first.get(job_id)
+        if fraction is None:
+            return None
+        wait = held_since + fraction * self._interval() - self._clock()
+        if wait > DUE_SLACK_S:
+            return wait
+        del self._first[job_id]
+        return None
 
     def _interval(self) -> float:
         """Seconds to the holder's next read of a job: PUBLISH_EVERY_S, or longer while more jobs are reporting than

@@ -299,6 +299,26 @@ def test_while_many_jobs_report_a_claims_first_read_waits_its_turn_within_the_in
     assert claims_of(engine, "job-4") == T0 + 0.5  # and its claim renewed
 
 
+def test_a_first_read_put_off_follows_the_interval_known_when_it_comes_due(engine):
+    """A worker claiming at the start of a burst has seen few of the other jobs: when its first read comes due, the
+    same fraction of the interval as known then decides, and it waits on if that is later."""
+    clock = [T0]
+    publish = Recorder()
+    others = ProgressPublisher(engine, Recorder(), lease_s=20.0, clock=lambda: clock[0], stagger=at_once)
+    holder = ProgressPublisher(engine, publish, lease_s=20.0, clock=lambda: clock[0], stagger=lambda: 0.5)
+    holder("job-1")  # alone: published at once
+    assert holder("job-2") == pytest.approx(0.5)  # 2 jobs: a 1 s interval, half of it
+    for n in range(3, 11):
+        others(f"job-{n}")
+        assert holder(f"job-{n}") is None  # 8 more jobs reporting, held by another process
+    clock[0] = T0 + 0.5
+    assert holder("job-2") == pytest.approx(2.0)  # 10 jobs: a 5 s interval, so half of it: 2.5 s after the claim
+    assert publish.calls == 1
+    clock[0] = T0 + 2.5
+    assert holder("job-2") == pytest.approx(5.0) and publish.calls == 2  # the first read: published, every 5 s on
+    assert claims_of(engine, "job-2") == T0 + 2.5
+
+
 def claims_of(engine, job_id: str) -> float | None:
     return next((at for job, _, at in claims(engine) if job == job_id), None)
 
