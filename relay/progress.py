@@ -192,13 +192,14 @@ def _publish(engine: Engine, job_id: str) -> tuple[float | None, bool]:
 
 # Across all webhook workers, one publisher per job at a time (a claim in the database, `robot_job_publications`).
 # The worker whose claim wins holds the job's progress for LEASE_S and owes every result committed meanwhile a
-# publication: it publishes at once, reads the job again every PUBLISH_EVERY_S (publishing and renewing its claim when
-# the state changed, so the lease runs on while results arrive) and reads it once more after its claim is LEASE_S
-# old. A worker that sees another's claim younger than LEASE_S therefore leaves its own result to that holder and
-# remembers the claim: until it nears its end (TRUST_MARGIN_S: clocks of different hosts, a slow commit) it touches
-# neither the database nor Prefect for that job. Measured before (every worker claiming each job about once a second,
-# 3 of 4 losing): 432 lost claims at 2.3 ms of CPU each per 2,000 callbacks, 32 senders on 20 jobs (BENCHMARKS.md
-# round 6). A holder that dies leaves at most LEASE_S of results to the next callback's worker, which then claims.
+# publication: it publishes (at once, unless many jobs report: the budget below), reads the job again every
+# PUBLISH_EVERY_S (publishing and renewing its claim when the state changed, so the lease runs on while results
+# arrive) and reads it once more after its claim is LEASE_S old. A worker that sees another's claim younger than
+# LEASE_S therefore leaves its own result to that holder and remembers the claim: until it nears its end
+# (TRUST_MARGIN_S: clocks of different hosts, a slow commit) it touches neither the database nor Prefect for that job.
+# Measured before (every worker claiming each job about once a second, 3 of 4 losing): 432 lost claims at 2.3 ms of
+# CPU each per 2,000 callbacks, 32 senders on 20 jobs (BENCHMARKS.md round 6). A holder that dies leaves at most
+# LEASE_S of results to the next callback's worker, which then claims.
 PUBLISH_EVERY_S = 0.9
 LEASE_S = 20.0
 # The Prefect server's budget for progress: at most MAX_PUBLISH_PER_S artifact writes a second from every webhook
