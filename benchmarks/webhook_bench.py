@@ -203,9 +203,11 @@ def run(
                 senders, jobs_count, orders = (int(x) for x in scenario.split(":"))
                 ours, floors = [], []
                 for n in range(1, rounds + 1):
-                    ours.append(_robotjobs_round(database_url, env, mode, scenario, n, workers_cfg, workdir,
+                    ours.append(_robotjobs_round(database_url, env=env, mode=mode, scenario=scenario, n=n,
+                                                 workers_cfg=workers_cfg, workdir=workdir,
                                                  prefect_server=prefect_server))  # fmt: skip
-                    floors.append(_floor_round(database_url, mode, scenario, n, sqlite, prefect_server))
+                    floors.append(_floor_round(database_url, mode=mode, scenario=scenario, n=n, sqlite=sqlite,
+                                               prefect_server=prefect_server))  # fmt: skip
                 if rounds > 1:
                     print(row(f"robotjobs {mode}, {senders}, median", median_run(ours)))
                     print(row(f"floor {mode}, {senders}, median", median_run(floors)))
@@ -215,13 +217,13 @@ def run(
 
 def _robotjobs_round(
     database_url: str,
+    *,
     env: dict,
     mode: str,
     scenario: str,
     n: int,
     workers_cfg: dict,
     workdir: Path,
-    *,
     prefect_server: int | None,
 ) -> dict:
     """One round of robotjobs: fresh jobs, a fresh gunicorn (every worker booted and warm before the window)."""
@@ -252,7 +254,9 @@ def _robotjobs_round(
     return figures
 
 
-def _floor_round(database_url: str, mode: str, scenario: str, n: int, sqlite: bool, prefect_server: int | None) -> dict:
+def _floor_round(
+    database_url: str, *, mode: str, scenario: str, n: int, sqlite: bool, prefect_server: int | None
+) -> dict:
     """The floor right after robotjobs' round, on fresh jobs, with gunicorn stopped (the Prefect server still up)."""
     senders, jobs_count, orders = (int(x) for x in scenario.split(":"))
     floor_work = seed_jobs(database_url, jobs_count, orders, tag=f"floor {mode} {scenario} {n}")

@@ -302,10 +302,10 @@ class ProgressPublisher:
             # More jobs report than may be published for at once: the first read too waits its turn, somewhere
             # within the interval, so that jobs whose results start together (a burst of batches) do not all call
             # Prefect in the same instant. A job reporting alone is published at once, as before.
-            fraction = self._stagger()
-            if fraction * interval > DUE_SLACK_S:
-                self._first[job_id] = fraction
-                return fraction * interval
+            self._first[job_id] = self._stagger()
+            first = self._first_read_later(job_id, now)
+            if first is not None:
+                return first
         self._publish(self._engine, job_id)
         return interval
 

@@ -285,8 +285,8 @@ def test_consumers_parse_only_their_own_events():
 
 
 def test_ids_made_many_at_once_are_distinct_version_4_uuids_in_canonical_text():
-    """The outbox's event ids come from `new_ids` (one read of the random source per INSERT): each one as `new_id`
-    makes it, a random RFC 4122 version-4 UUID as lower-case text."""
+    """Every id (`new_id` is `new_ids(1)`; the outbox takes one read of the random source per INSERT) is a random
+    RFC 4122 version-4 UUID as lower-case text."""
     ids = new_ids(5000)
     assert len(set(ids)) == 5000
     for one in ids:
