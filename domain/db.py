@@ -8,14 +8,32 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, ColumnElement, Engine, Table, bindparam, create_engine, event, exc
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlmodel import Session
 
 
+def json_text(value: Any) -> str:
+    """The JSON text a JSON column stores: orjson's, or json's for what orjson refuses (an int beyond 64 bits, a
+    key that is not a string), so both accept and refuse the same values; only NaN and infinities, which json wrote
+    as `NaN` (text PostgreSQL's JSON refuses), are written `null`. A 10,000-result batch report writes
+    30,000 outbox payloads: json.dumps took ~0.2 s of it, orjson ~0.02 s (BENCHMARKS.md round 13)."""
+    try:
+        return orjson.dumps(value, option=_AS_JSON_DOES).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(value)
+
+
+# What json.dumps refuses, orjson must too (it would write datetimes and dataclasses): handed to its `default`,
+# which there is none of, so they raise and json.dumps refuses them as before.
+_AS_JSON_DOES = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
 def make_engine(database_url: str, **kwargs: Any) -> Engine:
     """An engine for SQLite (WAL, `BEGIN IMMEDIATE` writers) or PostgreSQL (psycopg 3)."""
     url = make_url(database_url)
+    kwargs.setdefault("json_serializer", json_text)
     if url.get_backend_name() != "sqlite":
         # No ping per checkout (a round trip on every callback). A busy connection is known alive; one idle for
         # longer than IDLE_PING_S is pinged on checkout (a restarted server or a dropped link is then found before
@@ -182,7 +200,7 @@ def unnest(
     params: dict[str, Any] = {}
     for n, name in enumerate(columns):
         values_ = [row[name] for row in rows]
-        params[f"a{n}"] = [None if v is None else json.dumps(v) for v in values_] if _is_json(table, name) else values_
+        params[f"a{n}"] = [None if v is None else json_text(v) for v in values_] if _is_json(table, name) else values_
     return _unnest_sql(dialect, table, tuple(columns)), params
 
 

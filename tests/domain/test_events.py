@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from sqlmodel import col, select
 
-from domain import events
+from domain import events, outbox
 from domain.batches.jobs import TIMEOUT_MESSAGE, fail_job, get_job
 from domain.batches.results import ItemResult, record_batch_results, record_item_result
+from domain.db import json_text
 from domain.models import Contact, ErrorType, Order, OutboxEvent, RobotJob, RobotJobItem, new_ids
 from domain.orders.changes import create_order, move_order_to_stage, update_order
 from tests.domain.results_helpers import ok
@@ -294,3 +296,30 @@ def test_ids_made_many_at_once_are_distinct_version_4_uuids_in_canonical_text():
         assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, one)
     assert {one[19] for one in ids} == set("89ab")  # the variant's two low bits are random too
     assert new_ids(0) == []
+
+
+def test_payloads_are_stored_as_json_text_that_reads_back_equal_and_json_refusals_still_refuse(uow, demo):
+    """Outbox payloads go through `json_text` (orjson, json for what orjson refuses) on both databases: what is read
+    back equals what was written, non-ASCII and an int beyond 64 bits included; what json.dumps refuses is refused."""
+    payload = {
+        "order": {
+            "id": "ord-json",
+            "name": "Pedido Ñandú",
+            "total": "12.50",
+            "n": 2**70,
+            "tags": ["a", None, True, 1.5],
+        }
+    }
+    with uow() as tx:
+        outbox.add_events(
+            tx.session,
+            [outbox.NewEvent(demo.workspace_id, events.OrderCreated(order=payload["order"], contact={"name": "José"}))],  # type: ignore[arg-type]
+        )
+        tx.commit()
+    with uow() as tx:
+        stored = tx.session.exec(select(OutboxEvent).where(OutboxEvent.event_type == events.ORDER_CREATED)).one()
+        assert stored.payload == {"order": payload["order"], "contact": {"name": "José"}}
+    assert json.loads(json_text({1: "x"})) == {"1": "x"}  # json's answer for a key that is not a string
+    for refused in (datetime.now(UTC), {"total": Decimal("1.5")}, object()):
+        with pytest.raises(TypeError):
+            json_text(refused)
