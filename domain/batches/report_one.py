@@ -29,10 +29,11 @@ import weakref
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError
 
 from domain.batches.results import ItemResult, RecordOutcome, one_result_outcome, record_one_params, record_one_pg_sql
+from domain.db import make_engine
 from domain.models import utcnow
 
 log = logging.getLogger("domain.report_one")
@@ -94,8 +95,19 @@ _CALL = (
     "%(error_message)s, %(by)s, %(now)s, %(carrier)s, %(all_failed)s)"
 )
 
-# Per engine: its autocommit twin (same pool), or None when the database cannot take this path.
+# Per engine: its autocommit twin, or None when the database cannot take this path.
 _usable: weakref.WeakKeyDictionary[Engine, Engine | None] = weakref.WeakKeyDictionary()
+
+
+def _autocommit_twin(engine: Engine) -> Engine:
+    """An engine of the same database whose connections are in autocommit from their start, with a pool of its own
+    (disposed with `engine`'s). The same pool in autocommit per checkout (`execution_options(isolation_level=...)`)
+    switched every connection on checkout and back on checkin: ~70 µs of a webhook worker's CPU per callback, measured
+    in process (BENCHMARKS.md round 13). A worker's request threads now hold these connections, and its other threads
+    (after-commit work, the spool's replayer, the full path) `engine`'s."""
+    twin = make_engine(engine.url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+    event.listen(engine, "engine_disposed", lambda _engine: twin.dispose())
+    return twin
 
 
 def _autocommit(engine: Engine) -> Engine | None:
@@ -108,7 +120,7 @@ def _autocommit(engine: Engine) -> Engine | None:
                 "SELECT prosrc FROM pg_proc WHERE proname = %(name)s", {"name": FUNCTION}
             ).scalar()
         if found == function_body(engine.dialect):
-            usable = engine.execution_options(isolation_level="AUTOCOMMIT")
+            usable = _autocommit_twin(engine)
         else:
             log.warning("%s %s: per-order results take the full path (run the migrations)", FUNCTION,
                         "is missing" if found is None else "differs from this code's")  # fmt: skip
