@@ -26,14 +26,15 @@ import functools
 import logging
 import re
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from domain.batches.results import ItemResult, RecordOutcome, one_result_outcome, record_one_params, record_one_pg_sql
-from domain.db import make_engine
 from domain.models import utcnow
 
 log = logging.getLogger("domain.report_one")
@@ -95,37 +96,48 @@ _CALL = (
     "%(error_message)s, %(by)s, %(now)s, %(carrier)s, %(all_failed)s)"
 )
 
-# Per engine: its autocommit twin, or None when the database cannot take this path.
-_usable: weakref.WeakKeyDictionary[Engine, Engine | None] = weakref.WeakKeyDictionary()
+# Per engine: whether the database can take this path (the function is there, and is this code's).
+_usable: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
 
 
-def _autocommit_twin(engine: Engine) -> Engine:
-    """An engine of the same database whose connections are in autocommit from their start, with a pool of its own
-    (disposed with `engine`'s). The same pool in autocommit per checkout (`execution_options(isolation_level=...)`)
-    switched every connection on checkout and back on checkin: ~70 µs of a webhook worker's CPU per callback, measured
-    in process (BENCHMARKS.md round 13). A worker's request threads now hold these connections, and its other threads
-    (after-commit work, the spool's replayer, the full path) `engine`'s."""
-    twin = make_engine(engine.url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
-    event.listen(engine, "engine_disposed", lambda _engine: twin.dispose())
-    return twin
-
-
-def _autocommit(engine: Engine) -> Engine | None:
+def _usable_by(engine: Engine) -> bool:
     if engine in _usable:
         return _usable[engine]
-    usable: Engine | None = None
+    usable = False
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
             found = connection.exec_driver_sql(
                 "SELECT prosrc FROM pg_proc WHERE proname = %(name)s", {"name": FUNCTION}
             ).scalar()
-        if found == function_body(engine.dialect):
-            usable = _autocommit_twin(engine)
-        else:
+        usable = found == function_body(engine.dialect)
+        if not usable:
             log.warning("%s %s: per-order results take the full path (run the migrations)", FUNCTION,
                         "is missing" if found is None else "differs from this code's")  # fmt: skip
     _usable[engine] = usable
     return usable
+
+
+@contextmanager
+def _autocommit_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection of `engine`'s pool with its driver connection in autocommit, back in transactions on return.
+
+    Not `execution_options(isolation_level="AUTOCOMMIT")`: SQLAlchemy then sets the isolation level's
+    characteristics on checkout and resets them on checkin, ~55-85 us of a webhook worker's CPU per callback. Not an
+    autocommit engine of its own either: its pool doubled the server connections of a webhook worker (4 workers:
+    16 -> 31 under load, measured with pg_stat_activity). psycopg switches autocommit without a round trip, on an
+    idle connection, which the pool's reset on return guarantees. Measured: BENCHMARKS.md round 13."""
+    with engine.connect() as connection:
+        driver = connection.connection.dbapi_connection
+        driver.autocommit = True  # type: ignore[union-attr]
+        try:
+            yield connection
+        finally:
+            if not connection.invalidated:
+                try:
+                    driver.autocommit = False  # type: ignore[union-attr]
+                except engine.dialect.loaded_dbapi.Error:
+                    # A connection the server dropped after the call: discard it rather than mask the caller's error.
+                    connection.invalidate()
 
 
 def report_item_result(
@@ -133,12 +145,11 @@ def report_item_result(
 ) -> RecordOutcome | None:
     """Record `result` if `secret_hash` is its job's and the case is plain (see the module): its own transaction.
     None when it changed nothing and the caller must take the full path."""
-    autocommit = _autocommit(engine)
-    if autocommit is None:
+    if not _usable_by(engine):
         return None
     params = {**record_one_params(result, now or utcnow()), "secret_hash": secret_hash}
     try:
-        with autocommit.connect() as connection:
+        with _autocommit_connection(engine) as connection:
             row = connection.exec_driver_sql(_CALL, params).first()
     except DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) == HELD_ELSEWHERE:

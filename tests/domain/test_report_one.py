@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from domain.batches.dispatch import hash_callback_secret
 from domain.batches.jobs import fail_job, get_job
-from domain.batches.report_one import FUNCTION, _autocommit, function_body, report_item_result
+from domain.batches.report_one import FUNCTION, function_body, report_item_result
 from domain.batches.results import record_item_result
 from domain.db import make_engine
 from domain.events import BATCH_COMPLETED, FIELD_CHANGED, ROBOT_COORD_COMPLETED
@@ -127,26 +128,64 @@ def test_a_database_without_the_function_takes_the_full_path(postgres, uow, disp
             connection.exec_driver_sql(f"ALTER FUNCTION {FUNCTION}_aside RENAME TO {FUNCTION}")
 
 
-def test_the_one_round_trip_runs_on_autocommit_connections_of_a_pool_of_its_own(postgres, uow, dispatched_job):
-    # Autocommit per checkout on the engine's own pool switched each connection there and back (~70 us of a webhook
-    # worker's CPU per callback): the path holds connections that are in autocommit from their start, and the
-    # engine's connections, which the full path and the after-commit work use, stay transactional.
+def _pooled_connections_in_transactions(engine):
+    """Every connection idle in `engine`'s pool, checked out at once: whether each is back in transactions."""
+    connections = [engine.connect() for _ in range(engine.pool.checkedin())]
+    try:
+        return [c.connection.dbapi_connection.autocommit is False for c in connections]
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def test_the_one_round_trip_leaves_the_pools_connections_in_transactions(postgres, uow, dispatched_job):
+    # The call runs in autocommit on a connection of the engine's own pool (no second pool: a webhook worker's server
+    # connections doubled with one); the full path and the after-commit work then check the same connections out.
     job_id, items = dispatched_job()
     fresh = make_engine(postgres.url.render_as_string(hide_password=False))
     try:
+        with fresh.connect() as other:  # the function raises RJ001 for an order another job holds: its own error path
+            order_id = other.exec_driver_sql(
+                "SELECT order_id FROM robot_job_items WHERE id = %(id)s", {"id": items[1]}
+            ).scalar_one()
+        with uow() as tx:
+            other_job = RobotJob(workspace_id=get_job(tx.session, job_id).workspace_id, carrier="OTRA", total_items=1)
+            tx.session.add(other_job)
+            tx.session.flush()
+            tx.session.add(RobotJobItem(job_id=other_job.id, order_id=order_id))
+            tx.commit()
         assert report_item_result(fresh, ok(items[0], "10107"), SECRET).changed
-        twin = _autocommit(fresh)
-        assert twin is not None and twin.pool is not fresh.pool
-        assert twin.pool.checkedin() == 1 and twin.pool.checkedout() == 0  # the path's connection went back
-        with twin.connect() as connection:
-            assert connection.connection.dbapi_connection.autocommit is True
+        assert report_item_result(fresh, ok(items[1], "10108"), SECRET) is None  # RJ001, rolled back
+        assert report_item_result(fresh, ok("itm_nobody", "1"), SECRET) is None
+        assert fresh.pool.checkedout() == 0
+        assert _pooled_connections_in_transactions(fresh) == [True] * fresh.pool.checkedin()
         with fresh.connect() as connection:
             assert connection.get_isolation_level() == "READ COMMITTED"
-            assert connection.connection.dbapi_connection.autocommit is False
     finally:
         fresh.dispose()
-    assert twin.pool.checkedin() == 0  # disposed with the engine: no idle connection left behind on the server
     assert _state(uow, job_id, items[0])[1] == ("success", "robot", "10107")
+    assert _state(uow, job_id, items[1])[1][0] == "pending"
+
+
+def test_a_connection_the_server_drops_raises_the_database_error_and_is_not_pooled_again(postgres, uow, dispatched_job):
+    # The webhook spools a callback on a DBAPIError (webhook/callbacks.py): putting the connection back in
+    # transactions must not replace that error with the driver's complaint about a closed connection.
+    job_id, items = dispatched_job()
+    fresh = make_engine(postgres.url.render_as_string(hide_password=False))
+    try:
+        assert report_item_result(fresh, ok(items[0], "10107"), SECRET).changed  # the pool holds one connection
+        with fresh.connect() as connection:
+            backend = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            connection.rollback()
+        with postgres.connect() as admin:
+            admin.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s)", {"pid": backend})
+        with pytest.raises(DBAPIError):
+            report_item_result(fresh, ok(items[1], "10108"), SECRET)
+        assert report_item_result(fresh, ok(items[1], "10108"), SECRET).changed  # a fresh connection, recorded
+        assert _pooled_connections_in_transactions(fresh) == [True] * fresh.pool.checkedin()
+    finally:
+        fresh.dispose()
+    assert _state(uow, job_id, items[1])[1] == ("success", "robot", "10108")
 
 
 def test_sqlite_takes_the_full_path_without_a_query(tmp_path):
