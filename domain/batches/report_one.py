@@ -122,9 +122,9 @@ def _autocommit_connection(engine: Engine) -> Iterator[Connection]:
     """A connection of `engine`'s pool with its driver connection in autocommit, back in transactions on return.
 
     Not `execution_options(isolation_level="AUTOCOMMIT")`: SQLAlchemy then sets the isolation level's
-    characteristics on checkout and resets them on checkin, ~55-85 us of a webhook worker's CPU per callback. Not an
-    autocommit engine of its own either: its pool doubled the server connections of a webhook worker (4 workers:
-    16 -> 31 under load, measured with pg_stat_activity). psycopg switches autocommit without a round trip, on an
+    characteristics on checkout and resets them on checkin, 200-232 us of client CPU per call against 138-178 now.
+    Not an autocommit engine of its own either: its pool doubled the server connections of a webhook worker
+    (4 workers: 16 -> 31 under load, in pg_stat_activity). psycopg switches autocommit without a round trip, on an
     idle connection, which the pool's reset on return guarantees. Measured: BENCHMARKS.md round 13."""
     with engine.connect() as connection:
         driver = connection.connection.dbapi_connection
