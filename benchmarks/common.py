@@ -132,10 +132,18 @@ def seed_jobs(database_url: str, jobs_count: int, orders_per_job: int, *, tag: s
     engine = make_engine(database_url)
     key = Fernet.generate_key().decode()
     try:
-        return [
+        work = [
             dispatch_job(engine, seed_workspace(engine, key, orders_per_job, name=f"{tag} {n}"))
             for n in range(jobs_count)
         ]
+        # Statistics as a production database has them. A benchmark's tables grow from empty within seconds, before
+        # autovacuum's first pass (one a minute): connections that planned on near-empty tables kept those plans.
+        # robotjobs_report_one's cached generic plan then read robot_job_items by a sequential scan on ~15 % of
+        # callbacks, the PostgreSQL CPU per callback rising with the table (0.52 -> 0.74 ms over 4 rounds; BENCHMARKS.md
+        # round 13). The floor runs on the same statistics.
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE")
+        return work
     finally:
         engine.dispose()
 
