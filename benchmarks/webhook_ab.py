@@ -132,9 +132,9 @@ def main() -> None:
         f"({min(cpu_ratio):.3f}–{max(cpu_ratio):.3f}); req/s median {statistics.median(rps_ratio):.3f} "
         f"({min(rps_ratio):.3f}–{max(rps_ratio):.3f})"
     )
-    first = [n for n, segment in enumerate(segments) for _ in segment]  # each round's segment
+    segment_of = [n for n, segment in enumerate(segments) for _ in segment]  # even segments: before started first
     for label, parity in (("before", 0), ("after", 1)):
-        part = [n for n in range(len(rps_ratio)) if first[n] % 2 == parity]
+        part = [n for n in range(len(rps_ratio)) if segment_of[n] % 2 == parity]
         if part:
             cpu_part = statistics.median(cpu_ratio[n] for n in part)
             rps_part = statistics.median(rps_ratio[n] for n in part)

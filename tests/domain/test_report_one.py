@@ -96,15 +96,20 @@ def test_cases_the_full_path_decides_change_nothing(postgres, uow, dispatched_jo
     assert _state(uow, job_id, items[0]) == before
 
 
-def test_an_order_another_job_holds_is_undone_and_left_to_the_full_path(postgres, uow, dispatched_job):
-    job_id, items = dispatched_job()
+def _held_by_another_job(uow, job_id, item_id):
+    """Give `item_id`'s order a pending item in another job: the function then raises RJ001 and rolls back."""
     with uow() as tx:
-        order_id = tx.session.get(RobotJobItem, items[0]).order_id
+        order_id = tx.session.get(RobotJobItem, item_id).order_id
         other = RobotJob(workspace_id=get_job(tx.session, job_id).workspace_id, carrier="OTRA", total_items=1)
         tx.session.add(other)
         tx.session.flush()
         tx.session.add(RobotJobItem(job_id=other.id, order_id=order_id))
         tx.commit()
+
+
+def test_an_order_another_job_holds_is_undone_and_left_to_the_full_path(postgres, uow, dispatched_job):
+    job_id, items = dispatched_job()
+    _held_by_another_job(uow, job_id, items[0])
     before = _state(uow, job_id, items[0])
     assert report_item_result(postgres, ok(items[0], "10107"), SECRET) is None
     assert _state(uow, job_id, items[0]) == before  # the function's transaction was rolled back
@@ -131,6 +136,7 @@ def test_a_database_without_the_function_takes_the_full_path(postgres, uow, disp
 def _pooled_connections_in_transactions(engine):
     """Every connection idle in `engine`'s pool, checked out at once: whether each is back in transactions."""
     connections = [engine.connect() for _ in range(engine.pool.checkedin())]
+    assert connections, "the pool holds no connection to look at"
     try:
         return [c.connection.dbapi_connection.autocommit is False for c in connections]
     finally:
@@ -144,16 +150,7 @@ def test_the_one_round_trip_leaves_the_pools_connections_in_transactions(postgre
     job_id, items = dispatched_job()
     fresh = make_engine(postgres.url.render_as_string(hide_password=False))
     try:
-        with fresh.connect() as other:  # the function raises RJ001 for an order another job holds: its own error path
-            order_id = other.exec_driver_sql(
-                "SELECT order_id FROM robot_job_items WHERE id = %(id)s", {"id": items[1]}
-            ).scalar_one()
-        with uow() as tx:
-            other_job = RobotJob(workspace_id=get_job(tx.session, job_id).workspace_id, carrier="OTRA", total_items=1)
-            tx.session.add(other_job)
-            tx.session.flush()
-            tx.session.add(RobotJobItem(job_id=other_job.id, order_id=order_id))
-            tx.commit()
+        _held_by_another_job(uow, job_id, items[1])  # RJ001: the call's own error path
         assert report_item_result(fresh, ok(items[0], "10107"), SECRET).changed
         assert report_item_result(fresh, ok(items[1], "10108"), SECRET) is None  # RJ001, rolled back
         assert report_item_result(fresh, ok("itm_nobody", "1"), SECRET) is None
