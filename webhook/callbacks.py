@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from domain import dead_letters
 from domain.batches.dispatch import hash_callback_secret
 from domain.batches.jobs import get_job
-from domain.batches.report_one import report_item_result
+from domain.batches.report_one import report_item_result, usable_by
 from domain.batches.results import RecordOutcome, get_item_auth, record_batch_results, record_item_result
 from domain.db import UnitOfWork
 from domain.errors import DeadLetterAlreadyReplayed, DomainError, UnknownItem, UnknownJob
@@ -52,6 +52,8 @@ CALLBACK_PATH = "/api/webhooks/robot-callback"
 # A replayed spool entry leaves its name in webhook_receipts, in the transaction that applies it (no other table
 # needed); the prefix keeps it apart from Standard Webhooks ids.
 SPOOL_RECEIPT_PREFIX = "spool:"
+# Set in the WSGI environ by webhook/fast_lane.py when it tried the one-round-trip record and it changed nothing.
+TRIED_AT_ONCE = "robotjobs.tried_at_once"
 # Refusals of a callback that reached the database: the request is at fault, not us.
 REFUSALS = (ApiError, DomainError, ValidationError)
 
@@ -283,12 +285,14 @@ def handle_callback(
     credential: CallbackCredential | None = None,
     now: float | None = None,
     spool_entry: str | None = None,
+    at_once: bool = True,
 ) -> Handled:
     """Authenticate, parse and record one callback: the live route and the spool replay both come here.
 
     Raises Unauthorized (never dead-lettered) and the database-down errors (the route spools, the replay waits);
     returns every other refusal in `Handled.refusal`, after keeping an authenticated one as a dead letter.
-    `now`/`spool_entry`: a replay checks signatures as of the arrival and writes the entry's receipt."""
+    `now`/`spool_entry`: a replay checks signatures as of the arrival and writes the entry's receipt.
+    `at_once=False`: the one-round-trip record was tried already (webhook/fast_lane.py) and changed nothing."""
     attribution = Attribution()
     if credential is None:
         credential = callback_credential(headers, raw, state.verifier, now=now)
@@ -309,7 +313,7 @@ def handle_callback(
         return refused(exc)
 
     try:
-        recorded = None if spool_entry else _record_at_once(state, body, credential, attribution)
+        recorded = None if spool_entry or not at_once else _record_at_once(state, body, credential, attribution)
         if recorded is None:
             with UnitOfWork(state.engine) as uow:
                 if spool_entry and not _receipt_is_new(uow.session, SPOOL_RECEIPT_PREFIX + spool_entry, None):
@@ -322,6 +326,19 @@ def handle_callback(
         raise
     except REFUSALS as exc:
         return refused(exc)
+    return _committed(state, recorded, credential, attribution, flow_run_id=flow_run_id, spool_entry=spool_entry)
+
+
+def _committed(
+    state,
+    recorded: Recorded,
+    credential: CallbackCredential,
+    attribution: Attribution,
+    *,
+    flow_run_id: str | None,
+    spool_entry: str | None,
+) -> Handled:
+    """What follows a committed callback, however it was recorded: its log fields and its after-commit work."""
     # Committed: from here on nothing may turn this into an error response.
     correlate(job_id=recorded.job_id, flow_run_id=flow_run_id)
     changed = sum(1 for o in recorded.outcomes if o.changed)
@@ -350,7 +367,25 @@ def handle_callback(
     return Handled(recorded=recorded, attribution=attribution)
 
 
-def _ack(recorded: Recorded) -> Response:
+def record_plain(state, raw: bytes, credential: CallbackCredential) -> Handled | None:
+    """The live route's plain case for webhook/fast_lane.py: a per-order result under its job's secret, recorded in
+    one round trip (`_record_at_once`). None when the body is not that case or the call changed nothing: the route
+    then takes the request as it came, with `at_once=False`, and answers it (refusals, dead letters, spool)."""
+    if not usable_by(state.engine):
+        return None  # SQLite, or the function not migrated: the body would be parsed for nothing
+    try:
+        body = parse_body(raw)
+    except (ApiError, ValidationError):
+        return None
+    attribution = Attribution()
+    recorded = _record_at_once(state, body, credential, attribution)
+    if recorded is None:
+        return None
+    flow_run_id = recorded.outcomes[0].flow_run_id if recorded.outcomes else None
+    return _committed(state, recorded, credential, attribution, flow_run_id=flow_run_id, spool_entry=None)
+
+
+def ack_body(recorded: Recorded) -> bytes:
     """The 200 body, serialised by pydantic (the bytes `jsonify(model_dump(...))` gave: compact, declaration order,
     UTF-8, a final newline) without building the dict and encoding it again in Python on every callback."""
     outcomes = recorded.outcomes
@@ -363,7 +398,11 @@ def _ack(recorded: Recorded) -> Response:
         results=[ResultAck(item_id=o.item_id, changed=o.changed, item_status=o.item_status) for o in outcomes],
         duplicate_delivery=recorded.duplicate_delivery,
     )
-    return current_app.response_class(ack.model_dump_json(by_alias=True) + "\n", mimetype="application/json")
+    return ack.model_dump_json(by_alias=True).encode() + b"\n"
+
+
+def _ack(recorded: Recorded) -> Response:
+    return current_app.response_class(ack_body(recorded), mimetype="application/json")
 
 
 def _spool(state, raw: bytes, *, cause: str, error: Exception | None = None):
@@ -409,7 +448,9 @@ def robot_callback():
         _understandable_without_database(raw, credential)
         return _spool(state, raw, cause="queued_behind_spool")
     try:
-        handled = handle_callback(state, request.headers, raw, credential=credential)
+        handled = handle_callback(
+            state, request.headers, raw, credential=credential, at_once=not request.environ.get(TRIED_AT_ONCE)
+        )
     except DATABASE_DOWN as exc:
         return _spool(state, raw, cause="database_unavailable", error=exc)
     if handled.refusal is not None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +45,33 @@ def correlation() -> dict[str, Any]:
     if not has_app_context():
         return {}
     return dict(g.get("correlation", {}))
+
+
+# Probes are answered without a line: a load balancer polls them every few seconds.
+UNLOGGED_PATHS = ("/healthz", "/readyz")
+
+
+def request_id_from(incoming: str | None) -> str:
+    """The request's correlation id: the caller's X-Request-Id when it is a short printable ASCII token, else new."""
+    if incoming and incoming.isascii() and incoming.isprintable() and len(incoming) <= 64:
+        return incoming
+    return uuid.uuid4().hex
+
+
+def log_request(method: str, path: str, status: int, started: float, user_agent: str | None) -> None:
+    """The request's one `http_request` line, with what the route annotated (`started`: its time.monotonic())."""
+    if path in UNLOGGED_PATHS:
+        return
+    log(
+        "info",
+        "http_request",
+        method=method,
+        path=path,
+        status=status,
+        ms=round(1000 * (time.monotonic() - started), 1),
+        user_agent=(user_agent or "")[:100],
+        **request_fields(),
+    )
 
 
 def log(level: str, event: str, *, exc_info: BaseException | None = None, **fields: Any) -> None:

@@ -100,7 +100,9 @@ _CALL = (
 _usable: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
 
 
-def _usable_by(engine: Engine) -> bool:
+def usable_by(engine: Engine) -> bool:
+    """Whether `report_item_result` can record on `engine` (PostgreSQL with this code's function installed); read
+    once per engine. False: every result takes the full path."""
     if engine in _usable:
         return _usable[engine]
     usable = False
@@ -145,7 +147,7 @@ def report_item_result(
 ) -> RecordOutcome | None:
     """Record `result` if `secret_hash` is its job's and the case is plain (see the module): its own transaction.
     None when it changed nothing and the caller must take the full path."""
-    if not _usable_by(engine):
+    if not usable_by(engine):
         return None
     params = {**record_one_params(result, now or utcnow()), "secret_hash": secret_hash}
     try:
