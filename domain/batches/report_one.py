@@ -26,12 +26,10 @@ import functools
 import logging
 import re
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from domain.batches.results import ItemResult, RecordOutcome, one_result_outcome, record_one_params, record_one_pg_sql
@@ -119,27 +117,42 @@ def usable_by(engine: Engine) -> bool:
     return usable
 
 
-@contextmanager
-def _autocommit_connection(engine: Engine) -> Iterator[Connection]:
-    """A connection of `engine`'s pool with its driver connection in autocommit, back in transactions on return.
+def _call(engine: Engine, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """One call of the function on a connection of `engine`'s pool, its driver in autocommit for the call only.
 
-    Not `execution_options(isolation_level="AUTOCOMMIT")`: SQLAlchemy then sets the isolation level's
-    characteristics on checkout and resets them on checkin, 200-232 us of client CPU per call against 138-178 now.
-    Not an autocommit engine of its own either: its pool doubled the server connections of a webhook worker
-    (4 workers: 16 -> 31 under load, in pg_stat_activity). psycopg switches autocommit without a round trip, on an
-    idle connection, which the pool's reset on return guarantees. Measured: BENCHMARKS.md round 13."""
-    with engine.connect() as connection:
-        driver = connection.connection.dbapi_connection
-        driver.autocommit = True  # type: ignore[union-attr]
+    The pool's own connection, without SQLAlchemy's `Connection` around it: its execution machinery cost more client
+    CPU than the call's own (BENCHMARKS.md round 14). What it would do here is done here: a driver error comes out as
+    SQLAlchemy's exception for it (`DBAPIError.instance`, the `OperationalError` the webhook spools on), and a
+    disconnect invalidates the connection rather than pool it again.
+    Not `execution_options(isolation_level="AUTOCOMMIT")`: SQLAlchemy then set the isolation level's characteristics
+    on checkout and reset them on checkin (200-232 us of client CPU per call against 138-178 without, round 13).
+    Not an autocommit engine of its own either: its pool doubled a webhook worker's server connections (4 workers:
+    16 -> 31 under load, in pg_stat_activity). psycopg switches autocommit without a round trip, on an idle
+    connection, which the pool's reset on return guarantees."""
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    pooled = engine.raw_connection()
+    driver: Any = pooled.dbapi_connection
+    try:
         try:
-            yield connection
+            driver.autocommit = True
+            row: tuple[Any, ...] | None = driver.execute(_CALL, params).fetchone()
+            return row
+        except dbapi_error as exc:
+            disconnected = engine.dialect.is_disconnect(exc, driver, None)
+            if disconnected:
+                pooled.invalidate(exc)
+            raise DBAPIError.instance(
+                _CALL, params, exc, dbapi_error, connection_invalidated=disconnected, dialect=engine.dialect
+            ) from exc
         finally:
-            if not connection.invalidated:
+            if pooled.is_valid:
                 try:
-                    driver.autocommit = False  # type: ignore[union-attr]
-                except engine.dialect.loaded_dbapi.Error:
+                    driver.autocommit = False
+                except dbapi_error:
                     # A connection the server dropped after the call: discard it rather than mask the caller's error.
-                    connection.invalidate()
+                    pooled.invalidate()
+    finally:
+        pooled.close()  # back to the pool (its reset on return), or away if invalidated
 
 
 def report_item_result(
@@ -151,8 +164,7 @@ def report_item_result(
         return None
     params = {**record_one_params(result, now or utcnow()), "secret_hash": secret_hash}
     try:
-        with _autocommit_connection(engine) as connection:
-            row = connection.exec_driver_sql(_CALL, params).first()
+        row = _call(engine, params)
     except DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) == HELD_ELSEWHERE:
             return None
