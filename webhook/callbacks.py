@@ -1,7 +1,8 @@
 """The robot's callback route: authenticate, validate, record every result in one transaction, acknowledge; and,
 when the database cannot take it, keep it in this host's durable spool and answer 202.
 
-Order of work for `POST /api/webhooks/robot-callback`:
+Order of work for `POST /api/webhooks/robot-callback` (on PostgreSQL the existing robot's plain per-order result is
+usually recorded before Flask, by webhook/fast_lane.py through `record_plain`; what it leaves comes here):
 1. body size (413) and credential headers (401) — a signature is verified over the raw body before any parsing;
 2. the spool: while this host's spool holds callbacks, this one queues behind them (202), so arrival order holds;
 3. `handle_callback`, the path a live request and a spool replay share: JSON and the protocol (400/422); one unit
