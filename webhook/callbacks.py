@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from domain import dead_letters
 from domain.batches.dispatch import hash_callback_secret
 from domain.batches.jobs import get_job
-from domain.batches.report_one import report_item_result, usable_by
+from domain.batches.report_one import report_item_result
 from domain.batches.results import RecordOutcome, get_item_auth, record_batch_results, record_item_result
 from domain.db import UnitOfWork
 from domain.errors import DeadLetterAlreadyReplayed, DomainError, UnknownItem, UnknownJob
@@ -372,8 +372,6 @@ def record_plain(state, raw: bytes, credential: CallbackCredential) -> Handled |
     """The live route's plain case for webhook/fast_lane.py: a per-order result under its job's secret, recorded in
     one round trip (`_record_at_once`). None when the body is not that case or the call changed nothing: the route
     then takes the request as it came, with `at_once=False`, and answers it (refusals, dead letters, spool)."""
-    if not usable_by(state.engine):
-        return None  # SQLite, or the function not migrated: the body would be parsed for nothing
     try:
         body = parse_body(raw)
     except (ApiError, ValidationError):

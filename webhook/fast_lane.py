@@ -1,15 +1,17 @@
 """The existing robot's plain callback without Flask's request machinery: WSGI middleware in front of the app.
 
-A per-order result under its job's X-Callback-Secret is nearly all of the webhook's traffic, and Flask's work around
-the view (request and app contexts, routing, hooks, response objects, the proxies) was ~250 us of the ~850 us of
-worker CPU such a callback costs (BENCHMARKS.md round 14). This lane answers that case itself, through the same
+A per-order result under its job's X-Callback-Secret is nearly all of the webhook's traffic. Flask's work around
+the view (request and app contexts, routing, hooks, response objects, the proxies) and our hooks cost ~250 us a
+request in process, against 2-4 us for a plain WSGI callable. This lane answers that case itself, through the
 functions the route uses (`callback_credential`, `callbacks.record_plain`, `callbacks.ack_body`, `log_request`).
+With the call on the pool's own connection (report_one.py), the workers' CPU per callback fell by a third
+(BENCHMARKS.md round 14).
 
-It decides nothing of its own: whatever it does not record — another method or path, a signature, a body over the
-limit or without a length, callbacks waiting in the spool, an unknown credential, a body the protocol refuses, a
-result the one round trip leaves to the full path, a database error — goes to the Flask app as it came (the body
-put back), marked so the route does not try the one round trip again. So every refusal, dead letter and spooled
-answer still comes from the route and its error handlers.
+It decides nothing of its own. Whatever it does not record goes to the Flask app as it came (the body put back),
+marked so the route does not try the one round trip again: another method or path, a signature, a body over the
+limit or without a length, callbacks waiting in the spool, a database without the one round trip (SQLite), a
+credential the route refuses, a body the protocol refuses, a result the one round trip leaves to the full path, a
+database error. So every refusal, dead letter and spooled answer still comes from the route and its error handlers.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from werkzeug.datastructures import EnvironHeaders
 
+from domain.batches.report_one import usable_by
 from webhook.auth import SIGNATURE_HEADERS, callback_credential
 from webhook.callbacks import CALLBACK_PATH, TRIED_AT_ONCE, ack_body, record_plain
 from webhook.errors import DATABASE_DOWN, ApiError
@@ -70,9 +74,18 @@ class CallbackFastLane:
             length = int(environ.get("CONTENT_LENGTH") or "")
         except ValueError:
             return None
-        if not 0 < length <= self.max_body or self.app.extensions["robotjobs"].inbox.queued():
+        state = self.app.extensions["robotjobs"]
+        if not 0 < length <= self.max_body or state.inbox.queued() or not self._records_on(state.engine):
             return None
         return length
+
+    @staticmethod
+    def _records_on(engine: Engine) -> bool:
+        """Whether the one round trip exists on this database (not on SQLite): read once per engine."""
+        try:
+            return usable_by(engine)
+        except (*DATABASE_DOWN, DBAPIError):
+            return False  # not known yet: the route takes this one, and the next request asks again
 
     def _record(self, environ: dict[str, Any], raw: bytes, started: float) -> tuple[bytes, str] | None:
         state = self.app.extensions["robotjobs"]
