@@ -8,6 +8,10 @@ through benchmarks/floor.py (the least SQL with the same meaning) from the same 
 fresh jobs. `--rounds` (default 3) repeats robotjobs then the floor, each on fresh jobs and a fresh gunicorn; the
 ratio robotjobs ÷ floor (throughput) of the median runs is printed last, with each round's.
 
+Before each robotjobs round the `robot.batch.completed` events left pending by earlier rounds and by the floor are
+marked delivered (their jobs have no flow run; with the server up the round's resume passes delivered them inside its
+window): the round's own jobs' resumes are still measured.
+
 `--prefect` also runs each scenario with a real Prefect server up (`prefect server start` on 127.0.0.1, progress
 publication on; each job has its progress artifact, as its flow run leaves it after the dispatch); without it
 PREFECT_API_URL is unset and progress publication returns at once. The floor runs in each mode, so with the server
@@ -37,7 +41,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from benchmarks.common import children, cpu_s, database, label, rss_mb, seed_jobs
+from benchmarks.common import children, cpu_s, database, label, rss_mb, seed_jobs, settle_resume_events
 from benchmarks.floor import run_floor, run_senders
 from domain.db import make_engine
 from tests.webhook.gunicorn_server import GUNICORN_CONF, GunicornServer
@@ -228,6 +232,7 @@ def _robotjobs_round(
 ) -> dict:
     """One round of robotjobs: fresh jobs, a fresh gunicorn (every worker booted and warm before the window)."""
     senders, jobs_count, orders = (int(x) for x in scenario.split(":"))
+    settled = settle_resume_events(database_url)  # earlier rounds' and the floor's: not this round's work
     work = seed_jobs(database_url, jobs_count, orders, tag=f"bench {mode} {scenario} {n}")
     if prefect_server:
         publish_first_progress(database_url, work, env["PREFECT_API_URL"])
@@ -251,6 +256,7 @@ def _robotjobs_round(
     published = log_path.read_text(errors="replace").count('"progress_published"')
     print(
         f"{'':<34}CPU s while sending: webhook {cpu['webhook']:.1f}"
+        + (f"; {settled} earlier resume events settled before the round" if settled else "")
         + (f", Prefect server {cpu['prefect']:.1f}" if prefect_server else "")
         + f"; progress publications {published} (webhook log)"
     )
