@@ -15,7 +15,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from flask import g, has_app_context
 
 LOGGER_NAME = "robotjobs.webhook"
@@ -101,11 +100,9 @@ class JsonFormatter(logging.Formatter):
         line.update(getattr(record, "fields", {}))
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        try:
-            # orjson: ~1.4 us a line against json's ~13 (BENCHMARKS.md round 14); UTF-8 as json's ensure_ascii=False.
-            return orjson.dumps(line, default=str).decode()
-        except TypeError:  # what orjson refuses (an int beyond 64 bits, a key that is not a string): json writes it
-            return json.dumps(line, ensure_ascii=False, default=str)
+        # json's `", "` and `": "` separators are the line's shape readers match on (tests/webhook/test_gunicorn.py);
+        # orjson writes none of them: it saved ~12 us a line and was reverted (BENCHMARKS.md round 14).
+        return json.dumps(line, ensure_ascii=False, default=str)
 
 
 # The relay runs after commit inside this process (resume, progress): its lines belong in the same JSON stream.
