@@ -11,7 +11,8 @@ It decides nothing of its own. Whatever it does not record goes to the Flask app
 marked so the route does not try the one round trip again: another method or path, a signature, a body over the
 limit or without a length, callbacks waiting in the spool, a database without the one round trip (SQLite), a
 credential the route refuses, a body the protocol refuses, a result the one round trip leaves to the full path, a
-database error. So every refusal, dead letter and spooled answer still comes from the route and its error handlers.
+database error, a fault of ours (logged as `fast_lane_failed`). So every refusal, dead letter and spooled answer
+still comes from the route and its error handlers.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from domain.batches.report_one import usable_by
 from webhook.auth import SIGNATURE_HEADERS, callback_credential
 from webhook.callbacks import CALLBACK_PATH, TRIED_AT_ONCE, ack_body, record_plain
 from webhook.errors import DATABASE_DOWN, ApiError
-from webhook.logs import correlate, correlation, log_request, request_id_from
+from webhook.logs import correlate, correlation, log, log_request, request_id_from
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # Signature headers as the WSGI environ names them: such a callback is verified and recorded by the route.
@@ -97,6 +98,11 @@ class CallbackFastLane:
             return None  # a credential the route refuses (401), with its own line
         except (*DATABASE_DOWN, DBAPIError):
             return None  # the route answers it: spooled while the database is down, else its error
+        except Exception as exc:
+            # A fault of ours here must not cost the robot its result (it never retries a 5xx): the route takes the
+            # request again, through the full path, and the fault is logged loudly.
+            log("error", "fast_lane_failed", exc_info=exc, error=type(exc).__name__)
+            return None
         if handled is None:
             return None
         assert handled.recorded is not None  # record_plain returns only what it recorded

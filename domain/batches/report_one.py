@@ -130,7 +130,12 @@ def _call(engine: Engine, params: dict[str, Any]) -> tuple[Any, ...] | None:
     16 -> 31 under load, in pg_stat_activity). psycopg switches autocommit without a round trip, on an idle
     connection, which the pool's reset on return guarantees."""
     dbapi_error = engine.dialect.loaded_dbapi.Error
-    pooled = engine.raw_connection()
+    try:
+        pooled = engine.raw_connection()
+    except dbapi_error as exc:
+        # The pool hands a failed connect over as the driver's error (`Engine.connect` translates it; this is not
+        # `Engine.connect`): a server down must still come out as SQLAlchemy's OperationalError, which is spooled.
+        raise DBAPIError.instance(None, None, exc, dbapi_error, dialect=engine.dialect) from exc
     driver: Any = pooled.dbapi_connection
     try:
         try:

@@ -192,3 +192,20 @@ def test_sqlite_takes_the_full_path_without_a_query(tmp_path):
         assert report_item_result(sqlite, ok("itm_any"), SECRET) is None
     finally:
         sqlite.dispose()
+
+
+def test_a_server_that_refuses_connections_raises_sqlalchemy_s_operational_error(postgres, monkeypatch):
+    import socket
+
+    from sqlalchemy.exc import OperationalError
+
+    from domain.batches import report_one
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nobody listens on it once closed
+    down = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/robotjobs")
+    monkeypatch.setitem(report_one._usable, down, True)  # as if the function had been found before the outage
+    with pytest.raises(OperationalError):  # SQLAlchemy's, which the webhook spools on; not the driver's
+        report_item_result(down, ok("itm_x"), SECRET)
+    down.dispose()

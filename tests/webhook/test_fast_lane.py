@@ -126,8 +126,21 @@ def test_signed_callbacks_and_other_routes_pass_the_lane_untouched(
     assert routed[0] == 2 and one_round_trips == []
 
 
-def test_on_sqlite_every_callback_goes_to_the_route_without_a_round_trip_tried(client, job, routed, engine):
-    if engine.dialect.name != "sqlite":
-        pytest.skip("SQLite only: PostgreSQL records in the lane (tests above)")
+def test_the_lane_records_on_postgresql_only_and_sqlite_s_callbacks_go_to_the_route(client, job, routed, engine):
     assert client.post(CALLBACK, data=_success(job.items[0]), headers=robot_headers(job.secret)).status_code == 200
-    assert routed[0] == 1
+    assert routed[0] == (1 if engine.dialect.name == "sqlite" else 0)
+
+
+@pytest.mark.usefixtures("postgres")
+def test_a_fault_of_ours_in_the_lane_leaves_the_result_to_the_route_and_is_logged(client, job, routed, monkeypatch,
+                                                                                   uow, caplog):  # fmt: skip
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the lane")
+
+    monkeypatch.setattr(callbacks, "report_item_result", broken)
+    response = client.post(CALLBACK, data=_success(job.items[0]), headers=robot_headers(job.secret))
+    assert response.status_code == 200 and response.json["changed"] == [job.items[0]] and routed[0] == 1
+    with uow() as tx:
+        assert tx.session.get(RobotJobItem, job.items[0]).status == "success"
+    [failed] = [r for r in caplog.records if getattr(r, "event", "") == "fast_lane_failed"]
+    assert failed.levelname == "ERROR" and failed.fields["error"] == "RuntimeError"
