@@ -123,7 +123,7 @@ def _call(engine: Engine, params: dict[str, Any]) -> tuple[Any, ...] | None:
     The pool's own connection, without SQLAlchemy's `Connection` around it: its execution machinery cost more client
     CPU than the call's own (BENCHMARKS.md round 14). What it would do here is done here: a driver error comes out as
     SQLAlchemy's exception for it (`DBAPIError.instance`, the `OperationalError` the webhook spools on), and a
-    disconnect invalidates the connection rather than pool it again.
+    disconnect invalidates the pool's connections of that generation, as SQLAlchemy does.
     Not `execution_options(isolation_level="AUTOCOMMIT")`: SQLAlchemy then set the isolation level's characteristics
     on checkout and reset them on checkin (200-232 us of client CPU per call against 138-178 without, round 13).
     Not an autocommit engine of its own either: its pool doubled a webhook worker's server connections (4 workers:
@@ -145,7 +145,10 @@ def _call(engine: Engine, params: dict[str, Any]) -> tuple[Any, ...] | None:
         except dbapi_error as exc:
             disconnected = engine.dialect.is_disconnect(exc, driver, None)
             if disconnected:
-                pooled.invalidate(exc)
+                # As SQLAlchemy's Connection does on a disconnect: every connection of this one's generation is
+                # stale (a restarted server dropped them all), so each is replaced on checkout instead of failing
+                # one more callback; this one is invalidated now.
+                engine.pool._invalidate(pooled, exc)
             raise DBAPIError.instance(
                 _CALL, params, exc, dbapi_error, connection_invalidated=disconnected, dialect=engine.dialect
             ) from exc

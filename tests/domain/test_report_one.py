@@ -9,7 +9,7 @@ from sqlalchemy.exc import DBAPIError
 
 from domain.batches.dispatch import hash_callback_secret
 from domain.batches.jobs import fail_job, get_job
-from domain.batches.report_one import FUNCTION, function_body, report_item_result
+from domain.batches.report_one import FUNCTION, function_body, report_item_result, usable_by
 from domain.batches.results import record_item_result
 from domain.db import make_engine
 from domain.events import BATCH_COMPLETED, FIELD_CHANGED, ROBOT_COORD_COMPLETED
@@ -180,6 +180,32 @@ def test_a_connection_the_server_drops_raises_the_database_error_and_is_not_pool
             report_item_result(fresh, ok(items[1], "10108"), SECRET)
         assert report_item_result(fresh, ok(items[1], "10108"), SECRET).changed  # a fresh connection, recorded
         assert _pooled_connections_in_transactions(fresh) == [True] * fresh.pool.checkedin()
+    finally:
+        fresh.dispose()
+    assert _state(uow, job_id, items[1])[1] == ("success", "robot", "10108")
+
+
+def test_a_disconnect_marks_the_whole_pool_stale_as_sqlalchemy_does(postgres, uow, dispatched_job):
+    # A restarted server leaves every pooled connection dead. SQLAlchemy's Connection, on a disconnect, marks all the
+    # pool's connections of that generation stale (make_engine relies on it): the call must too, or each dead
+    # connection fails one more callback (spooled, not lost, but no longer answered at once).
+    job_id, items = dispatched_job()
+    fresh = make_engine(postgres.url.render_as_string(hide_password=False))
+    try:
+        assert usable_by(fresh)  # asked now: its own query would meet the dead connection through SQLAlchemy
+        held = [fresh.connect() for _ in range(3)]  # three connections in the pool
+        backends = [c.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() for c in held]
+        for connection in held:
+            connection.rollback()
+            connection.close()
+        with postgres.connect() as admin:
+            for backend in backends:
+                admin.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s)", {"pid": backend})
+        with pytest.raises(DBAPIError) as raised:
+            report_item_result(fresh, ok(items[0], "10107"), SECRET)
+        assert raised.value.connection_invalidated
+        assert report_item_result(fresh, ok(items[0], "10107"), SECRET).changed  # not another dead connection
+        assert report_item_result(fresh, ok(items[1], "10108"), SECRET).changed
     finally:
         fresh.dispose()
     assert _state(uow, job_id, items[1])[1] == ("success", "robot", "10108")
