@@ -31,6 +31,13 @@ def test_a_line_keeps_its_fields_in_order_and_spanish_text_readable():
     assert "ñ" in text and "\\u00f1" not in text
 
 
+def test_a_line_keeps_json_s_separators_which_readers_match_on():
+    # Readers of the log (and test_gunicorn.py) match text such as `"logger": "robotjobs.webhook"`: a compact writer
+    # (orjson's `,` and `:` without spaces) would hide every line from them.
+    text = JsonFormatter().format(_record(request_id="r-1"))
+    assert f'"logger": "{LOGGER_NAME}", "event": "http_request", "request_id": "r-1"' in text
+
+
 def test_values_json_has_no_type_for_are_written_as_text_and_big_integers_exactly():
     run_id = uuid.uuid4()
     line = _line(flow_run_id=run_id, day=date(2026, 12, 7), error=ValueError("sin conexión"), big=2**70)
