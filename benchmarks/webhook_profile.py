@@ -7,6 +7,7 @@ item once. Prints throughput and latency, the CPU seconds the workers and the Pr
 rerun command. Read the profile with https://www.speedscope.app/ or any speedscope reader.
 
 Run:  .venv/bin/python -m benchmarks.webhook_profile [--prefect] [--scenario 16:4:200] [--out /tmp/webhook.json]
+      [--on-cpu]   (only samples holding the GIL: where the workers' CPU goes, not their waits)
 Needs py-spy (the `bench` extra).
 """
 
@@ -49,6 +50,11 @@ def main() -> None:
     parser.add_argument("--prefect", action="store_true", help="run beside a real Prefect server (progress on)")
     parser.add_argument("--scenario", default="16:4:200", help="senders:jobs:orders_per_job")
     parser.add_argument("--out", default=None, help="speedscope file (default: a temporary folder)")
+    parser.add_argument(
+        "--on-cpu",
+        action="store_true",
+        help="only samples of threads holding the GIL (py-spy --gil, 100 Hz): the workers' CPU, not their waits",
+    )
     args = parser.parse_args()
     senders, jobs_count, orders = (int(x) for x in args.scenario.split(":"))
     workdir = Path(tempfile.mkdtemp(prefix="webhook-profile-"))
@@ -77,8 +83,9 @@ def main() -> None:
         ) as gunicorn:
             warm = seed_jobs(url, 1, 8, tag="warm")
             drive(gunicorn.port, callbacks_of(warm), 4)
-            spy = subprocess.Popen([py_spy, "record", "-p", str(gunicorn.process.pid), "--subprocesses", "--idle",
-                                    "-r", "40", "-f", "speedscope", "-o", out],
+            sampling = ["--gil", "-r", "100"] if args.on_cpu else ["--idle", "-r", "40"]
+            spy = subprocess.Popen([py_spy, "record", "-p", str(gunicorn.process.pid), "--subprocesses", *sampling,
+                                    "-f", "speedscope", "-o", out],
                                    stdout=subprocess.DEVNULL, stderr=open(workdir / "py-spy.log", "w"))  # fmt: skip
             time.sleep(2)  # py-spy attaches
             workers = children(gunicorn.process.pid)
