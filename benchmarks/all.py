@@ -21,6 +21,7 @@ def main() -> int:
         ["benchmarks.webhook_bench", *postgres, *([] if args.no_prefect else ["--prefect"])],
         ["benchmarks.webhook_bench", "--database-url", "sqlite"],
         ["benchmarks.report_one_bench", *postgres],
+        ["benchmarks.results_flush_bench", *postgres],
         ["benchmarks.batch_record_bench", *postgres, "--webhook"],
         ["benchmarks.batch_record_bench", "--database-url", "sqlite"],
         ["benchmarks.claim_bench", *postgres],
