@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from cryptography.fernet import Fernet
-from sqlalchemy import insert
+from sqlalchemy import bindparam, insert, text
 from sqlalchemy.engine import make_url
 from sqlmodel import select
 
@@ -141,6 +141,28 @@ def settle_resume_events(database_url: str) -> int:
                 "UPDATE outbox_events SET delivered_at = CURRENT_TIMESTAMP "
                 "WHERE consumer = 'resume' AND delivered_at IS NULL"
             ).rowcount
+    finally:
+        engine.dispose()
+
+
+def wait_for_resume_events(database_url: str, job_ids: list[str], *, timeout_s: float) -> int:
+    """Wait until the jobs' `resume` events are delivered (the webhook's after-commit pool delivers them with Prefect
+    up), at most `timeout_s`; how many are still pending."""
+    engine = make_engine(database_url)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            with engine.connect() as connection:
+                pending = connection.execute(
+                    text(
+                        "SELECT count(*) FROM outbox_events WHERE consumer = 'resume' AND delivered_at IS NULL "
+                        "AND aggregate_id IN :ids"
+                    ).bindparams(bindparam("ids", expanding=True)),
+                    {"ids": job_ids},
+                ).scalar_one()
+            if not pending or time.monotonic() > deadline:
+                return int(pending)
+            time.sleep(0.2)
     finally:
         engine.dispose()
 

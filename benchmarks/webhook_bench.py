@@ -41,7 +41,16 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from benchmarks.common import children, cpu_s, database, label, rss_mb, seed_jobs, settle_resume_events
+from benchmarks.common import (
+    children,
+    cpu_s,
+    database,
+    label,
+    rss_mb,
+    seed_jobs,
+    settle_resume_events,
+    wait_for_resume_events,
+)
 from benchmarks.floor import run_floor, run_senders
 from domain.db import make_engine
 from tests.webhook.gunicorn_server import GUNICORN_CONF, GunicornServer
@@ -240,12 +249,21 @@ def _robotjobs_round(
     log_path = workdir / f"gunicorn-{mode.replace(' ', '-')}-{senders}-{n}.log"
     # all_workers: no worker boots inside the measured window
     with GunicornServer(env=env, log_path=log_path, ready_timeout_s=180, all_workers=True, **workers_cfg) as server:
-        warm = seed_jobs(database_url, 1, 2 * workers_cfg["workers"] * workers_cfg["threads"], tag="warm")
-        drive(server.port, callbacks_of(warm), workers_cfg["workers"] * workers_cfg["threads"])
-        # The warm job's own after-commit work (its completion, resume and last progress: ~0.4 s with Prefect up) is
-        # not the window's: measured from right here, it overlapped the window's first second (round 13).
+        # Many small warm jobs, not one: each worker must have run every path of the window (the per-order call, a
+        # results flush, a progress claim, and a job's completion and resume) before it, as a long-lived production
+        # worker has. With one warm job of 32 only the worker that finished it had resumed a job: the others compiled
+        # the resume path's statements inside the window (py-spy --gil, Prefect up: SQLAlchemy compiling was 1.6 % of
+        # the workers' CPU over 6,000 callbacks; BENCHMARKS.md round 15).
+        threads = workers_cfg["workers"] * workers_cfg["threads"]
+        warm = seed_jobs(database_url, threads, 2, tag="warm")
+        drive(server.port, callbacks_of(warm), threads)
+        # The warm jobs' own after-commit work (their completions, resumes and last progress) is not the window's:
+        # measured from right here, one warm job's overlapped the window's first second (round 13).
+        if prefect_server:
+            wait_for_resume_events(database_url, [job.job_id for job in warm], timeout_s=30)
         time.sleep(1.5)
         cpu_before = _cpu_split(server.process.pid, prefect_server)
+        log_offset = log_path.stat().st_size  # the window's lines only: not the warm jobs' publications
         figures = drive(server.port, calls, senders)
         cpu = {k: v - cpu_before[k] for k, v in _cpu_split(server.process.pid, prefect_server).items()}
         time.sleep(1.5)  # let the after-commit pool drain (progress publication), then read memory
@@ -253,12 +271,14 @@ def _robotjobs_round(
     counts = exact_counts(database_url, work)
     name = f"robotjobs {mode}, {senders} senders" + (f" #{n}" if n > 1 else "")
     print(row(name, figures, f"{counts}; {jobs_count} jobs × {orders}; worker RSS max {rss:.0f} MB"))
-    published = log_path.read_text(errors="replace").count('"progress_published"')
+    with log_path.open("rb") as log_file:
+        log_file.seek(log_offset)
+        published = log_file.read().count(b'"progress_published"')
     print(
         f"{'':<34}CPU s while sending: webhook {cpu['webhook']:.1f}"
         + (f"; {settled} earlier resume events settled before the round" if settled else "")
         + (f", Prefect server {cpu['prefect']:.1f}" if prefect_server else "")
-        + f"; progress publications {published} (webhook log)"
+        + f"; progress publications {published} (webhook log, from the window's start)"
     )
     return figures
 
