@@ -259,8 +259,9 @@ def _robotjobs_round(
         drive(server.port, callbacks_of(warm), threads)
         # The warm jobs' own after-commit work (their completions, resumes and last progress) is not the window's:
         # measured from right here, one warm job's overlapped the window's first second (round 13).
+        unsettled = 0
         if prefect_server:
-            wait_for_resume_events(database_url, [job.job_id for job in warm], timeout_s=30)
+            unsettled = wait_for_resume_events(database_url, [job.job_id for job in warm], timeout_s=30)
         time.sleep(1.5)
         cpu_before = _cpu_split(server.process.pid, prefect_server)
         log_offset = log_path.stat().st_size  # the window's lines only: not the warm jobs' publications
@@ -277,6 +278,11 @@ def _robotjobs_round(
     print(
         f"{'':<34}CPU s while sending: webhook {cpu['webhook']:.1f}"
         + (f"; {settled} earlier resume events settled before the round" if settled else "")
+        + (
+            f"; {unsettled} warm jobs' resumes still pending after 30 s (their work overlaps the window)"
+            if unsettled
+            else ""
+        )
         + (f", Prefect server {cpu['prefect']:.1f}" if prefect_server else "")
         + f"; progress publications {published} (webhook log, from the window's start)"
     )
