@@ -67,8 +67,8 @@ def results_lines(
 
 
 def log_results(engine: Engine, job_id: str, item_ids: list[str]) -> bool:
-    """Write, in one API call, the job's counts and the errors among `item_ids` (results this process just
-    recorded) into the job's flow run logs. False when nothing was written."""
+    """Write, in one API call, the job's counts and the errors among `item_ids` (errors this process just recorded;
+    none at a job's end still logs its final counts) into the job's flow run logs. False when nothing was written."""
     if not get_current_settings().api.url:
         return False
     try:
@@ -127,10 +127,18 @@ def publish_progress(engine: Engine, job_id: str) -> float | None:
 
 
 def publish_progress_changed(engine: Engine, job_id: str) -> bool:
-    """`publish_progress`: True when the artifact was written now; False when this process had already published
-    this very state, or the publication failed (it is tried again at the holder's next read, which finds the state
-    still unpublished)."""
-    return _publish(engine, job_id)[1]
+    """`publish_progress` by the job's progress holder (ProgressPublisher): True when the artifact was written now;
+    False when this process had already published this very state, or the publication failed (it is tried again at
+    the holder's next read, which finds the state still unpublished).
+
+    A state written is also a counts line in the job's run logs ("resultados recibidos: ..."), from the counts this
+    publication read: callbacks that recorded only successes leave their run-log lines to it (webhook/app.py
+    `notify_after_commit`), so the counts reach the run about as often as the artifact changes, from one worker.
+    """
+    percent, written, counts = _publish(engine, job_id)
+    if written and counts is not None and counts.flow_run_id:
+        send_run_logs(counts.flow_run_id, results_lines(job_id, counts, []), logger_name="robotjobs.webhook")
+    return written
 
 
 def _published_line(job_id: str, percent: float) -> None:
@@ -138,10 +146,10 @@ def _published_line(job_id: str, percent: float) -> None:
     log.info("progress_published", extra={"event": "progress_published", "fields": {"job_id": job_id, "pct": percent}})
 
 
-def _publish(engine: Engine, job_id: str) -> tuple[float | None, bool]:
-    """(percentage or None on failure, whether an API call wrote it)."""
+def _publish(engine: Engine, job_id: str) -> tuple[float | None, bool, JobCounts | None]:
+    """(percentage or None on failure, whether an API call wrote it, the counts it published)."""
     if not get_current_settings().api.url:
-        return None, False  # no Prefect configured: nothing to publish to, and no database read for nothing
+        return None, False, None  # no Prefect configured: nothing to publish to, and no database read for nothing
     try:
         with UnitOfWork(engine, readonly=True) as uow:
             counts = job_counts(uow.session, job_id)
@@ -153,12 +161,12 @@ def _publish(engine: Engine, job_id: str) -> tuple[float | None, bool]:
             known = _published.get(job_id)
             if known is not None:
                 if known[1] == state:
-                    return percent, False  # a duplicate result: the artifact already says this
+                    return percent, False, counts  # a duplicate result: the artifact already says this
                 try:
                     _update_progress_artifact(client, known[0], percent, description)
                     _remember(job_id, known[0], state)
                     _published_line(job_id, percent)
-                    return percent, True
+                    return percent, True, counts
                 except PrefectHTTPStatusError as exc:
                     if exc.response.status_code != 404:
                         raise
@@ -184,10 +192,10 @@ def _publish(engine: Engine, job_id: str) -> tuple[float | None, bool]:
                     ),
                 )
         _published_line(job_id, percent)
-        return percent, True
+        return percent, True, counts
     except Exception as exc:  # progress is decoration: it must never break a callback or a flow
         log.warning("progress of job %s not published: %s", job_id, exc)
-        return None, False
+        return None, False, None
 
 
 # Across all webhook workers, one publisher per job at a time (a claim in the database, `robot_job_publications`).

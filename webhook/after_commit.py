@@ -43,6 +43,8 @@ RETRY_BUDGET_S = {
 # of the errors and counts): every 5 s. Measured (benchmarks/webhook_profile.py --prefect, 32 senders on 20 jobs, 4
 # workers): at 1 s, 705 results flushes for 2,000 callbacks, each a database read and a POST /logs, the webhook's
 # largest after-commit cost; a real robot reports about one order per 30 s per job, which neither interval delays.
+# Since round 16 only callbacks that recorded errors queue results (webhook/app.py `notify_after_commit`); the counts
+# alone come with the progress holder's publications.
 COALESCE_S = {"progress": 1.0, "results": 5.0}
 # A kind that, submitted with items, takes the items waiting in the same job's task of another kind (AfterCommit).
 ABSORBS = {"resume": "results"}
@@ -71,8 +73,9 @@ def _nothing(job_id: str) -> None:
 class AfterCommitWork:
     """What follows a committed callback, one typed field per kind of task the pool runs (`by_kind`).
 
-    `resume`: the job finished (its run is resumed; progress included). `progress`: the job's progress artifact.
-    `results`: the results a callback changed, for the job's run logs; None when nothing logs them.
+    `resume`: the job finished (its run is resumed; progress included). `progress`: the job's progress artifact
+    (its publication also logs the counts in the job's run). `results`: the errors callbacks recorded, with the counts,
+    for the job's run logs; None when nothing logs them.
     """
 
     resume: Callable[[str], RetryLater | None] = _nothing
@@ -80,14 +83,16 @@ class AfterCommitWork:
     results: Callable[[str, list[str]], object] | None = None
 
     def finish(self, job_id: str, items: list[str] | None = None) -> RetryLater | None:
-        """The "resume" kind: resume the run, then log the last callback's results in it, on the same thread.
+        """The "resume" kind: resume the run, then log in it the job's final counts and the errors the last callback
+        recorded (`items`, possibly none: the counts are logged all the same), on the same thread. A retried resume
+        comes without items: its lines were logged at its first run.
 
         Measured (benchmarks/latency_bench.py): run side by side on the pool's two threads, the results' POST /logs
         made a Prefect server on SQLite answer the resume 503 "database is locked" (~2 s) and the resume was
         retried: +3.4 s on 3 of 15 last result -> run Completed. After the resume, the logs wait ~0.1 s at most.
         """
         answer = self.resume(job_id)
-        if items and self.results is not None:
+        if items is not None and self.results is not None:
             try:
                 self.results(job_id, items)
             except Exception as exc:  # run-log lines are decoration: the resume's answer is what counts

@@ -41,17 +41,23 @@ class AppState:
     inbox: Inbox | None = None  # set right after: its replay needs the app
     openapi: dict[str, Any] = field(default_factory=dict)
 
-    def notify_after_commit(self, job_id: str, *, finished: bool, changed_items: list[str] | None = None) -> None:
-        """Queue the resume when the job finished (the relay's includes progress; the results this callback changed
-        are logged in the run after it, AfterCommitWork.finish), else a progress update and those results (coalesced
-        per job)."""
+    def notify_after_commit(self, job_id: str, *, finished: bool, error_items: list[str] | None = None) -> None:
+        """Queue the resume when the job finished (the relay's includes progress; the job's final counts and the
+        errors this callback recorded are logged in the run after it, AfterCommitWork.finish), else a progress update
+        and, when this callback recorded errors, those errors for the run's logs (both coalesced per job).
+
+        A callback that recorded only successes queues no run-log flush: the counts line comes with the job's
+        progress publication (relay/progress.py, from the one worker holding the job's progress). Measured
+        (benchmarks/webhook_profile.py --prefect, 32 senders on 20 jobs): a flush per job and worker, ~80 per 2,000
+        callbacks, each two reads (and in production a POST /logs), most of them only to repeat the counts.
+        """
         context = {key: value for key, value in correlation().items() if key != "job_id"}
         if finished:
-            self.after_commit.submit("resume", job_id, context, items=changed_items or [])
+            self.after_commit.submit("resume", job_id, context, items=error_items or [])
             return
         self.after_commit.submit("progress", job_id, context)
-        if changed_items:
-            self.after_commit.submit("results", job_id, context, items=changed_items)
+        if error_items:
+            self.after_commit.submit("results", job_id, context, items=error_items)
 
 
 def progress_notifier(publish_coalesced: Callable[[str], float | None]) -> Callable[[str], RetryLater | None]:

@@ -39,7 +39,7 @@ from domain.batches.report_one import report_item_result
 from domain.batches.results import RecordOutcome, get_item_auth, record_batch_results, record_item_result
 from domain.db import UnitOfWork
 from domain.errors import DeadLetterAlreadyReplayed, DomainError, UnknownItem, UnknownJob
-from domain.models import CallbackDeadLetter, WebhookReceipt
+from domain.models import CallbackDeadLetter, ItemStatus, WebhookReceipt
 from webhook.auth import CallbackCredential, callback_credential
 from webhook.errors import DATABASE_DOWN, ApiError, BadRequest, Unauthorized, Unavailable, Unprocessable, refusal_of
 from webhook.inbox_schemas import SpooledAck
@@ -363,7 +363,7 @@ def _committed(
         state.notify_after_commit(
             recorded.job_id,
             finished=recorded.job_finished or corrected,
-            changed_items=[o.item_id for o in recorded.outcomes if o.changed],
+            error_items=[o.item_id for o in recorded.outcomes if o.changed and o.item_status == ItemStatus.ERROR],
         )
     return Handled(recorded=recorded, attribution=attribution)
 

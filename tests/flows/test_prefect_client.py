@@ -26,7 +26,7 @@ from sqlmodel import select
 
 from domain.batches.results import ItemResult, record_item_result
 from domain.db import UnitOfWork
-from domain.models import RobotJobItem
+from domain.models import RobotJob, RobotJobItem
 from relay import progress, run_log
 from relay.prefect_api import fail_fast_settings, prefect_client
 from relay.run_log import log_in_run, send_run_logs
@@ -229,6 +229,29 @@ def test_progress_says_whether_it_wrote_the_artifact(fake_api, engine, started_j
     fake_api.fail_next = 500
     assert not progress.publish_progress_changed(engine, started_job)  # a new state, but Prefect failed
     assert progress.publish_progress_changed(engine, started_job)  # the next read writes it
+
+
+def test_a_holders_written_progress_is_also_the_counts_line_in_the_jobs_run(fake_api, engine, started_job):
+    """Callbacks that recorded only successes queue no run-log flush (webhook/app.py): the counts reach the run's
+    logs with the holder's publication, once per state written; the flow's own publication logs nothing."""
+    run_id = str(uuid.uuid4())
+    with UnitOfWork(engine) as uow:
+        the_job = uow.session.get(RobotJob, started_job)
+        the_job.flow_run_id, total = run_id, the_job.total_items
+        uow.commit()
+    progress._published.clear()
+    progress.publish_progress(engine, started_job)  # the flow's, after the dispatch: the artifact, no line
+    assert fake_api.logs == []
+    with UnitOfWork(engine) as uow:
+        item_id = uow.session.exec(select(RobotJobItem.id).where(RobotJobItem.job_id == started_job)).first()
+        record_item_result(uow.session, ItemResult(item_id=item_id, status="success"), job_id=started_job)
+        uow.commit()
+    assert progress.publish_progress_changed(engine, started_job)
+    assert not progress.publish_progress_changed(engine, started_job)  # the same state: no second line
+    line = f"Lote {started_job}: resultados recibidos: 1 de {total} (1 creados, 0 con error)"
+    assert [(sent["flow_run_id"], sent["message"], sent["name"]) for sent in fake_api.logs] == [
+        (run_id, line, "robotjobs.webhook")
+    ]
 
 
 def test_progress_emits_no_prefect_event(fake_api, engine, started_job, monkeypatch):

@@ -75,3 +75,51 @@ def test_a_finished_jobs_waiting_results_are_logged_with_its_resume_not_an_inter
     pool.submit("resume", "job-a", items=["i3"])
     pool.join()
     assert logged == [("results", ["i1"]), ("results", ["j1"]), ("resume", []), ("results", ["i3", "i2"])]
+
+
+class _Queued:
+    """The app's after-commit pool replaced by a list of what callbacks queued (kind, job, items)."""
+
+    def __init__(self):
+        self.tasks: list[tuple[str, str, list[str] | None]] = []
+
+    def submit(self, kind, job_id, context=None, *, items=None):
+        self.tasks.append((kind, job_id, None if items is None else list(items)))
+
+    def join(self):
+        pass
+
+
+def test_only_recorded_errors_queue_a_run_log_flush_and_a_finished_job_logs_its_counts(app, client, job):
+    """A callback of successes only queues progress and no results flush (the counts come with the progress
+    holder's publication); an error queues its item; the finishing callback's resume carries the errors it recorded,
+    and no items at all still logs the final counts (AfterCommitWork.finish)."""
+    from tests.webhook.helpers import CALLBACK, robot_body, robot_headers
+
+    queued = _Queued()
+    app.extensions["robotjobs"].after_commit = queued
+
+    def report(item, status, **extra):
+        body = {"itemId": item, "status": status, **extra}
+        response = client.post(CALLBACK, data=robot_body(body), headers=robot_headers(job.secret))
+        assert response.status_code == 200, response.json
+
+    report(job.items[0], "success", trackingNumber="7600001")
+    assert queued.tasks == [("progress", job.id, None)]
+    report(job.items[1], "error", errorType="portal", errorMessage="No se encontró el municipio")
+    assert queued.tasks[1:] == [("progress", job.id, None), ("results", job.id, [job.items[1]])]
+    report(job.items[1], "error", errorType="portal", errorMessage="otra vez")  # a duplicate: nothing changed
+    assert len(queued.tasks) == 3
+    report(job.items[2], "success", trackingNumber="7600003")
+    assert queued.tasks[3:] == [("resume", job.id, [])]
+
+
+def test_a_finished_jobs_counts_are_logged_even_when_its_last_callback_recorded_no_error():
+    logged: list[tuple[str, list[str]]] = []
+    work = AfterCommitWork(resume=lambda job_id: None, results=lambda job_id, items: logged.append((job_id, items)))
+    pool = AfterCommit(work.by_kind(), threads=1)
+    pool.submit("resume", "job-a", items=[])
+    pool.join()
+    assert logged == [("job-a", [])]
+    work.finish("job-b")  # a retried resume comes without items: its lines were logged at its first run
+    assert logged == [("job-a", [])]
