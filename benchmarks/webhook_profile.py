@@ -25,7 +25,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from benchmarks.common import children, database, rss_mb, seed_jobs
+from benchmarks.common import children, database, rss_mb, seed_jobs, wait_for_resume_events
 from benchmarks.webhook_bench import callbacks_of, drive, gunicorn_defaults
 from tests.webhook.gunicorn_server import GunicornServer
 
@@ -81,8 +81,16 @@ def main() -> None:
         with GunicornServer(
             env=env, log_path=log_path, ready_timeout_s=180, all_workers=True, **gunicorn_defaults(url)
         ) as gunicorn:
-            warm = seed_jobs(url, 1, 8, tag="warm")
-            drive(gunicorn.port, callbacks_of(warm), 4)
+            # Warm as webhook_bench does: one small job per worker thread, so every worker has run every path
+            # (the per-order call, progress, a job's completion and resume) before the profile; with one warm job
+            # only the worker that finished it had resumed one, and the others' compiling filled the profile.
+            model = gunicorn_defaults(url)
+            threads = model["workers"] * model["threads"]
+            warm = seed_jobs(url, threads, 2, tag="warm")
+            drive(gunicorn.port, callbacks_of(warm), threads)
+            if args.prefect:
+                wait_for_resume_events(url, [job.job_id for job in warm], timeout_s=30)
+            time.sleep(1.5)
             sampling = ["--gil", "-r", "100"] if args.on_cpu else ["--idle", "-r", "40"]
             spy = subprocess.Popen([py_spy, "record", "-p", str(gunicorn.process.pid), "--subprocesses", *sampling,
                                     "-f", "speedscope", "-o", out],
