@@ -136,7 +136,9 @@ def publish_progress_changed(engine: Engine, job_id: str) -> bool:
     `notify_after_commit`), so the counts reach the run about as often as the artifact changes, from one worker.
     """
     percent, written, counts = _publish(engine, job_id)
-    if written and counts is not None and counts.flow_run_id:
+    # Not the final counts: the callback that finished the job logs them with its resume (AfterCommitWork.finish),
+    # and a holder in another worker publishes the final state again at its next read.
+    if written and counts is not None and counts.flow_run_id and counts.done < counts.total:
         send_run_logs(counts.flow_run_id, results_lines(job_id, counts, []), logger_name="robotjobs.webhook")
     return written
 

@@ -233,7 +233,8 @@ def test_progress_says_whether_it_wrote_the_artifact(fake_api, engine, started_j
 
 def test_a_holders_written_progress_is_also_the_counts_line_in_the_jobs_run(fake_api, engine, started_job):
     """Callbacks that recorded only successes queue no run-log flush (webhook/app.py): the counts reach the run's
-    logs with the holder's publication, once per state written; the flow's own publication logs nothing."""
+    logs with the holder's publication, once per state written, but for the final one (the finishing callback's
+    resume logs it); the flow's own publication logs nothing."""
     run_id = str(uuid.uuid4())
     with UnitOfWork(engine) as uow:
         the_job = uow.session.get(RobotJob, started_job)
@@ -252,6 +253,14 @@ def test_a_holders_written_progress_is_also_the_counts_line_in_the_jobs_run(fake
     assert [(sent["flow_run_id"], sent["message"], sent["name"]) for sent in fake_api.logs] == [
         (run_id, line, "robotjobs.webhook")
     ]
+    with UnitOfWork(engine) as uow:  # every other item: the job is done
+        for item_id in uow.session.exec(
+            select(RobotJobItem.id).where(RobotJobItem.job_id == started_job, RobotJobItem.status == "pending")
+        ).all():
+            record_item_result(uow.session, ItemResult(item_id=item_id, status="success"), job_id=started_job)
+        uow.commit()
+    assert progress.publish_progress_changed(engine, started_job)  # the artifact says 100 %
+    assert len(fake_api.logs) == 1  # the final counts are the finishing callback's line (AfterCommitWork.finish)
 
 
 def test_progress_emits_no_prefect_event(fake_api, engine, started_job, monkeypatch):
