@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import JSON, ColumnElement, Engine, Table, bindparam, create_engine, event, exc
-from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.engine import URL, Connection, Dialect, make_url
 from sqlmodel import Session
 
 
@@ -44,7 +44,7 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
         # past gunicorn's timeout: the callback is then spooled (webhook/callbacks.py) instead of lost with a reset.
         # connect_timeout bounds connecting; TCP keepalives (~11 s) and tcp_user_timeout (10 s of unacknowledged
         # data) end a statement whose server vanished. A busy server still answers keepalive probes.
-        connect_args = {
+        connect_args: dict[str, Any] = {
             "connect_timeout": 5,
             "keepalives": 1,
             "keepalives_idle": 5,
@@ -53,6 +53,7 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
             "tcp_user_timeout": 10_000,
         }
         if url.get_driver_name() == "psycopg":
+            connect_args["options"] = _session_options(url)
             kwargs["connect_args"] = {**connect_args, **kwargs.get("connect_args", {})}
             _cache_long_statements()
         engine = create_engine(url, **kwargs)
@@ -83,6 +84,22 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+# PostgreSQL's JIT off for this application's sessions. Its statements are short transactions over indexed rows, but a
+# batch report's few set-based statements (10,000 rows unnested) are costed past `jit_above_cost`, and compiling them
+# cost more than running them: the items' write of a 10,000-result report spent 515 ms of its 933 ms in JIT
+# (EXPLAIN ANALYZE, PostgreSQL 15 with LLVM); the whole report 2.89-3.09 s with JIT, 2.13-2.46 s without
+# (benchmarks/batch_record_bench.py, BENCHMARKS.md round 16). A server without LLVM never compiles; the setting then
+# changes nothing. Sent as a startup option (no round trip), after any the URL's `options` already names.
+SESSION_OPTIONS = "-c jit=off"
+
+
+def _session_options(url: URL) -> str:
+    given = url.query.get("options")
+    if isinstance(given, tuple):
+        given = " ".join(given)
+    return f"{given} {SESSION_OPTIONS}" if given else SESSION_OPTIONS
 
 
 # psycopg caches its conversion of a query (`%(name)s` -> `$n`, a regex pass over the text) only for texts up to
