@@ -78,13 +78,11 @@ def main() -> None:
             server_pids = tree(server.pid)
         work = seed_jobs(url, jobs_count, orders, tag="profile")
         log_path = workdir / "gunicorn.log"
-        with GunicornServer(
-            env=env, log_path=log_path, ready_timeout_s=180, all_workers=True, **gunicorn_defaults(url)
-        ) as gunicorn:
+        model = gunicorn_defaults(url)
+        with GunicornServer(env=env, log_path=log_path, ready_timeout_s=180, all_workers=True, **model) as gunicorn:
             # Warm as webhook_bench does: one small job per worker thread, so every worker has run every path
             # (the per-order call, progress, a job's completion and resume) before the profile; with one warm job
             # only the worker that finished it had resumed one, and the others' compiling filled the profile.
-            model = gunicorn_defaults(url)
             threads = model["workers"] * model["threads"]
             warm = seed_jobs(url, threads, 2, tag="warm")
             drive(gunicorn.port, callbacks_of(warm), threads)

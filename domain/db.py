@@ -89,9 +89,9 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
 # PostgreSQL's JIT off for this application's sessions. Its statements are short transactions over indexed rows, but a
 # batch report's few set-based statements (10,000 rows unnested) are costed past `jit_above_cost`, and compiling them
 # cost more than running them: the items' write of a 10,000-result report spent 515 ms of its 933 ms in JIT
-# (EXPLAIN ANALYZE, PostgreSQL 15 with LLVM); the whole report 2.89-3.09 s with JIT, 2.13-2.46 s without
+# (EXPLAIN ANALYZE, PostgreSQL 15 with LLVM); the whole report 2.89-3.09 s with JIT, 2.01-2.46 s without
 # (benchmarks/batch_record_bench.py, BENCHMARKS.md round 16). A server without LLVM never compiles; the setting then
-# changes nothing. Sent as a startup option (no round trip), after any the URL's `options` already names.
+# changes nothing. Sent as a startup option (no round trip), before the URL's own `options`: a `-c jit=...` there wins.
 SESSION_OPTIONS = "-c jit=off"
 
 
@@ -99,7 +99,7 @@ def _session_options(url: URL) -> str:
     given = url.query.get("options")
     if isinstance(given, tuple):
         given = " ".join(given)
-    return f"{given} {SESSION_OPTIONS}" if given else SESSION_OPTIONS
+    return f"{SESSION_OPTIONS} {given}" if given else SESSION_OPTIONS
 
 
 # psycopg caches its conversion of a query (`%(name)s` -> `$n`, a regex pass over the text) only for texts up to

@@ -1,5 +1,5 @@
 """Every PostgreSQL session of the application runs without JIT (domain/db.py SESSION_OPTIONS): compiling a batch
-report's set-based statements cost more than running them. The URL's own `options` are kept."""
+report's set-based statements cost more than running them. The URL's own `options` are kept, and win."""
 
 from __future__ import annotations
 
@@ -28,3 +28,8 @@ def test_sessions_run_without_jit(database_url):
 def test_the_urls_own_options_are_kept_beside_it(database_url):
     url = make_url(database_url).update_query_dict({"options": "-c statement_timeout=4321"})
     assert _show(url.render_as_string(hide_password=False), "jit", "statement_timeout") == ["off", "4321ms"]
+
+
+def test_a_jit_setting_in_the_url_wins(database_url):
+    url = make_url(database_url).update_query_dict({"options": "-c jit=on"})
+    assert _show(url.render_as_string(hide_password=False), "jit") == ["on"]
