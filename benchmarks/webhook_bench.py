@@ -228,6 +228,28 @@ def run(
     return ratios
 
 
+def warm_up(database_url: str, port: int, workers_cfg: dict, *, prefect: bool) -> int:
+    """Warm every worker of the gunicorn on `port` before a measured window; the warm jobs whose resumes were still
+    pending after 30 s (with Prefect up), 0 when none.
+
+    Many small warm jobs, not one: each worker must have run every path of the window (the per-order call, a results
+    flush, a progress claim, and a job's completion and resume) before it, as a long-lived production worker has.
+    With one warm job of 32 only the worker that finished it had resumed a job: the others compiled the resume path's
+    statements inside the window (py-spy --gil, Prefect up: SQLAlchemy compiling was 1.6 % of the workers' CPU over
+    6,000 callbacks; BENCHMARKS.md round 15).
+    """
+    threads = workers_cfg["workers"] * workers_cfg["threads"]
+    warm = seed_jobs(database_url, threads, 2, tag="warm")
+    drive(port, callbacks_of(warm), threads)
+    # The warm jobs' own after-commit work (their completions, resumes and last progress) is not the window's:
+    # measured from right here, one warm job's overlapped the window's first second (round 13).
+    unsettled = 0
+    if prefect:
+        unsettled = wait_for_resume_events(database_url, [job.job_id for job in warm], timeout_s=30)
+    time.sleep(1.5)
+    return unsettled
+
+
 def _robotjobs_round(
     database_url: str,
     *,
@@ -249,20 +271,7 @@ def _robotjobs_round(
     log_path = workdir / f"gunicorn-{mode.replace(' ', '-')}-{senders}-{n}.log"
     # all_workers: no worker boots inside the measured window
     with GunicornServer(env=env, log_path=log_path, ready_timeout_s=180, all_workers=True, **workers_cfg) as server:
-        # Many small warm jobs, not one: each worker must have run every path of the window (the per-order call, a
-        # results flush, a progress claim, and a job's completion and resume) before it, as a long-lived production
-        # worker has. With one warm job of 32 only the worker that finished it had resumed a job: the others compiled
-        # the resume path's statements inside the window (py-spy --gil, Prefect up: SQLAlchemy compiling was 1.6 % of
-        # the workers' CPU over 6,000 callbacks; BENCHMARKS.md round 15).
-        threads = workers_cfg["workers"] * workers_cfg["threads"]
-        warm = seed_jobs(database_url, threads, 2, tag="warm")
-        drive(server.port, callbacks_of(warm), threads)
-        # The warm jobs' own after-commit work (their completions, resumes and last progress) is not the window's:
-        # measured from right here, one warm job's overlapped the window's first second (round 13).
-        unsettled = 0
-        if prefect_server:
-            unsettled = wait_for_resume_events(database_url, [job.job_id for job in warm], timeout_s=30)
-        time.sleep(1.5)
+        unsettled = warm_up(database_url, server.port, workers_cfg, prefect=bool(prefect_server))
         cpu_before = _cpu_split(server.process.pid, prefect_server)
         log_offset = log_path.stat().st_size  # the window's lines only: not the warm jobs' publications
         figures = drive(server.port, calls, senders)

@@ -25,8 +25,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from benchmarks.common import children, database, rss_mb, seed_jobs, wait_for_resume_events
-from benchmarks.webhook_bench import callbacks_of, drive, gunicorn_defaults
+from benchmarks.common import children, database, rss_mb, seed_jobs
+from benchmarks.webhook_bench import callbacks_of, drive, gunicorn_defaults, warm_up
 from tests.webhook.gunicorn_server import GunicornServer
 
 
@@ -80,15 +80,9 @@ def main() -> None:
         log_path = workdir / "gunicorn.log"
         model = gunicorn_defaults(url)
         with GunicornServer(env=env, log_path=log_path, ready_timeout_s=180, all_workers=True, **model) as gunicorn:
-            # Warm as webhook_bench does: one small job per worker thread, so every worker has run every path
-            # (the per-order call, progress, a job's completion and resume) before the profile; with one warm job
-            # only the worker that finished it had resumed one, and the others' compiling filled the profile.
-            threads = model["workers"] * model["threads"]
-            warm = seed_jobs(url, threads, 2, tag="warm")
-            drive(gunicorn.port, callbacks_of(warm), threads)
-            if args.prefect:
-                wait_for_resume_events(url, [job.job_id for job in warm], timeout_s=30)
-            time.sleep(1.5)
+            # Warm as webhook_bench does: with one warm job only the worker that finished it had resumed one, and
+            # the others' compiling filled the profile.
+            warm_up(url, gunicorn.port, model, prefect=args.prefect)
             sampling = ["--gil", "-r", "100"] if args.on_cpu else ["--idle", "-r", "40"]
             spy = subprocess.Popen([py_spy, "record", "-p", str(gunicorn.process.pid), "--subprocesses", *sampling,
                                     "-f", "speedscope", "-o", out],

@@ -135,7 +135,7 @@ def publish_progress_changed(engine: Engine, job_id: str) -> bool:
     publication read: callbacks that recorded only successes leave their run-log lines to it (webhook/app.py
     `notify_after_commit`), so the counts reach the run about as often as the artifact changes, from one worker.
     """
-    percent, written, counts = _publish(engine, job_id)
+    _, written, counts = _publish(engine, job_id)
     # Not the final counts: the callback that finished the job logs them with its resume (AfterCommitWork.finish),
     # and a holder in another worker publishes the final state again at its next read.
     if written and counts is not None and counts.flow_run_id and counts.done < counts.total:

@@ -8,6 +8,7 @@ import time
 
 from domain.batches.progress import JobCounts
 from relay.progress import MAX_ERROR_LINES, results_lines
+from tests.webhook.helpers import CALLBACK, robot_body, robot_headers
 from webhook.after_commit import COALESCE_S, AfterCommit, AfterCommitWork
 
 
@@ -94,8 +95,6 @@ def test_only_recorded_errors_queue_a_run_log_flush_and_a_finished_job_logs_its_
     """A callback of successes only queues progress and no results flush (the counts come with the progress
     holder's publication); an error queues its item; the finishing callback's resume carries the errors it recorded,
     and no items at all still logs the final counts (AfterCommitWork.finish)."""
-    from tests.webhook.helpers import CALLBACK, robot_body, robot_headers
-
     queued = _Queued()
     app.extensions["robotjobs"].after_commit = queued
 
