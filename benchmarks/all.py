@@ -20,6 +20,7 @@ def main() -> int:
     runs = [
         ["benchmarks.webhook_bench", *postgres, *([] if args.no_prefect else ["--prefect"])],
         ["benchmarks.webhook_bench", "--database-url", "sqlite"],
+        ["benchmarks.gunicorn_floor"],
         ["benchmarks.report_one_bench", *postgres],
         ["benchmarks.results_flush_bench", *postgres],
         ["benchmarks.batch_record_bench", *postgres, "--webhook"],

@@ -21,6 +21,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy.engine import make_url
@@ -184,14 +185,26 @@ class Floor:
         self.conn.close()
 
 
-def run_floor(database_url: str, callbacks: list[tuple[str, str, str]], senders: int) -> dict:
-    """Send `callbacks` (item id, secret, tracking) through the floor from `senders` connections at once."""
+def run_floor(
+    database_url: str,
+    callbacks: list[tuple[str, str, str]],
+    senders: int,
+    *,
+    probe: Callable[[], dict[str, float]] | None = None,
+) -> dict:
+    """Send `callbacks` (item id, secret, tracking) through the floor from `senders` connections at once. With
+    `probe` (counters such as CPU seconds), the figures' "probe" holds how much each grew while sending (connections
+    made and closed outside)."""
     floors = [Floor(database_url) for _ in range(senders)]
     for floor in floors:  # connect outside the timed part
         floor.conn.cursor().execute("SELECT 1")
         floor.conn.commit()
     try:
-        return run_senders(callbacks, floors, lambda floor, call: floor.callback(*call) or True)
+        before = probe() if probe else {}
+        figures = run_senders(callbacks, floors, lambda floor, call: floor.callback(*call) or True)
+        if probe:
+            figures["probe"] = {key: value - before[key] for key, value in probe().items()}
+        return figures
     finally:
         for floor in floors:
             floor.close()

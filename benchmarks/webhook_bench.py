@@ -33,6 +33,7 @@ import http.client
 import os
 import runpy
 import shlex
+import statistics
 import sys
 import tempfile
 import time
@@ -46,6 +47,8 @@ from benchmarks.common import (
     cpu_s,
     database,
     label,
+    machine_busy_s,
+    own_cpu_s,
     rss_mb,
     seed_jobs,
     settle_resume_events,
@@ -166,9 +169,31 @@ def gunicorn_defaults(database_url: str) -> dict:
     return {"worker_class": conf["worker_class"], "workers": conf["workers"], "threads": conf["threads"]}
 
 
-def _cpu_split(webhook_pid: int, prefect_pid: int | None) -> dict[str, float]:
-    """CPU seconds so far of gunicorn (arbiter and workers) and of the Prefect server (with its children)."""
-    return {"webhook": cpu_s(webhook_pid), "prefect": cpu_s(prefect_pid) if prefect_pid else 0.0}
+def cpu_split(webhook_pid: int | None, prefect_pid: int | None) -> dict[str, float]:
+    """CPU seconds so far of gunicorn (arbiter and workers), of the Prefect server (with its children), of this
+    process (the senders, or the floor's client) and of the whole machine."""
+    return {
+        "webhook": cpu_s(webhook_pid) if webhook_pid else 0.0,
+        "prefect": cpu_s(prefect_pid) if prefect_pid else 0.0,
+        "client": own_cpu_s(),
+        "machine": machine_busy_s(),
+    }
+
+
+def machine_split(cpu: dict[str, float], calls: int, client: str, server: str = "webhook") -> str:
+    """Where the machine's CPU went per callback in a window: `cpu` is `cpu_split`'s difference over it.
+
+    Both sides fill the 2 CPUs, so their rates follow the machine's CPU per callback. The senders (the robot's side,
+    in this process) are charged to robotjobs; "the rest" is mostly PostgreSQL. The senders do the same work in every
+    round: when their CPU per callback grows, everything in that window ran slower (other load on the machine, more
+    threads contending; BENCHMARKS.md round 17)."""
+    per = {key: 1000 * value / calls for key, value in cpu.items()}
+    parts = [f"{server} {per['webhook']:.2f}"] if per["webhook"] else []
+    parts.append(f"{client} {per['client']:.2f}")
+    if per["prefect"]:
+        parts.append(f"Prefect server {per['prefect']:.2f}")
+    rest = per["machine"] - per["webhook"] - per["client"] - per["prefect"]
+    return f"machine CPU per callback {per['machine']:.2f} ms ({', '.join(parts)}, the rest {rest:.2f})"
 
 
 def row(name: str, figures: dict, extra: str = "") -> str:
@@ -272,10 +297,10 @@ def _robotjobs_round(
     # all_workers: no worker boots inside the measured window
     with GunicornServer(env=env, log_path=log_path, ready_timeout_s=180, all_workers=True, **workers_cfg) as server:
         unsettled = warm_up(database_url, server.port, workers_cfg, prefect=bool(prefect_server))
-        cpu_before = _cpu_split(server.process.pid, prefect_server)
+        cpu_before = cpu_split(server.process.pid, prefect_server)
         log_offset = log_path.stat().st_size  # the window's lines only: not the warm jobs' publications
         figures = drive(server.port, calls, senders)
-        cpu = {k: v - cpu_before[k] for k, v in _cpu_split(server.process.pid, prefect_server).items()}
+        cpu = {k: v - cpu_before[k] for k, v in cpu_split(server.process.pid, prefect_server).items()}
         time.sleep(1.5)  # let the after-commit pool drain (progress publication), then read memory
         rss = max((rss_mb(pid) for pid in children(server.process.pid)), default=float("nan"))
     counts = exact_counts(database_url, work)
@@ -295,6 +320,8 @@ def _robotjobs_round(
         + (f", Prefect server {cpu['prefect']:.1f}" if prefect_server else "")
         + f"; progress publications {published} (webhook log, from the window's start)"
     )
+    print(f"{'':<34}{machine_split(cpu, len(calls), 'senders')}")
+    figures["machine_ms"] = 1000 * cpu["machine"] / len(calls)
     return figures
 
 
@@ -304,18 +331,20 @@ def _floor_round(
     """The floor right after robotjobs' round, on fresh jobs, with gunicorn stopped (the Prefect server still up)."""
     senders, jobs_count, orders = (int(x) for x in scenario.split(":"))
     floor_work = seed_jobs(database_url, jobs_count, orders, tag=f"floor {mode} {scenario} {n}")
-    server_cpu = cpu_s(prefect_server) if prefect_server else 0.0
-    floor = run_floor(database_url, callbacks_of(floor_work), senders)
-    server_cpu = (cpu_s(prefect_server) if prefect_server else 0.0) - server_cpu
+    calls = callbacks_of(floor_work)
+    floor = run_floor(database_url, calls, senders, probe=lambda: cpu_split(None, prefect_server))
+    cpu = floor["probe"]
     name = f"floor ({'sqlite3' if sqlite else 'psycopg'}) {mode}, {senders} conn" + (f" #{n}" if n > 1 else "")
     print(
         row(
             name,
             floor,
             exact_counts(database_url, floor_work)
-            + (f"; Prefect server CPU meanwhile {server_cpu:.1f} s" if prefect_server else ""),
+            + (f"; Prefect server CPU meanwhile {cpu['prefect']:.1f} s" if prefect_server else ""),
         )
     )
+    print(f"{'':<34}{machine_split(cpu, len(calls), 'client')}")
+    floor["machine_ms"] = 1000 * cpu["machine"] / len(calls)
     return floor
 
 
@@ -366,10 +395,14 @@ def main() -> None:
             )
         each = ", ".join(f"{mine['rps'] / its['rps']:.2f}" for mine, its in zip(ours, floors, strict=True))
         medians = f"medians of {len(ours)} rounds, each round {each}; " if len(ours) > 1 else ""
+        machine = (
+            f"; machine CPU per callback {statistics.median(one['machine_ms'] for one in ours):.2f} / "
+            f"{statistics.median(one['machine_ms'] for one in floors):.2f} ms (medians)"
+        )
         print(
             f"ratio robotjobs/floor, {mode}, {senders} senders: {figures['rps'] / floor['rps']:.2f} "
             f"({medians}{figures['rps']:.0f} / {floor['rps']:.0f} req/s; p99 {figures['p99']:.0f} ms; "
-            f"errors {sum(mine['errors'] for mine in ours)}{against_plain})"
+            f"errors {sum(mine['errors'] for mine in ours)}{against_plain}{machine})"
         )
 
 
