@@ -16,18 +16,14 @@ from __future__ import annotations
 import argparse
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from benchmarks.webhook_bench import cpu_split, drive, gunicorn_defaults, machine_split, row
-from stack.processes import free_port
+from stack.processes import ManagedProcess, base_env, free_port
 
 # The webhook's acknowledgement of one success (webhook/callbacks.py `ack_body`), the same size.
 ACK = (
@@ -64,30 +60,21 @@ def main() -> None:
     print(f"gunicorn {model['worker_class']} workers={model['workers']} threads={model['threads']}, an app that "
           f"does nothing; {args.senders} keep-alive senders, {args.requests} requests per round")  # fmt: skip
     print(f"{'':<34}{'calls':>7}{'errors':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise RuntimeError(f"gunicorn did not start: {log_path.read_text()[-2000:]}") from None
-                    time.sleep(0.1)
-            drive(port, calls[: args.senders * 20], args.senders)  # every worker and thread warm
-            per_request = []
-            for n in range(1, args.rounds + 1):
-                before = cpu_split(server.pid, None)
-                figures = drive(port, calls, args.senders)
-                cpu = {key: value - before[key] for key, value in cpu_split(server.pid, None).items()}
-                per_request.append(1000 * cpu["webhook"] / len(calls))
-                print(row(f"gunicorn, nothing else #{n}", figures))
-                print(f"{'':<34}{machine_split(cpu, len(calls), 'senders', 'gunicorn')}")
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    server = ManagedProcess("gunicorn", command, env=base_env(), log_path=log_path).start()
+    try:
+        server.wait_http_ok(f"http://127.0.0.1:{port}/")
+        assert server.pid is not None  # started
+        drive(port, calls[: args.senders * 20], args.senders)  # every worker and thread warm
+        per_request = []
+        for n in range(1, args.rounds + 1):
+            before = cpu_split(server.pid, None)
+            figures = drive(port, calls, args.senders)
+            cpu = {key: value - before[key] for key, value in cpu_split(server.pid, None).items()}
+            per_request.append(1000 * cpu["webhook"] / len(calls))
+            print(row(f"gunicorn, nothing else #{n}", figures))
+            print(f"{'':<34}{machine_split(cpu, len(calls), 'senders', 'gunicorn')}")
+    finally:
+        server.stop()
     print("rerun: .venv/bin/python -m benchmarks.gunicorn_floor " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     print(f"gunicorn's own CPU per request: {statistics.median(per_request):.2f} ms (median of {args.rounds} rounds; "
           f"each {', '.join(f'{value:.2f}' for value in per_request)})")  # fmt: skip
